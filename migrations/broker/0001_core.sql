@@ -1,0 +1,115 @@
+-- Ferry broker schema: topics, queues, messages, dedup, consumer groups and their leases.
+-- Everything a person wants to inspect is a table with plain column names.
+
+-- Key material shared by every broker process on this database (receipt signatures).
+CREATE TABLE broker_meta (
+  key   text PRIMARY KEY,
+  value bytea NOT NULL
+);
+INSERT INTO broker_meta (key, value)
+VALUES ('receipt_hmac_key',
+        decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
+
+CREATE TABLE topics (
+  topic_id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name            text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9._-]{1,128}$'),
+  queue_count     int NOT NULL CHECK (queue_count BETWEEN 1 AND 256),
+  retention_ms    bigint NOT NULL CHECK (retention_ms > 0),
+  dedup_window_ms bigint NOT NULL CHECK (dedup_window_ms > 0),
+  created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per queue. next_offset is the offset the next message gets. A producing transaction
+-- locks the row (SELECT ... FOR UPDATE) from the moment it takes offsets until it commits, so
+-- transactions appending to one queue commit in offset order: a reader never sees offset k+1
+-- committed while k is not. Offsets are dense: 0, 1, 2, ...
+CREATE TABLE queues (
+  topic_id    bigint NOT NULL REFERENCES topics ON DELETE CASCADE,
+  queue_id    int NOT NULL,
+  next_offset bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (topic_id, queue_id)
+);
+
+-- Append-only message store: rows are inserted once and removed only by retention or topic
+-- deletion; delivery state lives in the small tables below.
+CREATE TABLE messages (
+  topic_id    bigint NOT NULL,
+  queue_id    int NOT NULL,
+  msg_offset  bigint NOT NULL,
+  key         text,                       -- NULL: produced without a key
+  payload     bytea NOT NULL,
+  headers     jsonb NOT NULL DEFAULT '{}',
+  dedup_id    text,
+  produced_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (topic_id, queue_id, msg_offset)
+);
+
+-- A dedup_id seen in a topic, and where its message went. Kept until expires_at (the topic's
+-- dedup window after the first send); a later send with the same id before then is a duplicate.
+CREATE TABLE dedup (
+  topic_id   bigint NOT NULL REFERENCES topics ON DELETE CASCADE,
+  dedup_id   text NOT NULL,
+  queue_id   int NOT NULL,
+  msg_offset bigint NOT NULL,
+  expires_at timestamptz NOT NULL,
+  PRIMARY KEY (topic_id, dedup_id)
+);
+CREATE INDEX dedup_expires_at ON dedup (expires_at);
+
+CREATE TABLE consumer_groups (
+  group_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name       text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9._-]{1,128}$'),
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- A group's progress on one queue. Every offset below committed_offset is settled; every offset
+-- below delivered_offset has been handed out at least once; the ones in between that are not
+-- settled are in group_leases.
+CREATE TABLE group_queues (
+  group_id         bigint NOT NULL REFERENCES consumer_groups ON DELETE CASCADE,
+  topic_id         bigint NOT NULL,
+  queue_id         int NOT NULL,
+  committed_offset bigint NOT NULL,
+  delivered_offset bigint NOT NULL,
+  PRIMARY KEY (group_id, topic_id, queue_id),
+  FOREIGN KEY (topic_id, queue_id) REFERENCES queues ON DELETE CASCADE,
+  CHECK (committed_offset <= delivered_offset)
+);
+
+-- Messages delivered to a group and not yet committed (small, churning state). lease_token
+-- identifies one delivery: a receipt whose token no longer matches is stale.
+CREATE SEQUENCE lease_token_seq;
+CREATE TABLE group_leases (
+  group_id           bigint NOT NULL,
+  topic_id           bigint NOT NULL,
+  queue_id           int NOT NULL,
+  msg_offset         bigint NOT NULL,
+  attempt            int NOT NULL,
+  lease_token        bigint NOT NULL,
+  deadline           timestamptz NOT NULL,
+  first_delivered_at timestamptz NOT NULL,
+  last_delivered_at  timestamptz NOT NULL,
+  PRIMARY KEY (group_id, topic_id, queue_id, msg_offset),
+  FOREIGN KEY (group_id, topic_id, queue_id) REFERENCES group_queues ON DELETE CASCADE
+);
+CREATE INDEX group_leases_deadline ON group_leases (group_id, topic_id, deadline);
+
+-- One line per group and queue: what a person asks first ("how far behind is my group?").
+CREATE VIEW group_lag AS
+SELECT g.name AS group_name,
+       t.name AS topic,
+       gq.queue_id,
+       q.next_offset AS end_offset,
+       gq.committed_offset,
+       gq.delivered_offset,
+       (SELECT count(*) FROM group_leases l
+         WHERE l.group_id = gq.group_id AND l.topic_id = gq.topic_id
+           AND l.queue_id = gq.queue_id) AS in_flight,
+       q.next_offset - gq.committed_offset AS lag,
+       (SELECT now() - m.produced_at FROM messages m
+         WHERE m.topic_id = gq.topic_id AND m.queue_id = gq.queue_id
+           AND m.msg_offset = gq.committed_offset) AS oldest_unacked_age
+FROM group_queues gq
+JOIN consumer_groups g USING (group_id)
+JOIN queues q USING (topic_id, queue_id)
+JOIN topics t USING (topic_id);

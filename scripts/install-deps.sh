@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package Ferry needs to build, run and test. Idempotent: packages that
+# are already installed are not fetched again, and apt-get is only called when one is missing.
+# Used by `make run`, `make test`, the README and .ci/run (one list, one place).
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  g++ cmake make pkg-config
+  # gRPC + Protobuf (protobuf-compiler-grpc is required by gRPC's CMake config)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  # PostgreSQL client library and server (tests and `make run` start their own cluster)
+  libpqxx-dev libpq-dev postgresql-15
+  # command line, logging, JSON, hashing (zlib crc32 for key -> queue, OpenSSL HMAC for receipts)
+  libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev libssl-dev
+  # tests
+  catch2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,56 @@
+# Source this file. Starts and stops a private PostgreSQL 15 cluster as an unprivileged user,
+# listening on a unix socket in the cluster's folder and on 127.0.0.1.
+#   ferry_pg_start DIR PORT [durable|fast]   initdb if DIR/data is missing, then start
+#   ferry_pg_stop DIR                        fast shutdown (immediate if that fails)
+#   ferry_pg_conninfo DIR PORT DB            prints a libpq conninfo for the unix socket
+# As root the server runs as the `postgres` user (created by the postgresql-common package).
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}   # Debian keeps the server binaries off PATH
+
+ferry_pg_run() {   # run a command as the cluster's owner
+  if [ "$(id -u)" = 0 ]; then (cd /tmp && runuser -u postgres -- "$@"); else (cd /tmp && "$@"); fi
+}
+
+ferry_pg_start() {
+  local dir=$1 port=$2 mode=${3:-durable} opts i
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    ferry_pg_run "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+      >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
+  fi
+  opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200"
+  if [ "$mode" = fast ]; then
+    # Tests only: nothing here must survive a power cut, so skip the flushes.
+    opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  else
+    opts="$opts -c fsync=on -c synchronous_commit=on"
+  fi
+  ferry_pg_run "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start \
+    >/dev/null || { tail -20 "$dir/server.log" >&2; return 1; }
+  for i in $(seq 1 100); do
+    "$PG_BIN/pg_isready" -q -h "$dir" -p "$port" && return 0
+    sleep 0.1
+  done
+  echo "PostgreSQL in $dir did not become ready" >&2
+  return 1
+}
+
+ferry_pg_stop() {
+  local dir=$1
+  [ -f "$dir/data/postmaster.pid" ] || return 0
+  ferry_pg_run "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+    ferry_pg_run "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+ferry_pg_conninfo() {
+  echo "host=$1 port=$2 user=postgres dbname=$3"
+}
+
+ferry_pg_free_port() {   # a port on 127.0.0.1 nothing listens on, from a range
+  local port try
+  for try in $(seq 1 50); do
+    port=$((40000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
+  done
+  return 1
+}

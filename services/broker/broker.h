@@ -1,0 +1,44 @@
+// Broker: the domain operations behind ferry.v1.Broker. Converts requests to store calls,
+// routes messages to queues and signs receipts. Blocking (database I/O): call it from the
+// executor, never from a gRPC callback thread. Thread-safe.
+#pragma once
+
+#include <absl/status/status.h>
+
+#include "broker/receipt.h"
+#include "broker/routing.h"
+#include "broker/store/pg_store.h"
+#include "broker/validation.h"
+#include "ferry/v1/broker.pb.h"
+
+namespace ferry::broker {
+
+class Broker {
+ public:
+  Broker(PgStore& store, ReceiptCodec codec, Limits limits)
+      : store_(store), codec_(std::move(codec)), limits_(limits) {}
+
+  const Limits& limits() const { return limits_; }
+
+  // Stores the (validated) request's messages; fills one result per message after commit.
+  absl::Status Produce(const v1::ProduceRequest& req, v1::ProduceResponse* resp);
+
+  // One attempt to lease messages, without waiting. Sets *topic_id so a caller that got
+  // nothing can wait for that topic's notifications.
+  absl::Status ConsumeOnce(const v1::ConsumeRequest& req, v1::ConsumeResponse* resp,
+                           int64_t* topic_id);
+
+  // Settles receipts; one result per entry.
+  absl::Status Commit(const v1::CommitRequest& req, v1::CommitResponse* resp);
+
+ private:
+  PgStore& store_;
+  const ReceiptCodec codec_;
+  const Limits limits_;
+  KeylessSpreader spreader_;
+};
+
+// The most payload bytes one Consume reply carries (it always carries at least one message).
+inline constexpr uint64_t kMaxConsumeReplyBytes = 32u << 20;
+
+}  // namespace ferry::broker

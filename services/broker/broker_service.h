@@ -1,0 +1,66 @@
+// gRPC adapters for ferry.v1.Broker and ferry.v1.Admin (callback API). Each handler validates
+// the request, hands the blocking work to the executor and finishes the reactor exactly once,
+// from the executor (or at once when validation fails or the executor is full).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "broker/broker.h"
+#include "broker/long_poll.h"
+#include "common/executor.h"
+#include "ferry/v1/admin.grpc.pb.h"
+#include "ferry/v1/broker.grpc.pb.h"
+
+namespace ferry::broker {
+
+class BrokerService final : public v1::Broker::CallbackService {
+ public:
+  BrokerService(Broker& broker, Executor& executor, LongPoller& poller)
+      : broker_(broker), executor_(executor), poller_(poller) {}
+
+  grpc::ServerUnaryReactor* Produce(grpc::CallbackServerContext* ctx,
+                                    const v1::ProduceRequest* req,
+                                    v1::ProduceResponse* resp) override;
+  grpc::ServerUnaryReactor* Consume(grpc::CallbackServerContext* ctx,
+                                    const v1::ConsumeRequest* req,
+                                    v1::ConsumeResponse* resp) override;
+  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const v1::CommitRequest* req,
+                                   v1::CommitResponse* resp) override;
+
+ private:
+  struct ConsumeCall;
+  void ConsumeAttempt(std::shared_ptr<ConsumeCall> call);
+
+  Broker& broker_;
+  Executor& executor_;
+  LongPoller& poller_;
+};
+
+class AdminService final : public v1::Admin::CallbackService {
+ public:
+  AdminService(PgStore& store, const Limits& limits, Executor& executor)
+      : store_(store), limits_(limits), executor_(executor) {}
+
+  grpc::ServerUnaryReactor* CreateTopic(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateTopicRequest* req,
+                                        v1::CreateTopicResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTopics(grpc::CallbackServerContext* ctx,
+                                       const v1::ListTopicsRequest* req,
+                                       v1::ListTopicsResponse* resp) override;
+  grpc::ServerUnaryReactor* DescribeTopic(grpc::CallbackServerContext* ctx,
+                                          const v1::DescribeTopicRequest* req,
+                                          v1::DescribeTopicResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteTopic(grpc::CallbackServerContext* ctx,
+                                        const v1::DeleteTopicRequest* req,
+                                        v1::DeleteTopicResponse* resp) override;
+  grpc::ServerUnaryReactor* GetGroupLag(grpc::CallbackServerContext* ctx,
+                                        const v1::GetGroupLagRequest* req,
+                                        v1::GetGroupLagResponse* resp) override;
+
+ private:
+  PgStore& store_;
+  const Limits limits_;
+  Executor& executor_;
+};
+
+}  // namespace ferry::broker

@@ -1,0 +1,73 @@
+// ferry-broker: the Ferry gRPC broker. `ferry-broker --help` lists every option.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "broker/options.h"
+#include "broker/server.h"
+#include "common/log.h"
+
+int main(int argc, char** argv) {
+  ferry::broker::BrokerOptions o;
+  CLI::App app{"ferry-broker: durable message broker on PostgreSQL (gRPC ferry.v1)"};
+  app.set_config("--config", "", "read options from this INI/TOML file");
+  app.add_option("--listen", o.listen, "gRPC listen address HOST:PORT")
+      ->envname("FERRY_LISTEN")->capture_default_str();
+  app.add_option("--database-url", o.database_url,
+                 "PostgreSQL URL or conninfo (empty: libpq's PG* environment variables)")
+      ->envname("FERRY_DATABASE_URL");
+  app.add_option("--pool-size", o.pool_size, "database connections = worker threads")
+      ->envname("FERRY_POOL_SIZE")->capture_default_str();
+  app.add_option("--max-queued-calls", o.max_queued_calls,
+                 "calls waiting for a worker before RESOURCE_EXHAUSTED")
+      ->envname("FERRY_MAX_QUEUED_CALLS")->capture_default_str();
+  app.add_option("--max-message-bytes", o.max_message_bytes, "largest payload accepted, bytes")
+      ->envname("FERRY_MAX_MESSAGE_BYTES")->capture_default_str();
+  app.add_option("--poll-interval-ms", o.poll_interval_ms,
+                 "long-poll re-check interval when no notification arrives, ms")
+      ->envname("FERRY_POLL_INTERVAL_MS")->capture_default_str();
+  app.add_option("--shutdown-grace-ms", o.shutdown_grace_ms,
+                 "time in-flight calls get to finish on SIGTERM/SIGINT, ms")
+      ->envname("FERRY_SHUTDOWN_GRACE_MS")->capture_default_str();
+  app.add_option("--migrate", o.migrate, "apply database migrations at start (true|false)")
+      ->envname("FERRY_MIGRATE")->capture_default_str();
+  app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")
+      ->envname("FERRY_LOG_LEVEL")->capture_default_str();
+  auto* migrate = app.add_subcommand("migrate", "apply the broker migrations and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  ferry::log::Init(o.log_level);
+  auto logger = ferry::log::Get("broker");
+  if (absl::Status s = ferry::broker::Validate(o); !s.ok()) {
+    std::cerr << "ferry-broker: " << s.message() << "\n";
+    return 2;
+  }
+  if (migrate->parsed()) {
+    absl::Status s = ferry::broker::MigrateDatabase(o);
+    if (!s.ok()) {
+      std::cerr << "ferry-broker migrate: " << s.message() << "\n";
+      return 1;
+    }
+    logger->info("event=migrated");
+    return 0;
+  }
+
+  // Signals are taken by sigwait below, never by a handler: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  ferry::broker::BrokerServer server(o);
+  if (absl::Status s = server.Start(); !s.ok()) {
+    std::cerr << "ferry-broker: " << s.message() << "\n";
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  logger->info("event=signal signal={}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  server.Shutdown();
+  return 0;
+}

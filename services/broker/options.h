@@ -1,0 +1,34 @@
+// BrokerOptions: every setting of ferry-broker, with its default and unit.
+// Precedence: command-line flag > config file (--config, INI/TOML) > environment (FERRY_*) >
+// default.
+#pragma once
+
+#include <absl/status/status.h>
+
+#include <cstdint>
+#include <string>
+
+namespace ferry::broker {
+
+struct BrokerOptions {
+  std::string listen = "127.0.0.1:7420";  // FERRY_LISTEN: gRPC address (port 0: any free port)
+  std::string database_url;               // FERRY_DATABASE_URL: libpq URL/conninfo; "" = PG* env
+  int pool_size = 8;                      // FERRY_POOL_SIZE: connections = worker threads
+  int max_queued_calls = 4096;            // FERRY_MAX_QUEUED_CALLS: beyond: RESOURCE_EXHAUSTED
+  uint64_t max_message_bytes = 4u << 20;  // FERRY_MAX_MESSAGE_BYTES: one payload
+  int poll_interval_ms = 200;             // FERRY_POLL_INTERVAL_MS: long-poll fallback re-check
+  int shutdown_grace_ms = 5000;           // FERRY_SHUTDOWN_GRACE_MS: in-flight calls get this long
+  bool migrate = true;                    // FERRY_MIGRATE: apply migrations at start
+  std::string log_level = "info";         // FERRY_LOG_LEVEL: trace|debug|info|warn|error
+};
+
+// Checks ranges before anything starts; the message names the flag.
+absl::Status Validate(const BrokerOptions& options);
+
+// The options as one log line, with the database password redacted.
+std::string Describe(const BrokerOptions& options);
+
+// Replaces a password in a libpq URL or conninfo string with "***".
+std::string RedactDatabaseUrl(const std::string& url);
+
+}  // namespace ferry::broker

@@ -1,0 +1,141 @@
+#include "broker/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "broker/broker.h"
+#include "broker/broker_service.h"
+#include "broker/long_poll.h"
+#include "broker/store/pg_store.h"
+#include "common/executor.h"
+#include "common/log.h"
+#include "common/pg/migrate.h"
+#include "common/pg/pool.h"
+
+namespace ferry::broker {
+
+const std::vector<pg::Migration>& BrokerMigrations();  // generated from migrations/broker
+
+namespace {
+constexpr char kMigrationsTable[] = "broker_schema_migrations";
+constexpr int kMaxGrpcMessageBytes = 64 << 20;  // 16 MiB produce + framing; consume replies
+}  // namespace
+
+absl::Status MigrateDatabase(const BrokerOptions& options) {
+  pg::ConnectionPool pool(options.database_url, 1, "ferry-broker", {});
+  std::unique_ptr<pqxx::connection> conn;
+  try {
+    conn = pool.OpenDedicated("migrate");
+  } catch (const std::exception& e) {
+    return pg::StatusFromException(e, "connect for migrations");
+  }
+  return pg::ApplyMigrations(*conn, kMigrationsTable, BrokerMigrations());
+}
+
+BrokerServer::BrokerServer(BrokerOptions options) : options_(std::move(options)) {}
+
+BrokerServer::~BrokerServer() { Shutdown(); }
+
+absl::Status BrokerServer::Start() {
+  auto logger = ferry::log::Get("broker");
+  if (absl::Status s = Validate(options_); !s.ok()) return s;
+  logger->info("event=starting {}", Describe(options_));
+  if (options_.migrate) {
+    if (absl::Status s = MigrateDatabase(options_); !s.ok()) return s;
+  }
+  pool_ = std::make_unique<pg::ConnectionPool>(options_.database_url, options_.pool_size,
+                                               "ferry-broker", PgStore::Statements());
+  {
+    // Open one connection now: a bad URL or a schema mismatch fails here, not on a request.
+    auto lease = pool_->Acquire(std::chrono::seconds(10));
+    if (!lease.ok()) return lease.status();
+  }
+  store_ = std::make_unique<PgStore>(*pool_);
+  auto key = store_->ReceiptKey();
+  if (!key.ok()) return key.status();
+  Limits limits;
+  limits.max_message_bytes = options_.max_message_bytes;
+  broker_ = std::make_unique<Broker>(*store_, ReceiptCodec(*key), limits);
+  executor_ = std::make_unique<Executor>(options_.pool_size,
+                                         static_cast<size_t>(options_.max_queued_calls));
+  poller_ = std::make_unique<LongPoller>(std::chrono::milliseconds(options_.poll_interval_ms));
+  listener_ = std::make_unique<NotificationListener>(*pool_, *poller_);
+  broker_service_ = std::make_unique<BrokerService>(*broker_, *executor_, *poller_);
+  admin_service_ = std::make_unique<AdminService>(*store_, limits, *executor_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // see toolchain notes: --as-needed
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
+  builder.RegisterService(broker_service_.get());
+  builder.RegisterService(admin_service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    server_.reset();
+    return absl::InvalidArgumentError("cannot listen on " + options_.listen +
+                                      " (address in use or invalid?)");
+  }
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  maintenance_ = std::thread([this] { Maintain(); });
+  logger->info("event=serving listen={} port={}", options_.listen, port_);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::Channel> BrokerServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
+  args.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
+  return server_->InProcessChannel(args);
+}
+
+void BrokerServer::Maintain() {
+  auto logger = ferry::log::Get("broker.maintain");
+  std::unique_lock<std::mutex> lock(maintain_mu_);
+  while (!maintain_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_; })) {
+    lock.unlock();
+    auto deleted = store_->DeleteExpiredDedup(10000);
+    if (!deleted.ok()) {
+      logger->warn("event=dedup_expiry_failed error=\"{}\"", std::string(deleted.status().message()));
+    } else if (*deleted > 0) {
+      logger->info("event=dedup_expired rows={}", *deleted);
+    }
+    lock.lock();
+  }
+}
+
+void BrokerServer::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(maintain_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  maintain_cv_.notify_all();
+  auto logger = ferry::log::Get("broker");
+  logger->info("event=stopping");
+  // Inputs first: stop reporting healthy, answer parked long polls, stop accepting calls and
+  // let in-flight ones finish; then the workers, the listener, and the connections.
+  if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  if (poller_) poller_->Stop();
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(options_.shutdown_grace_ms));
+  }
+  if (executor_) executor_->Shutdown();
+  if (server_) server_->Wait();
+  if (maintenance_.joinable()) maintenance_.join();
+  if (listener_) listener_->Stop();
+  listener_.reset();
+  server_.reset();
+  admin_service_.reset();
+  broker_service_.reset();
+  poller_.reset();
+  executor_.reset();
+  broker_.reset();
+  store_.reset();
+  pool_.reset();
+  logger->info("event=stopped");
+}
+
+}  // namespace ferry::broker

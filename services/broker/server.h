@@ -1,0 +1,78 @@
+// BrokerServer: builds the broker from its options and runs it.
+//
+// Construction order (torn down in reverse): pool -> migrations -> store -> receipt key ->
+// executor -> long poller -> notification listener -> services -> gRPC server.
+// Threads: gRPC's callback threads (validation only), `pool_size` executor workers (all
+// database work), the long-poll timer, the LISTEN connection, one maintenance thread.
+#pragma once
+
+#include <absl/status/status.h>
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "broker/options.h"
+#include "ferry/v1/broker.grpc.pb.h"
+
+namespace ferry {
+class Executor;
+namespace pg {
+class ConnectionPool;
+}
+}  // namespace ferry
+
+namespace ferry::broker {
+
+class Broker;
+class BrokerService;
+class AdminService;
+class LongPoller;
+class NotificationListener;
+class PgStore;
+
+// Applies the broker migrations to options.database_url and returns.
+absl::Status MigrateDatabase(const BrokerOptions& options);
+
+class BrokerServer {
+ public:
+  explicit BrokerServer(BrokerOptions options);
+  ~BrokerServer();
+
+  // Migrates (unless disabled), connects, and starts serving. UNAVAILABLE when the database
+  // cannot be reached, INVALID_ARGUMENT for bad options or an address that cannot be bound.
+  absl::Status Start();
+
+  // The bound port (useful with port 0). Valid after Start().
+  int port() const { return port_; }
+
+  // An in-process channel to this server (tests).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  // Stops: health NOT_SERVING, wakes long polls, lets in-flight calls finish for up to
+  // shutdown_grace_ms, then stops workers and closes connections. Idempotent.
+  void Shutdown();
+
+ private:
+  void Maintain();
+
+  const BrokerOptions options_;
+  int port_ = 0;
+  std::unique_ptr<pg::ConnectionPool> pool_;
+  std::unique_ptr<PgStore> store_;
+  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<LongPoller> poller_;
+  std::unique_ptr<NotificationListener> listener_;
+  std::unique_ptr<BrokerService> broker_service_;
+  std::unique_ptr<AdminService> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::mutex maintain_mu_;
+  std::condition_variable maintain_cv_;
+  bool stopping_ = false;
+  std::thread maintenance_;
+};
+
+}  // namespace ferry::broker

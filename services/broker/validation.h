@@ -1,0 +1,46 @@
+// Request validation: every field of every request is checked here before any work is done.
+// Each function returns OK or INVALID_ARGUMENT / RESOURCE_EXHAUSTED with a message that names
+// the field and says what is allowed.
+#pragma once
+
+#include <absl/status/status.h>
+
+#include <cstdint>
+#include <string>
+
+#include "ferry/v1/admin.pb.h"
+#include "ferry/v1/broker.pb.h"
+
+namespace ferry::broker {
+
+struct Limits {
+  uint32_t max_messages_per_produce = 1000;
+  uint64_t max_produce_bytes = 16u << 20;  // payloads + keys + headers of one call
+  uint64_t max_message_bytes = 4u << 20;   // one payload
+  uint32_t max_key_bytes = 1024;
+  uint32_t max_dedup_id_bytes = 256;
+  uint32_t max_headers = 64;
+  uint32_t max_header_bytes = 16u << 10;   // one header, name + value
+  uint32_t max_consume_messages = 1000;
+  uint32_t max_wait_ms = 30000;
+  uint32_t min_visibility_ms = 1000;
+  uint32_t max_visibility_ms = 12u * 3600 * 1000;
+  uint32_t max_commit_entries = 1000;
+  uint32_t max_queues = 256;
+};
+
+inline constexpr uint32_t kDefaultVisibilityMs = 30000;
+inline constexpr uint32_t kDefaultQueues = 4;
+inline constexpr uint64_t kDefaultRetentionMs = 7ull * 24 * 3600 * 1000;
+inline constexpr uint64_t kDefaultDedupWindowMs = 24ull * 3600 * 1000;
+inline constexpr uint64_t kMaxDurationMs = 10ull * 365 * 24 * 3600 * 1000;  // ten years
+
+// Topic and group names: [A-Za-z0-9._-]{1,128}. `field` names the field in the message.
+absl::Status ValidateName(const std::string& field, const std::string& value);
+
+absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits);
+absl::Status ValidateConsume(const v1::ConsumeRequest& req, const Limits& limits);
+absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits);
+absl::Status ValidateTopicConfig(const v1::TopicConfig& topic, const Limits& limits);
+
+}  // namespace ferry::broker

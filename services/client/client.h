@@ -1,0 +1,58 @@
+// ferry::Client: a small synchronous C++ client for the Ferry broker (ferry.v1.Broker and
+// ferry.v1.Admin). Every call has a deadline; errors come back as absl::Status with the gRPC
+// code and the broker's message. Thread-safe (gRPC stubs are).
+#pragma once
+
+#include <absl/status/statusor.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "ferry/v1/admin.grpc.pb.h"
+#include "ferry/v1/broker.grpc.pb.h"
+
+namespace ferry {
+
+class Client {
+ public:
+  // `target`: HOST:PORT of a broker, e.g. "127.0.0.1:7420".
+  explicit Client(const std::string& target);
+  // Uses an existing channel (e.g. a server's in-process channel).
+  explicit Client(std::shared_ptr<grpc::Channel> channel);
+
+  // Deadline of calls other than Consume (which adds its max_wait_ms to this).
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+
+  // Waits until the channel is connected. False if it is not within `wait`.
+  bool WaitConnected(std::chrono::milliseconds wait);
+
+  absl::StatusOr<v1::ProduceResponse> Produce(const v1::ProduceRequest& req);
+  absl::StatusOr<v1::ConsumeResponse> Consume(const v1::ConsumeRequest& req);
+  absl::StatusOr<v1::CommitResponse> Commit(const v1::CommitRequest& req);
+
+  absl::StatusOr<v1::CreateTopicResponse> CreateTopic(const v1::TopicConfig& topic);
+  absl::StatusOr<v1::ListTopicsResponse> ListTopics();
+  absl::StatusOr<v1::DescribeTopicResponse> DescribeTopic(const std::string& name);
+  absl::Status DeleteTopic(const std::string& name);
+  absl::StatusOr<v1::GetGroupLagResponse> GetGroupLag(const std::string& group,
+                                                      const std::string& topic);
+
+  // Convenience: ACKs every receipt for `group`; returns the per-receipt results.
+  absl::StatusOr<v1::CommitResponse> Ack(const std::string& group,
+                                         const std::vector<std::string>& receipts);
+
+ private:
+  void SetDeadline(grpc::ClientContext& ctx, std::chrono::milliseconds extra) const;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Broker::Stub> broker_;
+  std::unique_ptr<v1::Admin::Stub> admin_;
+  std::chrono::milliseconds timeout_{10000};
+};
+
+// A channel with Ferry's message size limits (64 MiB each way).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+
+}  // namespace ferry

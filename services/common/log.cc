@@ -1,0 +1,25 @@
+#include "common/log.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+namespace ferry::log {
+
+void Init(const std::string& level) {
+  spdlog::level::level_enum lvl = spdlog::level::from_str(level);
+  if (lvl == spdlog::level::off && level != "off") lvl = spdlog::level::info;
+  spdlog::set_level(lvl);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %n: %v");
+}
+
+std::shared_ptr<spdlog::logger> Get(const std::string& name) {
+  if (auto existing = spdlog::get(name)) return existing;
+  try {
+    auto logger = spdlog::stderr_color_mt(name);
+    logger->set_level(spdlog::get_level());
+    return logger;
+  } catch (const spdlog::spdlog_ex&) {
+    return spdlog::get(name);  // another thread registered it first
+  }
+}
+
+}  // namespace ferry::log

@@ -1,0 +1,19 @@
+// Logging: spdlog, one named logger per module, key=value fields, to stderr.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <string>
+
+namespace ferry::log {
+
+// Sets the level ("trace", "debug", "info", "warn", "error") and the line format for every
+// logger. Call once from main before starting threads. Unknown levels fall back to info.
+void Init(const std::string& level);
+
+// Returns the logger called `name` ("broker.service", "pg", ...), creating it on first use.
+// Thread-safe.
+std::shared_ptr<spdlog::logger> Get(const std::string& name);
+
+}  // namespace ferry::log

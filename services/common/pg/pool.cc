@@ -1,0 +1,160 @@
+#include "common/pg/pool.h"
+
+#include <thread>
+
+#include "common/log.h"
+
+namespace ferry::pg {
+namespace {
+
+constexpr std::chrono::milliseconds kAcquireWaitOnRetry{5000};
+
+bool IsRetryable(const std::string& sqlstate) {
+  return sqlstate == "40001" || sqlstate == "40P01";  // serialization_failure, deadlock_detected
+}
+
+}  // namespace
+
+Lease::Lease(Lease&& other) noexcept
+    : pool_(other.pool_), conn_(std::move(other.conn_)), broken_(other.broken_) {
+  other.pool_ = nullptr;
+}
+
+Lease::~Lease() {
+  if (pool_ != nullptr && conn_ != nullptr) pool_->Return(std::move(conn_), broken_);
+}
+
+ConnectionPool::ConnectionPool(std::string conninfo, int size, std::string application_name,
+                               std::vector<Statement> statements)
+    : conninfo_(std::move(conninfo)),
+      size_(size),
+      application_name_(std::move(application_name)),
+      statements_(std::move(statements)) {}
+
+ConnectionPool::~ConnectionPool() = default;
+
+std::unique_ptr<pqxx::connection> ConnectionPool::Open() const {
+  auto conn = OpenDedicated("pool");
+  for (const Statement& s : statements_) {
+    conn->prepare(s.name, s.sql);
+    conn->prepare_now(s.name);  // parse now: a bad statement fails here, at start
+  }
+  return conn;
+}
+
+std::unique_ptr<pqxx::connection> ConnectionPool::OpenDedicated(const std::string& purpose) const {
+  auto conn = std::make_unique<pqxx::connection>(conninfo_);
+  pqxx::nontransaction tx(*conn);
+  tx.exec("SET application_name = " + tx.quote(application_name_ + "/" + purpose));
+  return conn;
+}
+
+absl::StatusOr<Lease> ConnectionPool::Acquire(std::chrono::milliseconds wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    if (!idle_.empty()) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(conn));
+    }
+    if (open_ < size_) {
+      ++open_;
+      lock.unlock();
+      try {
+        return Lease(this, Open());
+      } catch (const std::exception& e) {
+        lock.lock();
+        --open_;
+        cv_.notify_one();
+        ferry::log::Get("pg")->warn("event=connect_failed error=\"{}\"", e.what());
+        return absl::UnavailableError(
+            "the broker cannot reach its database; retry later (details in the broker log)");
+      }
+    }
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
+        open_ >= size_) {
+      return absl::ResourceExhaustedError(
+          "every database connection stayed busy; retry later or raise --pool-size");
+    }
+  }
+}
+
+void ConnectionPool::Return(std::unique_ptr<pqxx::connection> conn, bool broken) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (broken || !conn->is_open()) {
+      --open_;
+    } else {
+      idle_.push_back(std::move(conn));
+    }
+  }
+  if (broken) {
+    // Closing may block briefly on the socket: outside the lock.
+    conn.reset();
+  }
+  cv_.notify_one();
+}
+
+absl::Status StatusFromException(const std::exception& e, const std::string& operation) {
+  auto logger = ferry::log::Get("pg");
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    logger->error("op={} event=commit_in_doubt error=\"{}\"", operation, e.what());
+    return absl::UnavailableError(operation +
+                                  ": the database connection broke during commit; the outcome is "
+                                  "unknown, retry (dedup_id makes a retried produce safe)");
+  }
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    logger->warn("op={} event=connection_lost error=\"{}\"", operation, e.what());
+    return absl::UnavailableError(operation + ": lost the database connection; retry later");
+  }
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    const std::string& state = sql->sqlstate();
+    if (IsRetryable(state)) {
+      return absl::AbortedError(operation + ": conflicting concurrent update; retry");
+    }
+    if (state == "57014") {
+      return absl::DeadlineExceededError(operation + ": the database query timed out");
+    }
+    if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03") {
+      logger->warn("op={} event=database_unavailable sqlstate={} error=\"{}\"", operation, state,
+                   e.what());
+      return absl::UnavailableError(operation + ": the database is unavailable; retry later");
+    }
+    logger->error("op={} event=sql_error sqlstate={} error=\"{}\" query=\"{}\"", operation, state,
+                  e.what(), sql->query());
+    return absl::InternalError(operation + ": database error (SQLSTATE " + state +
+                               "); see the broker log");
+  }
+  logger->error("op={} event=internal_error error=\"{}\"", operation, e.what());
+  return absl::InternalError(operation + ": internal error; see the broker log");
+}
+
+absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
+                            const std::function<absl::Status(pqxx::connection&)>& body) {
+  constexpr int kAttempts = 3;
+  absl::Status last;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    auto lease = pool.Acquire(kAcquireWaitOnRetry);
+    if (!lease.ok()) return lease.status();
+    try {
+      return body(lease->conn());
+    } catch (const pqxx::broken_connection& e) {
+      lease->MarkBroken();
+      return StatusFromException(e, operation);
+    } catch (const pqxx::sql_error& e) {
+      last = StatusFromException(e, operation);
+      if (!IsRetryable(e.sqlstate())) {
+        if (!lease->conn().is_open()) lease->MarkBroken();
+        return last;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 * attempt));
+    } catch (const std::exception& e) {
+      if (!lease->conn().is_open()) lease->MarkBroken();
+      return StatusFromException(e, operation);
+    }
+  }
+  return last;
+}
+
+}  // namespace ferry::pg

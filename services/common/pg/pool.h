@@ -1,0 +1,98 @@
+// A fixed-size pool of libpqxx connections. A pqxx::connection is not thread-safe, so each
+// connection is used by one thread at a time, borrowed through a Lease.
+//
+// Every new connection prepares all of the pool's statements, so a typo in SQL fails when the
+// first connection is made (at start), not on the first request that uses it.
+#pragma once
+
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+#include <pqxx/pqxx>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ferry::pg {
+
+// A named prepared statement. Names follow <service>_<verb>_<noun>.
+struct Statement {
+  const char* name;
+  const char* sql;
+};
+
+class ConnectionPool;
+
+// A borrowed connection; returns it to the pool when destroyed. Move-only.
+class Lease {
+ public:
+  Lease(Lease&& other) noexcept;
+  Lease& operator=(Lease&&) = delete;
+  ~Lease();
+  pqxx::connection& conn() { return *conn_; }
+  // The connection broke: the pool closes it and makes a new one when next needed.
+  void MarkBroken() { broken_ = true; }
+
+ private:
+  friend class ConnectionPool;
+  Lease(ConnectionPool* pool, std::unique_ptr<pqxx::connection> conn)
+      : pool_(pool), conn_(std::move(conn)) {}
+  ConnectionPool* pool_;
+  std::unique_ptr<pqxx::connection> conn_;
+  bool broken_ = false;
+};
+
+class ConnectionPool {
+ public:
+  // `conninfo`: a libpq connection string or URL ("" uses the PG* environment variables).
+  // `application_name` shows in pg_stat_activity. Connections are opened on demand.
+  ConnectionPool(std::string conninfo, int size, std::string application_name,
+                 std::vector<Statement> statements);
+  ~ConnectionPool();
+
+  // Borrows a connection, opening one if fewer than `size` exist. Waits at most `wait` for one
+  // to be returned. Errors: UNAVAILABLE when the database cannot be reached,
+  // RESOURCE_EXHAUSTED when every connection stayed busy for `wait`. Thread-safe.
+  absl::StatusOr<Lease> Acquire(std::chrono::milliseconds wait);
+
+  // Opens a connection outside the pool with the same settings (for LISTEN, migrations).
+  // Throws what pqxx throws.
+  std::unique_ptr<pqxx::connection> OpenDedicated(const std::string& purpose) const;
+
+  int size() const { return size_; }
+
+ private:
+  friend class Lease;
+  void Return(std::unique_ptr<pqxx::connection> conn, bool broken);
+  std::unique_ptr<pqxx::connection> Open() const;
+
+  const std::string conninfo_;
+  const int size_;
+  const std::string application_name_;
+  const std::vector<Statement> statements_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;
+  int open_ = 0;  // connections idle + lent out
+};
+
+// Maps an exception thrown by libpqxx (or anything else) to a status a client can act on,
+// without SQL text or connection details (those are logged). `operation` names what failed.
+//   connection loss / cannot connect  -> UNAVAILABLE (retryable)
+//   serialization failure / deadlock  -> ABORTED (RunTransaction retries these first)
+//   query canceled (statement_timeout) -> DEADLINE_EXCEEDED
+//   commit outcome unknown (in_doubt)  -> UNAVAILABLE
+//   anything else                      -> INTERNAL
+absl::Status StatusFromException(const std::exception& e, const std::string& operation);
+
+// Borrows a connection and runs `body` with it; retries serialization failures and deadlocks
+// up to three times. `body` returns a status; exceptions it throws are mapped with
+// StatusFromException, and a broken connection is replaced. Thread-safe.
+absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
+                            const std::function<absl::Status(pqxx::connection&)>& body);
+
+}  // namespace ferry::pg
