@@ -334,6 +334,7 @@ absl::StatusOr<TopicInfo> PgStore::CreateTopic(TopicInfo topic) {
 absl::StatusOr<std::vector<TopicInfo>> PgStore::ListTopics() {
   std::vector<TopicInfo> topics;
   absl::Status status = pg::WithConnection(pool_, "list topics", [&](pqxx::connection& c) {
+    topics.clear();
     pqxx::read_transaction tx(c);
     for (const auto& row : tx.exec_prepared(kListTopics.name)) topics.push_back(TopicFromRow(row));
     return absl::OkStatus();
@@ -346,6 +347,7 @@ absl::StatusOr<std::pair<TopicInfo, std::vector<QueueState>>> PgStore::DescribeT
     const std::string& name) {
   std::pair<TopicInfo, std::vector<QueueState>> out;
   absl::Status status = pg::WithConnection(pool_, "describe topic", [&](pqxx::connection& c) {
+    out.second.clear();
     pqxx::read_transaction tx(c);
     pqxx::result t = tx.exec_prepared(kSelectTopic.name, name);
     if (t.empty()) return TopicNotFound(name);
@@ -759,6 +761,7 @@ absl::StatusOr<std::vector<QueueLag>> PgStore::GroupLag(const std::string& group
                                                         const std::string& topic) {
   std::vector<QueueLag> out;
   absl::Status status = pg::WithConnection(pool_, "group lag", [&](pqxx::connection& c) {
+    out.clear();
     pqxx::read_transaction tx(c);
     pqxx::result g = tx.exec_prepared(kSelectGroup.name, group);
     if (g.empty()) {

@@ -132,29 +132,47 @@ absl::Status StatusFromException(const std::exception& e, const std::string& ope
 
 absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
                             const std::function<absl::Status(pqxx::connection&)>& body) {
-  constexpr int kAttempts = 3;
-  absl::Status last;
-  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+  // A transaction that failed before COMMIT changed nothing, so `body` may run again:
+  //  - on a dead connection (the database restarted, or the backend was terminated), once per
+  //    pooled connection, so that stale idle connections cost the caller nothing;
+  //  - on a serialization failure or deadlock, up to three times.
+  // A connection lost during COMMIT (in_doubt_error) is never retried: the outcome is unknown.
+  constexpr int kConflictRetries = 3;
+  int conflict_retries = 0, connection_retries = 0;
+  for (;;) {
     auto lease = pool.Acquire(kAcquireWaitOnRetry);
     if (!lease.ok()) return lease.status();
+    absl::Status failed;
+    bool connection_lost = false, conflict = false;
     try {
       return body(lease->conn());
-    } catch (const pqxx::broken_connection& e) {
+    } catch (const pqxx::in_doubt_error& e) {
       lease->MarkBroken();
       return StatusFromException(e, operation);
+    } catch (const pqxx::broken_connection& e) {
+      failed = StatusFromException(e, operation);
+      connection_lost = true;
     } catch (const pqxx::sql_error& e) {
-      last = StatusFromException(e, operation);
-      if (!IsRetryable(e.sqlstate())) {
-        if (!lease->conn().is_open()) lease->MarkBroken();
-        return last;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5 * attempt));
+      failed = StatusFromException(e, operation);
+      const std::string& state = e.sqlstate();
+      connection_lost = !lease->conn().is_open() || state.rfind("08", 0) == 0 ||
+                        state == "57P01" || state == "57P02" || state == "57P03";
+      conflict = IsRetryable(state);
     } catch (const std::exception& e) {
       if (!lease->conn().is_open()) lease->MarkBroken();
       return StatusFromException(e, operation);
     }
+    if (connection_lost) {
+      lease->MarkBroken();
+      if (connection_retries++ < pool.size()) continue;
+      return failed;
+    }
+    if (conflict && conflict_retries++ < kConflictRetries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 * conflict_retries));
+      continue;
+    }
+    return failed;
   }
-  return last;
 }
 
 }  // namespace ferry::pg

@@ -1,0 +1,342 @@
+// The broker's gRPC services, in process, on a real PostgreSQL: what a client sees.
+#include <grpcpp/grpcpp.h>
+
+#include <catch2/catch.hpp>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "broker/routing.h"
+#include "broker/server.h"
+#include "client/client.h"
+#include "support/test_db.h"
+
+using namespace ferry;
+using ferry::test::TempDatabase;
+
+namespace {
+
+struct Fixture {
+  TempDatabase db;
+  broker::BrokerServer server{[this] {
+    broker::BrokerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.database_url = db.conninfo();
+    o.pool_size = 4;
+    o.max_message_bytes = 1 << 20;
+    return o;
+  }()};
+  std::unique_ptr<Client> client;
+
+  Fixture() {
+    absl::Status s = server.Start();
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+    client = std::make_unique<Client>(MakeChannel("127.0.0.1:" + std::to_string(server.port())));
+  }
+
+  void CreateTopic(const std::string& name, uint32_t queues = 2) {
+    v1::TopicConfig t;
+    t.set_name(name);
+    t.set_queues(queues);
+    auto r = client->CreateTopic(t);
+    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
+  }
+
+  v1::ProduceResponse Produce(const std::string& topic, const std::vector<std::string>& payloads,
+                              const std::string& key = "") {
+    v1::ProduceRequest req;
+    req.set_topic(topic);
+    for (const auto& p : payloads) {
+      auto* m = req.add_messages();
+      m->set_payload(p);
+      m->set_key(key);
+    }
+    auto r = client->Produce(req);
+    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
+    return *r;
+  }
+
+  v1::ConsumeResponse Consume(const std::string& group, const std::string& topic, uint32_t max,
+                              uint32_t wait_ms = 0, uint32_t visibility_ms = 0,
+                              v1::StartPosition start = v1::START_POSITION_EARLIEST) {
+    v1::ConsumeRequest req;
+    req.set_group(group);
+    req.set_topic(topic);
+    req.set_max_messages(max);
+    req.set_max_wait_ms(wait_ms);
+    req.set_visibility_timeout_ms(visibility_ms);
+    req.set_start_position(start);
+    auto r = client->Consume(req);
+    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
+    return *r;
+  }
+
+  int64_t StoredMessages() {
+    pqxx::connection c(db.conninfo());
+    pqxx::read_transaction tx(c);
+    return tx.exec("SELECT count(*) FROM messages")[0][0].as<int64_t>();
+  }
+};
+
+std::vector<std::string> Receipts(const v1::ConsumeResponse& r) {
+  std::vector<std::string> out;
+  for (const auto& m : r.messages()) out.push_back(m.receipt());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("produce - consume - commit: the basic contract", "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("orders", 3);
+  v1::ProduceRequest req;
+  req.set_topic("orders");
+  auto* m = req.add_messages();
+  m->set_key("order-42");
+  m->set_payload(std::string("bin\0ary\xff", 8));
+  (*m->mutable_headers())["trace"] = "abc";
+  auto produced = f.client->Produce(req);
+  REQUIRE(produced.ok());
+  REQUIRE(produced->results_size() == 1);
+  CHECK(produced->results(0).queue() == broker::QueueForKey("order-42", 3));
+
+  auto got = f.Consume("billing", "orders", 10);
+  REQUIRE(got.messages_size() == 1);
+  const auto& d = got.messages(0);
+  CHECK(d.payload() == std::string("bin\0ary\xff", 8));
+  CHECK(d.key() == "order-42");
+  CHECK(d.headers().at("trace") == "abc");
+  CHECK(d.delivery_attempt() == 1);
+  CHECK(d.topic() == "orders");
+  CHECK(d.queue() == produced->results(0).queue());
+  CHECK(d.offset() == produced->results(0).offset());
+  CHECK(d.produced_at().seconds() > 0);
+
+  auto c1 = f.client->Ack("billing", {d.receipt()});
+  REQUIRE(c1.ok());
+  CHECK(c1->results(0).status() == v1::COMMITTED);
+  auto c2 = f.client->Ack("billing", {d.receipt()});
+  REQUIRE(c2.ok());
+  CHECK(c2->results(0).status() == v1::ALREADY_COMMITTED);  // committing twice is harmless
+
+  CHECK(f.Consume("billing", "orders", 10).messages_size() == 0);  // nothing left
+  CHECK(f.Consume("audit", "orders", 10).messages_size() == 1);    // another group sees it
+
+  auto lag = f.client->GetGroupLag("billing", "orders");
+  REQUIRE(lag.ok());
+  REQUIRE(lag->queues_size() == 3);
+  for (const auto& q : lag->queues()) {
+    CHECK(q.lag() == 0);
+    CHECK(q.committed_offset() == q.end_offset());
+  }
+}
+
+TEST_CASE("receipts: tampered - foreign-group and RETRY are reported per entry",
+          "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("t", 1);
+  f.Produce("t", {"a", "b"});
+  auto got = f.Consume("g1", "t", 2);
+  REQUIRE(got.messages_size() == 2);
+  std::string tampered = got.messages(0).receipt();
+  tampered[tampered.size() / 2] = tampered[tampered.size() / 2] == 'A' ? 'B' : 'A';
+  f.Consume("g2", "t", 1);  // creates group g2
+
+  v1::CommitRequest req;
+  req.set_group("g2");
+  req.add_entries()->set_receipt(got.messages(0).receipt());  // issued to g1
+  req.add_entries()->set_receipt(tampered);
+  auto* retry = req.add_entries();
+  retry->set_receipt(got.messages(1).receipt());
+  retry->set_outcome(v1::RETRY);
+  auto r = f.client->Commit(req);
+  REQUIRE(r.ok());  // the call succeeds; each entry says what happened
+  CHECK(r->results(0).status() == v1::INVALID_RECEIPT);
+  CHECK(r->results(1).status() == v1::INVALID_RECEIPT);
+  CHECK(r->results(2).status() == v1::UNSUPPORTED_OUTCOME);
+
+  // Nothing was settled for g1 by any of that.
+  auto lag = f.client->GetGroupLag("g1", "t");
+  REQUIRE(lag.ok());
+  CHECK(lag->queues(0).committed_offset() == 0);
+  CHECK(lag->queues(0).in_flight() == 2);
+  auto ok = f.client->Ack("g1", Receipts(got));
+  REQUIRE(ok.ok());
+  CHECK(ok->results(0).status() == v1::COMMITTED);
+  CHECK(ok->results(1).status() == v1::COMMITTED);
+}
+
+TEST_CASE("an expired lease is delivered again with attempt 2 - the old receipt is stale",
+          "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("t", 1);
+  f.Produce("t", {"work"});
+  auto first = f.Consume("g", "t", 1, 0, /*visibility_ms=*/1000);
+  REQUIRE(first.messages_size() == 1);
+  CHECK(f.Consume("g", "t", 1).messages_size() == 0);  // leased: invisible to the group
+  auto second = f.Consume("g", "t", 1, /*wait_ms=*/5000);  // long poll past the lease
+  REQUIRE(second.messages_size() == 1);
+  CHECK(second.messages(0).delivery_attempt() == 2);
+  CHECK(second.messages(0).offset() == first.messages(0).offset());
+
+  auto stale = f.client->Ack("g", Receipts(first));
+  REQUIRE(stale.ok());
+  CHECK(stale->results(0).status() == v1::STALE_RECEIPT);
+  auto fresh = f.client->Ack("g", Receipts(second));
+  REQUIRE(fresh.ok());
+  CHECK(fresh->results(0).status() == v1::COMMITTED);
+}
+
+TEST_CASE("a long poll returns the message produced while it waits", "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("t", 2);
+  CHECK(f.Consume("g", "t", 1).messages_size() == 0);  // group exists, nothing yet
+  std::thread producer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    f.Produce("t", {"late"});
+  });
+  auto got = f.Consume("g", "t", 10, /*wait_ms=*/10000);
+  producer.join();
+  REQUIRE(got.messages_size() == 1);
+  CHECK(got.messages(0).payload() == "late");
+}
+
+TEST_CASE("a group created at LATEST sees only later messages", "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("t", 2);
+  f.Produce("t", {"old1", "old2"});
+  CHECK(f.Consume("late", "t", 10, 0, 0, v1::START_POSITION_LATEST).messages_size() == 0);
+  f.Produce("t", {"new"});
+  auto got = f.Consume("late", "t", 10);
+  REQUIRE(got.messages_size() == 1);
+  CHECK(got.messages(0).payload() == "new");
+}
+
+TEST_CASE("bad requests get precise errors and change nothing", "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("t", 1);
+  f.Produce("t", {"keep"});
+
+  auto code_of = [](const absl::Status& s) { return s.code(); };
+  v1::ProduceRequest bad_name;
+  bad_name.set_topic("no spaces");
+  bad_name.add_messages()->set_payload("x");
+  auto r1 = f.client->Produce(bad_name);
+  CHECK(code_of(r1.status()) == absl::StatusCode::kInvalidArgument);
+  CHECK(std::string(r1.status().message()).rfind("topic", 0) == 0);
+
+  v1::ProduceRequest too_big;
+  too_big.set_topic("t");
+  too_big.add_messages()->set_payload(std::string((1 << 20) + 1, 'x'));
+  CHECK(code_of(f.client->Produce(too_big).status()) == absl::StatusCode::kResourceExhausted);
+
+  v1::ProduceRequest unknown;
+  unknown.set_topic("nope");
+  unknown.add_messages()->set_payload("x");
+  auto r3 = f.client->Produce(unknown);
+  CHECK(code_of(r3.status()) == absl::StatusCode::kNotFound);
+  CHECK(std::string(r3.status().message()).find("nope") != std::string::npos);
+
+  v1::ConsumeRequest bad_vis;
+  bad_vis.set_group("g");
+  bad_vis.set_topic("t");
+  bad_vis.set_visibility_timeout_ms(10);
+  CHECK(code_of(f.client->Consume(bad_vis).status()) == absl::StatusCode::kInvalidArgument);
+
+  v1::TopicConfig bad_topic;
+  bad_topic.set_name("x");
+  bad_topic.set_queues(1000);
+  CHECK(code_of(f.client->CreateTopic(bad_topic).status()) ==
+        absl::StatusCode::kInvalidArgument);
+  v1::TopicConfig dup;
+  dup.set_name("t");
+  CHECK(code_of(f.client->CreateTopic(dup).status()) == absl::StatusCode::kAlreadyExists);
+  CHECK(code_of(f.client->DeleteTopic("nope")) == absl::StatusCode::kNotFound);
+  CHECK(code_of(f.client->GetGroupLag("nobody", "").status()) == absl::StatusCode::kNotFound);
+
+  CHECK(f.StoredMessages() == 1);
+  auto got = f.Consume("g", "t", 10);
+  REQUIRE(got.messages_size() == 1);
+  CHECK(got.messages(0).payload() == "keep");
+}
+
+TEST_CASE("topics: list - describe - delete", "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("b", 2);
+  f.CreateTopic("a", 1);
+  f.Produce("b", {"1", "2", "3"});
+  auto list = f.client->ListTopics();
+  REQUIRE(list.ok());
+  REQUIRE(list->topics_size() == 2);
+  CHECK(list->topics(0).name() == "a");
+  CHECK(list->topics(1).queues() == 2);
+  auto d = f.client->DescribeTopic("b");
+  REQUIRE(d.ok());
+  uint64_t count = 0;
+  for (const auto& q : d->queues()) count += q.message_count();
+  CHECK(count == 3);
+  f.Consume("g", "b", 10);
+  REQUIRE(f.client->DeleteTopic("b").ok());
+  CHECK(f.client->DescribeTopic("b").status().code() == absl::StatusCode::kNotFound);
+  CHECK(f.StoredMessages() == 0);
+}
+
+TEST_CASE("terminated database connections are replaced without failing calls",
+          "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("t", 1);
+  f.Produce("t", {"before"});
+  {
+    pqxx::connection admin(test::AdminConninfo());
+    pqxx::nontransaction tx(admin);
+    tx.exec_params(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> "
+        "pg_backend_pid()",
+        f.db.name());
+  }
+  // Every pooled connection is dead now; the broker replaces them without failing a call.
+  int ok = 0;
+  for (int i = 0; i < 6; ++i) {
+    v1::ProduceRequest req;
+    req.set_topic("t");
+    req.add_messages()->set_payload("after");
+    auto r = f.client->Produce(req);
+    CHECK(r.status().ok());
+    if (r.ok()) ++ok;
+  }
+  CHECK(ok == 6);
+  auto got = f.Consume("g", "t", 100);
+  CHECK(got.messages_size() == 1 + ok);  // nothing lost, nothing extra
+}
+
+TEST_CASE("database down: UNAVAILABLE (retryable) - back up: the broker recovers by itself",
+          "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("t", 1);
+  f.Produce("t", {"before"});
+  pqxx::connection admin(test::AdminConninfo());
+  auto exec = [&](const std::string& sql) {
+    pqxx::nontransaction tx(admin);
+    tx.exec(sql);
+  };
+  const std::string db = pqxx::nontransaction(admin).quote_name(f.db.name());
+  exec("ALTER DATABASE " + db + " ALLOW_CONNECTIONS false");
+  exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + f.db.name() +
+       "' AND pid <> pg_backend_pid()");
+
+  v1::ProduceRequest req;
+  req.set_topic("t");
+  req.add_messages()->set_payload("while down");
+  auto down = f.client->Produce(req);
+  REQUIRE_FALSE(down.ok());
+  CHECK(down.status().code() == absl::StatusCode::kUnavailable);
+  CHECK(std::string(down.status().message()).find("retry") != std::string::npos);
+
+  exec("ALTER DATABASE " + db + " ALLOW_CONNECTIONS true");
+  req.mutable_messages(0)->set_payload("after");
+  auto up = f.client->Produce(req);
+  REQUIRE(up.ok());
+  auto got = f.Consume("g", "t", 10);
+  REQUIRE(got.messages_size() == 2);
+  CHECK(got.messages(0).payload() == "before");
+  CHECK(got.messages(1).payload() == "after");
+}

@@ -1,0 +1,93 @@
+#include "support/broker_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "client/client.h"
+
+#ifndef FERRY_BROKER_BIN
+#error "FERRY_BROKER_BIN must name the ferry-broker binary"
+#endif
+
+namespace ferry::test {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    throw std::runtime_error("bind to 127.0.0.1:0 failed");
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+BrokerProcess::BrokerProcess(const std::string& conninfo, int port, const std::string& log_path)
+    : conninfo_(conninfo), port_(port), log_path_(log_path) {
+  Start();
+}
+
+BrokerProcess::~BrokerProcess() { Kill(); }
+
+void BrokerProcess::Start() {
+  const std::string listen = address();
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    execl(FERRY_BROKER_BIN, FERRY_BROKER_BIN, "--listen", listen.c_str(), "--database-url",
+          conninfo_.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("ferry-broker exited at start; see " + log_path_);
+    }
+    // A new channel per probe: a channel that failed to connect backs off for seconds.
+    ferry::Client client(listen);
+    client.set_timeout(std::chrono::milliseconds(500));
+    if (client.ListTopics().ok()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  Kill();
+  throw std::runtime_error("ferry-broker did not answer within 20 s; see " + log_path_);
+}
+
+void BrokerProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+int BrokerProcess::Terminate() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace ferry::test

@@ -1,0 +1,33 @@
+// BrokerProcess: the real ferry-broker binary in a child process on 127.0.0.1, for e2e tests
+// that kill it (SIGKILL) and start it again.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace ferry::test {
+
+// A TCP port on 127.0.0.1 that nothing listens on right now.
+int FreePort();
+
+class BrokerProcess {
+ public:
+  // Starts ferry-broker on 127.0.0.1:`port` against `conninfo`, and waits until it answers
+  // ListTopics (throws if it does not within 20 s). Its log goes to `log_path`.
+  BrokerProcess(const std::string& conninfo, int port, const std::string& log_path);
+  ~BrokerProcess();  // SIGKILL if still running
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  void Kill();       // SIGKILL and reap
+  int Terminate();   // SIGTERM, wait; returns the exit status (or -1)
+  void Start();      // (re)start with the same settings
+
+ private:
+  std::string conninfo_;
+  int port_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace ferry::test
