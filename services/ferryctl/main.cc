@@ -78,6 +78,22 @@ std::string Ms(uint64_t ms) {
   return std::to_string(ms) + "ms";
 }
 
+// An age for people: "850ms", "12.4s", "3m12s", "2h05m".
+std::string Age(uint64_t ms) {
+  char buf[32];
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  if (ms < 60000) {
+    std::snprintf(buf, sizeof(buf), "%.1fs", static_cast<double>(ms) / 1000.0);
+  } else if (ms < 3600000) {
+    std::snprintf(buf, sizeof(buf), "%llum%02llus", static_cast<unsigned long long>(ms / 60000),
+                  static_cast<unsigned long long>(ms / 1000 % 60));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%lluh%02llum", static_cast<unsigned long long>(ms / 3600000),
+                  static_cast<unsigned long long>(ms / 60000 % 60));
+  }
+  return buf;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -329,7 +345,7 @@ int main(int argc, char** argv) {
           rows.push_back({q.topic(), std::to_string(q.queue()), std::to_string(q.end_offset()),
                           std::to_string(q.committed_offset()), std::to_string(q.in_flight()),
                           std::to_string(q.lag()),
-                          q.lag() == 0 ? "-" : Ms(q.oldest_unacked_age_ms())});
+                          q.lag() == 0 ? "-" : Age(q.oldest_unacked_age_ms())});
         }
         PrintTable(rows);
       }

@@ -1,0 +1,47 @@
+# Ferry: thin wrappers over scripts/, CMake and CTest. `make help` lists the targets.
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+BUILD_TYPE ?= RelWithDebInfo
+
+.PHONY: help deps build run test test-unit test-integration test-e2e format clean up down
+
+help:
+	@echo "make run               install, build, start PostgreSQL under .ferry/ and ferry-broker on 127.0.0.1:7420"
+	@echo "make test              install, build, run every test on a temporary PostgreSQL"
+	@echo "make test-unit | test-integration | test-e2e   one label only"
+	@echo "make build | deps | format | clean | up | down"
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	@scripts/run-local.sh
+
+test: build
+	@scripts/with-test-postgres.sh ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+test-unit: build
+	@ctest --test-dir $(BUILD) --output-on-failure -L unit
+
+test-integration: build
+	@scripts/with-test-postgres.sh ctest --test-dir $(BUILD) --output-on-failure -L integration
+
+test-e2e: build
+	@scripts/with-test-postgres.sh ctest --test-dir $(BUILD) --output-on-failure -L e2e
+
+format:
+	@find services tests -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	@rm -rf $(BUILD)
+
+# docker-compose: a first version (postgres + broker); see deploy/README.md.
+up:
+	@docker-compose up -d --build
+
+down:
+	@docker-compose down
