@@ -62,18 +62,17 @@ CREATE TABLE consumer_groups (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- A group's progress on one queue. Every offset below committed_offset is settled; every offset
--- below delivered_offset has been handed out at least once; the ones in between that are not
--- settled are in group_leases.
+-- A group's progress on one queue. Every offset below delivered_offset has been handed out at
+-- least once; those not yet settled are in group_leases. The committed offset (everything
+-- below it is settled) is derived, not stored: the lowest leased offset, or delivered_offset
+-- when nothing is leased (see group_lag). Storing it would make every commit lock this row.
 CREATE TABLE group_queues (
   group_id         bigint NOT NULL REFERENCES consumer_groups ON DELETE CASCADE,
   topic_id         bigint NOT NULL,
   queue_id         int NOT NULL,
-  committed_offset bigint NOT NULL,
   delivered_offset bigint NOT NULL,
   PRIMARY KEY (group_id, topic_id, queue_id),
-  FOREIGN KEY (topic_id, queue_id) REFERENCES queues ON DELETE CASCADE,
-  CHECK (committed_offset <= delivered_offset)
+  FOREIGN KEY (topic_id, queue_id) REFERENCES queues ON DELETE CASCADE
 );
 
 -- Messages delivered to a group and not yet committed (small, churning state). lease_token
@@ -100,16 +99,21 @@ SELECT g.name AS group_name,
        t.name AS topic,
        gq.queue_id,
        q.next_offset AS end_offset,
-       gq.committed_offset,
+       c.committed_offset,
        gq.delivered_offset,
        (SELECT count(*) FROM group_leases l
          WHERE l.group_id = gq.group_id AND l.topic_id = gq.topic_id
            AND l.queue_id = gq.queue_id) AS in_flight,
-       q.next_offset - gq.committed_offset AS lag,
+       q.next_offset - c.committed_offset AS lag,
        (SELECT now() - m.produced_at FROM messages m
          WHERE m.topic_id = gq.topic_id AND m.queue_id = gq.queue_id
-           AND m.msg_offset = gq.committed_offset) AS oldest_unacked_age
+           AND m.msg_offset = c.committed_offset) AS oldest_unacked_age
 FROM group_queues gq
 JOIN consumer_groups g USING (group_id)
 JOIN queues q USING (topic_id, queue_id)
-JOIN topics t USING (topic_id);
+JOIN topics t USING (topic_id)
+CROSS JOIN LATERAL (
+  SELECT COALESCE((SELECT min(l.msg_offset) FROM group_leases l
+                    WHERE l.group_id = gq.group_id AND l.topic_id = gq.topic_id
+                      AND l.queue_id = gq.queue_id), gq.delivered_offset) AS committed_offset
+) c;

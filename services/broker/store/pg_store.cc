@@ -93,8 +93,8 @@ constexpr pg::Statement kInsertGroup{
 
 constexpr pg::Statement kInsertGroupQueues{
     "broker_insert_group_queues",
-    "INSERT INTO group_queues (group_id, topic_id, queue_id, committed_offset, delivered_offset)"
-    " SELECT $1, q.topic_id, q.queue_id, s.start, s.start FROM queues q CROSS JOIN LATERAL"
+    "INSERT INTO group_queues (group_id, topic_id, queue_id, delivered_offset)"
+    " SELECT $1, q.topic_id, q.queue_id, s.start FROM queues q CROSS JOIN LATERAL"
     " (SELECT CASE WHEN $3 THEN q.next_offset ELSE COALESCE((SELECT min(m.msg_offset)"
     "   FROM messages m WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id),"
     "   q.next_offset) END AS start) s"
@@ -152,11 +152,11 @@ constexpr pg::Statement kInsertLeases{
     " FROM unnest($3::int[], $4::bigint[]) AS r(q, o)"
     " RETURNING queue_id, msg_offset, lease_token"};
 
-constexpr pg::Statement kLockGroupQueues{
-    "broker_lock_group_queues",
-    "SELECT gq.topic_id, gq.queue_id, gq.delivered_offset FROM group_queues gq"
+constexpr pg::Statement kSelectGroupQueuesAt{
+    "broker_select_group_queues_at",
+    "SELECT gq.topic_id, gq.queue_id FROM group_queues gq"
     " JOIN unnest($2::bigint[], $3::int[]) AS r(t, q) ON gq.topic_id = r.t AND gq.queue_id = r.q"
-    " WHERE gq.group_id = $1 ORDER BY gq.topic_id, gq.queue_id FOR UPDATE OF gq"};
+    " WHERE gq.group_id = $1"};
 
 constexpr pg::Statement kDeleteLeases{
     "broker_delete_leases",
@@ -171,26 +171,12 @@ constexpr pg::Statement kSelectLeasesAt{
     " JOIN unnest($2::bigint[], $3::int[], $4::bigint[]) AS r(t, q, o)"
     " ON l.topic_id = r.t AND l.queue_id = r.q AND l.msg_offset = r.o WHERE l.group_id = $1"};
 
-// committed_offset = the lowest offset still leased, or delivered_offset when none is.
-constexpr pg::Statement kAdvanceCommitted{
-    "broker_advance_committed",
-    "UPDATE group_queues gq SET committed_offset = COALESCE((SELECT min(l.msg_offset)"
-    "   FROM group_leases l WHERE l.group_id = gq.group_id AND l.topic_id = gq.topic_id"
-    "   AND l.queue_id = gq.queue_id), gq.delivered_offset)"
-    " FROM unnest($2::bigint[], $3::int[]) AS r(t, q)"
-    " WHERE gq.group_id = $1 AND gq.topic_id = r.t AND gq.queue_id = r.q"};
-
 constexpr pg::Statement kGroupLag{
     "broker_group_lag",
-    "SELECT t.name, gq.queue_id, q.next_offset, gq.committed_offset, gq.delivered_offset,"
-    " (SELECT count(*) FROM group_leases l WHERE l.group_id = gq.group_id"
-    "   AND l.topic_id = gq.topic_id AND l.queue_id = gq.queue_id),"
-    " COALESCE((SELECT (extract(epoch FROM now() - m.produced_at) * 1000)::bigint"
-    "   FROM messages m WHERE m.topic_id = gq.topic_id AND m.queue_id = gq.queue_id"
-    "   AND m.msg_offset = gq.committed_offset), 0)"
-    " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
-    " JOIN topics t ON t.topic_id = gq.topic_id"
-    " WHERE gq.group_id = $1 AND ($2 = '' OR t.name = $2) ORDER BY t.name, gq.queue_id"};
+    "SELECT topic, queue_id, end_offset, committed_offset, delivered_offset, in_flight,"
+    " COALESCE((extract(epoch FROM oldest_unacked_age) * 1000)::bigint, 0)"
+    " FROM group_lag WHERE group_name = $1 AND ($2 = '' OR topic = $2)"
+    " ORDER BY topic, queue_id"};
 
 constexpr pg::Statement kReceiptKey{
     "broker_select_receipt_key", "SELECT value FROM broker_meta WHERE key = 'receipt_hmac_key'"};
@@ -307,7 +293,7 @@ std::vector<pg::Statement> PgStore::Statements() {
           kUpsertDedup,         kNotifyMessages,       kSelectGroup,        kInsertGroup,
           kInsertGroupQueues,   kSelectExpiredLeases,  kSelectMessagesAt,   kRenewLeases,
           kSelectReadableQueues, kSelectMessageRanges, kAdvanceDelivered,   kInsertLeases,
-          kLockGroupQueues,     kDeleteLeases,         kSelectLeasesAt,     kAdvanceCommitted,
+          kSelectGroupQueuesAt, kDeleteLeases,         kSelectLeasesAt,
           kGroupLag,            kReceiptKey,           kDeleteExpiredDedup};
 }
 
@@ -688,31 +674,17 @@ absl::StatusOr<std::vector<AckStatus>> PgStore::Ack(const std::string& group,
     const int64_t group_id = g[0][0].as<int64_t>();
 
     std::vector<size_t> mine;
-    std::set<std::pair<int64_t, uint32_t>> queues;
     for (size_t i = 0; i < targets.size(); ++i) {
       if (targets[i].group_id != group_id) {
         out[i] = AckStatus::kWrongGroup;
-        continue;
+      } else {
+        mine.push_back(i);
       }
-      mine.push_back(i);
-      queues.emplace(targets[i].topic_id, targets[i].queue);
     }
     if (mine.empty()) return absl::OkStatus();
 
-    // Lock the group's queue rows first (the order every writer of them uses), so the
-    // committed offset computed below sees every lease a concurrent Consume inserted.
-    std::vector<int64_t> lt;
-    std::vector<uint32_t> lq;
-    for (const auto& [t, q] : queues) {
-      lt.push_back(t);
-      lq.push_back(q);
-    }
-    std::map<std::pair<int64_t, uint32_t>, int64_t> delivered;
-    for (const auto& row :
-         tx.exec_prepared(kLockGroupQueues.name, group_id, IntArray(lt), IntArray(lq))) {
-      delivered[{row[0].as<int64_t>(), row[1].as<uint32_t>()}] = row[2].as<int64_t>();
-    }
-
+    // Settling is deleting the lease whose token matches the receipt: one statement, no lock
+    // on the group's queue rows (the committed offset is derived from what is still leased).
     std::vector<int64_t> dt, doff, dk;
     std::vector<uint32_t> dq;
     for (size_t i : mine) {
@@ -723,32 +695,35 @@ absl::StatusOr<std::vector<AckStatus>> PgStore::Ack(const std::string& group,
     }
     using Key = std::tuple<int64_t, uint32_t, int64_t>;
     std::set<Key> deleted, leased;
+    std::set<std::pair<int64_t, uint32_t>> positions;
     for (const auto& row : tx.exec_prepared(kDeleteLeases.name, group_id, IntArray(dt),
                                             IntArray(dq), IntArray(doff), IntArray(dk))) {
       deleted.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
     }
     if (deleted.size() < mine.size()) {
+      // Explain the rest: leased under another token (stale), or settled, or gone.
       for (const auto& row : tx.exec_prepared(kSelectLeasesAt.name, group_id, IntArray(dt),
                                               IntArray(dq), IntArray(doff))) {
         leased.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
+      }
+      for (const auto& row : tx.exec_prepared(kSelectGroupQueuesAt.name, group_id, IntArray(dt),
+                                              IntArray(dq))) {
+        positions.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>());
       }
     }
     std::set<Key> settled_here;
     for (size_t i : mine) {
       const AckTarget& a = targets[i];
       const Key key{a.topic_id, a.queue, a.offset};
-      if (delivered.count({a.topic_id, a.queue}) == 0) {
-        out[i] = AckStatus::kTopicGone;
-      } else if (deleted.count(key) != 0 && settled_here.insert(key).second) {
+      if (deleted.count(key) != 0 && settled_here.insert(key).second) {
         out[i] = AckStatus::kCommitted;
       } else if (leased.count(key) != 0) {
         out[i] = AckStatus::kStale;
-      } else {
+      } else if (deleted.count(key) != 0 || positions.count({a.topic_id, a.queue}) != 0) {
         out[i] = AckStatus::kAlreadyCommitted;
+      } else {
+        out[i] = AckStatus::kTopicGone;
       }
-    }
-    if (!deleted.empty()) {
-      tx.exec_prepared(kAdvanceCommitted.name, group_id, IntArray(lt), IntArray(lq));
     }
     tx.commit();
     return absl::OkStatus();
@@ -770,7 +745,7 @@ absl::StatusOr<std::vector<QueueLag>> PgStore::GroupLag(const std::string& group
     if (!topic.empty() && tx.exec_prepared(kSelectTopic.name, topic).empty()) {
       return TopicNotFound(topic);
     }
-    for (const auto& row : tx.exec_prepared(kGroupLag.name, g[0][0].as<int64_t>(), topic)) {
+    for (const auto& row : tx.exec_prepared(kGroupLag.name, group, topic)) {
       QueueLag l;
       l.topic = row[0].as<std::string>();
       l.queue = row[1].as<uint32_t>();
