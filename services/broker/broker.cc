@@ -63,8 +63,8 @@ absl::Status Broker::ConsumeOnce(const v1::ConsumeRequest& req, v1::ConsumeRespo
   *topic_id = batch->topic_id;
   for (LeasedMessage& m : batch->messages) {
     v1::DeliveredMessage* d = resp->add_messages();
-    d->set_receipt(codec_.Encode(ReceiptFields{batch->group_id, batch->topic_id, m.queue,
-                                               m.offset, m.lease_token}));
+    d->set_receipt(codec_.Encode(
+        DeliveryRef{batch->group_id, batch->topic_id, m.queue, m.offset, m.lease_token}));
     d->set_delivery_attempt(static_cast<uint32_t>(m.attempt));
     d->set_topic(req.topic());
     d->set_queue(m.queue);
@@ -79,7 +79,7 @@ absl::Status Broker::ConsumeOnce(const v1::ConsumeRequest& req, v1::ConsumeRespo
 }
 
 absl::Status Broker::Commit(const v1::CommitRequest& req, v1::CommitResponse* resp) {
-  std::vector<AckTarget> targets;
+  std::vector<DeliveryRef> targets;
   std::vector<int> target_of(req.entries_size(), -1);  // entry -> index in targets
   for (int i = 0; i < req.entries_size(); ++i) {
     resp->add_results();
@@ -90,15 +90,14 @@ absl::Status Broker::Commit(const v1::CommitRequest& req, v1::CommitResponse* re
       r->set_detail("RETRY and DEAD_LETTER are not supported yet: let the lease expire to retry");
       continue;
     }
-    auto fields = codec_.Decode(e.receipt());
-    if (!fields.ok()) {
+    auto ref = codec_.Decode(e.receipt());
+    if (!ref.ok()) {
       r->set_status(v1::INVALID_RECEIPT);
-      r->set_detail(std::string(fields.status().message()));
+      r->set_detail(std::string(ref.status().message()));
       continue;
     }
     target_of[i] = static_cast<int>(targets.size());
-    targets.push_back(AckTarget{fields->group_id, fields->topic_id, fields->queue_id,
-                                fields->offset, fields->lease_token});
+    targets.push_back(*ref);
   }
   if (targets.empty()) return absl::OkStatus();
   auto acked = store_.Ack(req.group(), targets);

@@ -41,20 +41,20 @@ std::string ReceiptCodec::Tag(const std::string& body) const {
   return std::string(reinterpret_cast<const char*>(mac), kTagSize);
 }
 
-std::string ReceiptCodec::Encode(const ReceiptFields& f) const {
+std::string ReceiptCodec::Encode(const DeliveryRef& f) const {
   std::string body;
   body.reserve(kBodySize + kTagSize);
   body.push_back(static_cast<char>(kVersion));
   PutU64(body, static_cast<uint64_t>(f.group_id));
   PutU64(body, static_cast<uint64_t>(f.topic_id));
-  PutU32(body, f.queue_id);
+  PutU32(body, f.queue);
   PutU64(body, static_cast<uint64_t>(f.offset));
   PutU64(body, static_cast<uint64_t>(f.lease_token));
   body += Tag(body);
   return absl::WebSafeBase64Escape(body);
 }
 
-absl::StatusOr<ReceiptFields> ReceiptCodec::Decode(const std::string& receipt) const {
+absl::StatusOr<DeliveryRef> ReceiptCodec::Decode(const std::string& receipt) const {
   std::string raw;
   if (receipt.size() > 128 || !absl::WebSafeBase64Unescape(receipt, &raw) ||
       raw.size() != kBodySize + kTagSize || static_cast<uint8_t>(raw[0]) != kVersion) {
@@ -65,10 +65,10 @@ absl::StatusOr<ReceiptFields> ReceiptCodec::Decode(const std::string& receipt) c
   if (CRYPTO_memcmp(tag.data(), raw.data() + kBodySize, kTagSize) != 0) {
     return absl::InvalidArgumentError("receipt signature does not match (tampered or foreign)");
   }
-  ReceiptFields f;
+  DeliveryRef f;
   f.group_id = static_cast<int64_t>(GetU64(raw, 1));
   f.topic_id = static_cast<int64_t>(GetU64(raw, 9));
-  f.queue_id = GetU32(raw, 17);
+  f.queue = GetU32(raw, 17);
   f.offset = static_cast<int64_t>(GetU64(raw, 21));
   f.lease_token = static_cast<int64_t>(GetU64(raw, 29));
   return f;

@@ -8,33 +8,21 @@
 
 #include <absl/status/statusor.h>
 
-#include <cstdint>
 #include <string>
 
+#include "broker/delivery_ref.h"
+
 namespace ferry::broker {
-
-struct ReceiptFields {
-  int64_t group_id = 0;
-  int64_t topic_id = 0;
-  uint32_t queue_id = 0;
-  int64_t offset = 0;
-  int64_t lease_token = 0;
-
-  bool operator==(const ReceiptFields& o) const {
-    return group_id == o.group_id && topic_id == o.topic_id && queue_id == o.queue_id &&
-           offset == o.offset && lease_token == o.lease_token;
-  }
-};
 
 class ReceiptCodec {
  public:
   // `key`: the secret (at least 16 bytes), from broker_meta.receipt_hmac_key.
   explicit ReceiptCodec(std::string key);
 
-  std::string Encode(const ReceiptFields& fields) const;
+  std::string Encode(const DeliveryRef& ref) const;
 
   // INVALID_ARGUMENT when `receipt` is not well-formed or its tag does not match.
-  absl::StatusOr<ReceiptFields> Decode(const std::string& receipt) const;
+  absl::StatusOr<DeliveryRef> Decode(const std::string& receipt) const;
 
  private:
   std::string Tag(const std::string& body) const;

@@ -22,42 +22,34 @@ bool Client::WaitConnected(std::chrono::milliseconds wait) {
   return channel_->WaitForConnected(std::chrono::system_clock::now() + wait);
 }
 
-void Client::SetDeadline(grpc::ClientContext& ctx, std::chrono::milliseconds extra) const {
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout_ + extra);
-}
-
 namespace {
-template <typename Resp, typename Call>
-absl::StatusOr<Resp> Invoke(Call call) {
+
+// One unary call with a deadline of `timeout` from now; the gRPC status as an absl::Status.
+template <typename Stub, typename Req, typename Resp>
+absl::StatusOr<Resp> Call(Stub& stub,
+                          grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                          const Req& req, std::chrono::milliseconds timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   Resp resp;
-  grpc::Status s = call(&resp);
+  grpc::Status s = (stub.*method)(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   return resp;
 }
+
 }  // namespace
 
 absl::StatusOr<v1::ProduceResponse> Client::Produce(const v1::ProduceRequest& req) {
-  return Invoke<v1::ProduceResponse>([&](v1::ProduceResponse* resp) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(0));
-    return broker_->Produce(&ctx, req, resp);
-  });
+  return Call(*broker_, &v1::Broker::Stub::Produce, req, timeout_);
 }
 
 absl::StatusOr<v1::ConsumeResponse> Client::Consume(const v1::ConsumeRequest& req) {
-  return Invoke<v1::ConsumeResponse>([&](v1::ConsumeResponse* resp) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(req.max_wait_ms()));
-    return broker_->Consume(&ctx, req, resp);
-  });
+  return Call(*broker_, &v1::Broker::Stub::Consume, req,
+              timeout_ + std::chrono::milliseconds(req.max_wait_ms()));
 }
 
 absl::StatusOr<v1::CommitResponse> Client::Commit(const v1::CommitRequest& req) {
-  return Invoke<v1::CommitResponse>([&](v1::CommitResponse* resp) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(0));
-    return broker_->Commit(&ctx, req, resp);
-  });
+  return Call(*broker_, &v1::Broker::Stub::Commit, req, timeout_);
 }
 
 absl::StatusOr<v1::CommitResponse> Client::Ack(const std::string& group,
@@ -75,40 +67,23 @@ absl::StatusOr<v1::CommitResponse> Client::Ack(const std::string& group,
 absl::StatusOr<v1::CreateTopicResponse> Client::CreateTopic(const v1::TopicConfig& topic) {
   v1::CreateTopicRequest req;
   *req.mutable_topic() = topic;
-  return Invoke<v1::CreateTopicResponse>([&](v1::CreateTopicResponse* resp) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(0));
-    return admin_->CreateTopic(&ctx, req, resp);
-  });
+  return Call(*admin_, &v1::Admin::Stub::CreateTopic, req, timeout_);
 }
 
 absl::StatusOr<v1::ListTopicsResponse> Client::ListTopics() {
-  return Invoke<v1::ListTopicsResponse>([&](v1::ListTopicsResponse* resp) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(0));
-    return admin_->ListTopics(&ctx, v1::ListTopicsRequest(), resp);
-  });
+  return Call(*admin_, &v1::Admin::Stub::ListTopics, v1::ListTopicsRequest(), timeout_);
 }
 
 absl::StatusOr<v1::DescribeTopicResponse> Client::DescribeTopic(const std::string& name) {
   v1::DescribeTopicRequest req;
   req.set_name(name);
-  return Invoke<v1::DescribeTopicResponse>([&](v1::DescribeTopicResponse* resp) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(0));
-    return admin_->DescribeTopic(&ctx, req, resp);
-  });
+  return Call(*admin_, &v1::Admin::Stub::DescribeTopic, req, timeout_);
 }
 
 absl::Status Client::DeleteTopic(const std::string& name) {
   v1::DeleteTopicRequest req;
   req.set_name(name);
-  return Invoke<v1::DeleteTopicResponse>([&](v1::DeleteTopicResponse* resp) {
-           grpc::ClientContext ctx;
-           SetDeadline(ctx, std::chrono::milliseconds(0));
-           return admin_->DeleteTopic(&ctx, req, resp);
-         })
-      .status();
+  return Call(*admin_, &v1::Admin::Stub::DeleteTopic, req, timeout_).status();
 }
 
 absl::StatusOr<v1::GetGroupLagResponse> Client::GetGroupLag(const std::string& group,
@@ -116,11 +91,7 @@ absl::StatusOr<v1::GetGroupLagResponse> Client::GetGroupLag(const std::string& g
   v1::GetGroupLagRequest req;
   req.set_group(group);
   req.set_topic(topic);
-  return Invoke<v1::GetGroupLagResponse>([&](v1::GetGroupLagResponse* resp) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(0));
-    return admin_->GetGroupLag(&ctx, req, resp);
-  });
+  return Call(*admin_, &v1::Admin::Stub::GetGroupLag, req, timeout_);
 }
 
 }  // namespace ferry

@@ -44,8 +44,6 @@ class Client {
                                          const std::vector<std::string>& receipts);
 
  private:
-  void SetDeadline(grpc::ClientContext& ctx, std::chrono::milliseconds extra) const;
-
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Broker::Stub> broker_;
   std::unique_ptr<v1::Admin::Stub> admin_;

@@ -664,7 +664,7 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
 }
 
 absl::StatusOr<std::vector<AckStatus>> PgStore::Ack(const std::string& group,
-                                                    const std::vector<AckTarget>& targets) {
+                                                    const std::vector<DeliveryRef>& targets) {
   std::vector<AckStatus> out;
   absl::Status status = pg::WithConnection(pool_, "commit", [&](pqxx::connection& c) {
     out.assign(targets.size(), AckStatus::kTopicGone);
@@ -713,7 +713,7 @@ absl::StatusOr<std::vector<AckStatus>> PgStore::Ack(const std::string& group,
     }
     std::set<Key> settled_here;
     for (size_t i : mine) {
-      const AckTarget& a = targets[i];
+      const DeliveryRef& a = targets[i];
       const Key key{a.topic_id, a.queue, a.offset};
       if (deleted.count(key) != 0 && settled_here.insert(key).second) {
         out[i] = AckStatus::kCommitted;

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "broker/delivery_ref.h"
 #include "common/pg/pool.h"
 
 namespace ferry::broker {
@@ -78,15 +79,6 @@ struct LeaseBatch {
   std::vector<LeasedMessage> messages;  // redeliveries first, then by queue and offset
 };
 
-// One message to settle, decoded from a receipt.
-struct AckTarget {
-  int64_t group_id = 0;
-  int64_t topic_id = 0;
-  uint32_t queue = 0;
-  int64_t offset = 0;
-  int64_t lease_token = 0;
-};
-
 enum class AckStatus {
   kCommitted,         // settled by this call
   kAlreadyCommitted,  // settled before
@@ -136,7 +128,7 @@ class PgStore {
 
   // Settles the targets for `group`; one status per target, in order.
   absl::StatusOr<std::vector<AckStatus>> Ack(const std::string& group,
-                                             const std::vector<AckTarget>& targets);
+                                             const std::vector<DeliveryRef>& targets);
 
   // Per queue progress of `group` on every topic it reads (or only `topic` if not empty).
   // NOT_FOUND if the group (or the topic) does not exist.

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "broker/routing.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "broker/server.h"
 #include "client/client.h"
 #include "support/test_db.h"
@@ -340,4 +341,17 @@ TEST_CASE("database down: UNAVAILABLE (retryable) - back up: the broker recovers
   REQUIRE(got.messages_size() == 2);
   CHECK(got.messages(0).payload() == "before");
   CHECK(got.messages(1).payload() == "after");
+}
+
+TEST_CASE("the standard gRPC health service reports SERVING", "[integration][service]") {
+  Fixture f;
+  auto health = grpc::health::v1::Health::NewStub(
+      MakeChannel("127.0.0.1:" + std::to_string(f.server.port())));
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Status s = health->Check(&ctx, req, &resp);
+  REQUIRE(s.ok());
+  CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::SERVING);
 }

@@ -88,11 +88,11 @@ TEST_CASE("4 concurrent producers on one queue: offsets are dense and a reader n
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
         continue;
       }
-      std::vector<AckTarget> acks;
+      std::vector<DeliveryRef> acks;
       for (const auto& m : batch->messages) {
         if (m.offset != expected) ++order_violations;
         expected = m.offset + 1;
-        acks.push_back(AckTarget{batch->group_id, batch->topic_id, m.queue, m.offset,
+        acks.push_back(DeliveryRef{batch->group_id, batch->topic_id, m.queue, m.offset,
                                  m.lease_token});
       }
       consumed += static_cast<int64_t>(batch->messages.size());

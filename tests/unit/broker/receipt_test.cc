@@ -3,10 +3,10 @@
 #include <catch2/catch.hpp>
 
 using ferry::broker::ReceiptCodec;
-using ferry::broker::ReceiptFields;
+using ferry::broker::DeliveryRef;
 
 namespace {
-const ReceiptFields kFields{42, 7, 3, 123456789012345, -99};
+const DeliveryRef kFields{42, 7, 3, 123456789012345, -99};
 }
 
 TEST_CASE("a receipt decodes to the fields it was made from", "[unit][receipt]") {

@@ -1,0 +1,90 @@
+// ferryctl against a real broker process: what a person at a terminal sees.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "support/broker_process.h"
+#include "support/test_db.h"
+
+#ifndef FERRYCTL_BIN
+#error "FERRYCTL_BIN must name the ferryctl binary"
+#endif
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::vector<std::string> lines;  // stdout and stderr, line by line
+};
+
+Result Run(const std::string& broker, const std::string& args, const std::string& stdin_text = "") {
+  std::string cmd = "printf '" + stdin_text + "' | FERRY_BROKER=" + broker + " " +
+                    FERRYCTL_BIN + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, {}};
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) r.lines.push_back(line);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("ferryctl: create - produce from stdin - dedup - consume as JSON - lag - errors",
+          "[e2e][ferryctl]") {
+  ferry::test::TempDatabase db;
+  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
+                                    "/tmp/ferry-e2e-ferryctl.log");
+  const std::string b = broker.address();
+
+  REQUIRE(Run(b, "topic create cli --queues 2 --retention 1d").exit_code == 0);
+  auto produced = Run(b, "produce cli", "a\\nb\\nc\\n");
+  REQUIRE(produced.exit_code == 0);
+  CHECK(produced.lines.size() == 3);  // "queue offset" per message
+
+  auto first = Run(b, "produce cli --value x --dedup-id d1 --header kind=test");
+  auto again = Run(b, "produce cli --value x --dedup-id d1");
+  REQUIRE(first.exit_code == 0);
+  REQUIRE(again.lines.size() == 1);
+  CHECK(again.lines[0] == first.lines[0] + " duplicate");
+
+  auto consumed = Run(b, "consume cli --group g --max 10 --wait-ms 2000");
+  REQUIRE(consumed.exit_code == 0);
+  std::set<std::string> values;
+  for (const auto& line : consumed.lines) {
+    auto j = nlohmann::json::parse(line);
+    values.insert(j.at("value").get<std::string>());
+    CHECK(j.at("attempt") == 1);
+    CHECK(j.at("topic") == "cli");
+    CHECK_FALSE(j.at("receipt").get<std::string>().empty());
+    if (j.at("value") == "x") CHECK(j.at("headers").at("kind") == "test");
+  }
+  CHECK(values == std::set<std::string>{"a", "b", "c", "x"});
+  CHECK(Run(b, "consume cli --group g --wait-ms 0").lines.empty());  // ACKed by the first
+
+  auto lag = Run(b, "--json lag --group g");
+  REQUIRE(lag.exit_code == 0);
+  uint64_t total = 0;
+  for (const auto& q : nlohmann::json::parse(lag.lines.at(0)).at("queues")) {
+    total += q.at("lag").get<uint64_t>();
+  }
+  CHECK(total == 0);
+
+  auto missing = Run(b, "produce nosuch --value x");
+  CHECK(missing.exit_code == 1);
+  REQUIRE(missing.lines.size() == 1);
+  CHECK(missing.lines[0].find("NOT_FOUND") != std::string::npos);
+  CHECK(Run(b, "topic create 'bad name'").exit_code == 1);
+  auto describe = Run(b, "--json topic describe cli");
+  REQUIRE(describe.exit_code == 0);
+  CHECK(nlohmann::json::parse(describe.lines.at(0)).at("queues") == 2);
+}
