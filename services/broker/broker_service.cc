@@ -105,6 +105,10 @@ grpc::ServerUnaryReactor* BrokerService::Consume(grpc::CallbackServerContext* ct
 }
 
 void BrokerService::ConsumeAttempt(std::shared_ptr<ConsumeCall> call) {
+  if (call->ctx->IsCancelled()) {  // the client went away: lease nothing to nobody
+    Finish(call->reactor, "Consume", call->start, absl::CancelledError("the client cancelled"));
+    return;
+  }
   int64_t topic_id = 0;
   // A notification that arrives while the attempt runs must wake the waiter: read the topic's
   // generation first. The topic id is only known after the first attempt, so the very first

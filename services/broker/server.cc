@@ -27,7 +27,13 @@ absl::Status MigrateDatabase(const BrokerOptions& options) {
   try {
     conn = pool.OpenDedicated("migrate");
   } catch (const std::exception& e) {
-    return pg::StatusFromException(e, "connect for migrations");
+    // For the operator at start: libpq's reason (it names the host, never the password).
+    std::string why = e.what();
+    why = why.substr(0, why.find('\n'));
+    const std::string where = options.database_url.empty()
+                                  ? "from the PG* environment variables"
+                                  : RedactDatabaseUrl(options.database_url);
+    return absl::UnavailableError("cannot connect to the database (" + where + "): " + why);
   }
   return pg::ApplyMigrations(*conn, kMigrationsTable, BrokerMigrations());
 }
@@ -113,7 +119,8 @@ void BrokerServer::Shutdown() {
   }
   maintain_cv_.notify_all();
   auto logger = ferry::log::Get("broker");
-  logger->info("event=stopping");
+  const bool serving = server_ != nullptr;  // false when Start() failed or never ran
+  if (serving) logger->info("event=stopping");
   // Inputs first: stop reporting healthy, answer parked long polls, stop accepting calls and
   // let in-flight ones finish; then the workers, the listener, and the connections.
   if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
@@ -135,7 +142,7 @@ void BrokerServer::Shutdown() {
   broker_.reset();
   store_.reset();
   pool_.reset();
-  logger->info("event=stopped");
+  if (serving) logger->info("event=stopped");
 }
 
 }  // namespace ferry::broker
