@@ -4,8 +4,6 @@
 #include <nlohmann/json.hpp>
 
 namespace ferry::broker {
-namespace {
-
 std::string HeadersToJson(const google::protobuf::Map<std::string, std::string>& headers) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [k, v] : headers) j[k] = v;
@@ -20,9 +18,15 @@ void HeadersFromJson(const std::string& text, google::protobuf::Map<std::string,
   }
 }
 
-}  // namespace
+QueueChooser Broker::Chooser() {
+  return [this](const NewMessage& m, uint32_t queue_count) {
+    return m.key ? QueueForKey(*m.key, queue_count) : spreader_.Next(queue_count);
+  };
+}
 
 absl::Status Broker::Produce(const v1::ProduceRequest& req, v1::ProduceResponse* resp) {
+  using google::protobuf::util::TimeUtil;
+  const int64_t now_ms = TimeUtil::TimestampToMilliseconds(TimeUtil::GetCurrentTime());
   std::vector<NewMessage> messages;
   messages.reserve(req.messages_size());
   for (const auto& m : req.messages()) {
@@ -31,19 +35,22 @@ absl::Status Broker::Produce(const v1::ProduceRequest& req, v1::ProduceResponse*
     n.payload = m.payload();
     n.headers_json = HeadersToJson(m.headers());
     n.dedup_id = m.dedup_id();
+    if (m.has_deliver_at()) {
+      n.deliver_at_ms = TimeUtil::TimestampToMilliseconds(m.deliver_at());
+    } else if (m.delay_ms() > 0) {
+      n.deliver_at_ms = now_ms + static_cast<int64_t>(m.delay_ms());
+    }
     messages.push_back(std::move(n));
   }
-  auto appended = store_.Append(req.topic(), messages,
-                                [this](const NewMessage& m, uint32_t queue_count) {
-                                  return m.key ? QueueForKey(*m.key, queue_count)
-                                               : spreader_.Next(queue_count);
-                                });
+  auto appended = store_.Append(req.topic(), messages, Chooser());
   if (!appended.ok()) return appended.status();
   for (const Appended& a : *appended) {
     v1::ProduceResult* r = resp->add_results();
     r->set_queue(a.queue);
     r->set_offset(static_cast<uint64_t>(a.offset));
     r->set_duplicate(a.duplicate);
+    r->set_delayed(a.delayed);
+    r->set_delayed_id(static_cast<uint64_t>(a.delayed_id));
   }
   return absl::OkStatus();
 }
@@ -78,55 +85,96 @@ absl::Status Broker::ConsumeOnce(const v1::ConsumeRequest& req, v1::ConsumeRespo
   return absl::OkStatus();
 }
 
+void ToProto(const SettleResult& r, v1::CommitResult* out) {
+  switch (r.status) {
+    case SettleStatus::kCommitted:
+      out->set_status(v1::COMMITTED);
+      break;
+    case SettleStatus::kRetryScheduled:
+      out->set_status(v1::RETRY_SCHEDULED);
+      *out->mutable_retry_at() =
+          google::protobuf::util::TimeUtil::MillisecondsToTimestamp(r.retry_at_ms);
+      break;
+    case SettleStatus::kDeadLettered:
+      out->set_status(v1::DEAD_LETTERED);
+      break;
+    case SettleStatus::kExtended:
+      out->set_status(v1::LEASE_EXTENDED);
+      break;
+    case SettleStatus::kAlreadyCommitted:
+      out->set_status(v1::ALREADY_COMMITTED);
+      out->set_detail("already settled for this group");
+      break;
+    case SettleStatus::kStale:
+      out->set_status(v1::STALE_RECEIPT);
+      out->set_detail(
+          "the lease expired and the message was delivered again; use the newer receipt");
+      break;
+    case SettleStatus::kWrongGroup:
+      out->set_status(v1::INVALID_RECEIPT);
+      out->set_detail("the receipt was issued to another consumer group");
+      break;
+    case SettleStatus::kTopicGone:
+      out->set_status(v1::TOPIC_NOT_FOUND);
+      out->set_detail("the receipt's topic or group no longer exists");
+      break;
+  }
+  if (!r.detail.empty()) out->set_detail(r.detail);
+}
+
 absl::Status Broker::Commit(const v1::CommitRequest& req, v1::CommitResponse* resp) {
-  std::vector<DeliveryRef> targets;
-  std::vector<int> target_of(req.entries_size(), -1);  // entry -> index in targets
+  std::vector<Settlement> settlements;
+  std::vector<int> index_of(req.entries_size(), -1);  // entry -> index in settlements
   for (int i = 0; i < req.entries_size(); ++i) {
-    resp->add_results();
     const v1::CommitEntry& e = req.entries(i);
-    v1::CommitResult* r = resp->mutable_results(i);
-    if (e.outcome() == v1::RETRY || e.outcome() == v1::DEAD_LETTER) {
-      r->set_status(v1::UNSUPPORTED_OUTCOME);
-      r->set_detail("RETRY and DEAD_LETTER are not supported yet: let the lease expire to retry");
-      continue;
-    }
+    v1::CommitResult* r = resp->add_results();
     auto ref = codec_.Decode(e.receipt());
     if (!ref.ok()) {
       r->set_status(v1::INVALID_RECEIPT);
       r->set_detail(std::string(ref.status().message()));
       continue;
     }
-    target_of[i] = static_cast<int>(targets.size());
-    targets.push_back(*ref);
+    Settlement st;
+    st.ref = *ref;
+    st.outcome = e.outcome() == v1::RETRY         ? Outcome::kRetry
+                 : e.outcome() == v1::DEAD_LETTER ? Outcome::kDeadLetter
+                                                  : Outcome::kAck;
+    st.retry_delay_ms = e.retry_delay_ms();
+    st.reason = e.reason();
+    index_of[i] = static_cast<int>(settlements.size());
+    settlements.push_back(std::move(st));
   }
-  if (targets.empty()) return absl::OkStatus();
-  auto acked = store_.Ack(req.group(), targets);
-  if (!acked.ok()) return acked.status();
+  if (settlements.empty()) return absl::OkStatus();
+  auto settled = store_.Settle(req.group(), settlements);
+  if (!settled.ok()) return settled.status();
   for (int i = 0; i < req.entries_size(); ++i) {
-    if (target_of[i] < 0) continue;
-    v1::CommitResult* r = resp->mutable_results(i);
-    switch ((*acked)[target_of[i]]) {
-      case AckStatus::kCommitted:
-        r->set_status(v1::COMMITTED);
-        break;
-      case AckStatus::kAlreadyCommitted:
-        r->set_status(v1::ALREADY_COMMITTED);
-        r->set_detail("already committed for this group");
-        break;
-      case AckStatus::kStale:
-        r->set_status(v1::STALE_RECEIPT);
-        r->set_detail(
-            "the lease expired and the message was delivered again; commit the newer receipt");
-        break;
-      case AckStatus::kWrongGroup:
-        r->set_status(v1::INVALID_RECEIPT);
-        r->set_detail("the receipt was issued to another consumer group");
-        break;
-      case AckStatus::kTopicGone:
-        r->set_status(v1::TOPIC_NOT_FOUND);
-        r->set_detail("the receipt's topic or group no longer exists");
-        break;
+    if (index_of[i] >= 0) ToProto((*settled)[index_of[i]], resp->mutable_results(i));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Broker::ExtendLease(const v1::ExtendLeaseRequest& req,
+                                 v1::ExtendLeaseResponse* resp) {
+  std::vector<DeliveryRef> refs;
+  std::vector<int> index_of(req.receipts_size(), -1);
+  for (int i = 0; i < req.receipts_size(); ++i) {
+    v1::CommitResult* r = resp->add_results();
+    auto ref = codec_.Decode(req.receipts(i));
+    if (!ref.ok()) {
+      r->set_status(v1::INVALID_RECEIPT);
+      r->set_detail(std::string(ref.status().message()));
+      continue;
     }
+    index_of[i] = static_cast<int>(refs.size());
+    refs.push_back(*ref);
+  }
+  if (refs.empty()) return absl::OkStatus();
+  const uint32_t visibility =
+      req.visibility_timeout_ms() == 0 ? kDefaultVisibilityMs : req.visibility_timeout_ms();
+  auto extended = store_.ExtendLeases(req.group(), refs, visibility);
+  if (!extended.ok()) return extended.status();
+  for (int i = 0; i < req.receipts_size(); ++i) {
+    if (index_of[i] >= 0) ToProto((*extended)[index_of[i]], resp->mutable_results(i));
   }
   return absl::OkStatus();
 }

@@ -28,8 +28,15 @@ class Broker {
   absl::Status ConsumeOnce(const v1::ConsumeRequest& req, v1::ConsumeResponse* resp,
                            int64_t* topic_id);
 
-  // Settles receipts; one result per entry.
+  // Settles receipts (ACK, RETRY, DEAD_LETTER); one result per entry.
   absl::Status Commit(const v1::CommitRequest& req, v1::CommitResponse* resp);
+
+  // Extends the leases of current receipts; one result per receipt.
+  absl::Status ExtendLease(const v1::ExtendLeaseRequest& req, v1::ExtendLeaseResponse* resp);
+
+  // How this broker picks queues: crc32 of the key, or round robin without one. For the store
+  // (produce, delayed moves, redrive to a topic).
+  QueueChooser Chooser();
 
  private:
   PgStore& store_;
@@ -40,5 +47,12 @@ class Broker {
 
 // The most payload bytes one Consume reply carries (it always carries at least one message).
 inline constexpr uint64_t kMaxConsumeReplyBytes = 32u << 20;
+
+// Header maps as stored (a JSON object of strings) and back.
+std::string HeadersToJson(const google::protobuf::Map<std::string, std::string>& headers);
+void HeadersFromJson(const std::string& text, google::protobuf::Map<std::string, std::string>* out);
+
+// Fills a CommitResult from a store result.
+void ToProto(const SettleResult& r, v1::CommitResult* out);
 
 }  // namespace ferry::broker

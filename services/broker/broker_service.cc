@@ -49,6 +49,18 @@ void ToProto(const TopicInfo& t, v1::TopicConfig* out) {
   out->set_queues(t.queue_count);
   out->set_retention_ms(static_cast<uint64_t>(t.retention_ms));
   out->set_dedup_window_ms(static_cast<uint64_t>(t.dedup_window_ms));
+  out->set_ordered(t.ordered);
+}
+
+void ToProto(const GroupPolicy& g, v1::GroupConfig* out) {
+  out->set_name(g.name);
+  out->set_max_delivery_attempts(g.max_delivery_attempts);
+  for (int64_t b : g.backoff_ms) out->add_backoff_ms(static_cast<uint64_t>(b));
+  out->set_backoff_min_ms(static_cast<uint64_t>(g.backoff_min_ms));
+  out->set_backoff_max_ms(static_cast<uint64_t>(g.backoff_max_ms));
+  out->set_ordered(g.ordered);
+  out->set_start_position(g.start_latest ? v1::START_POSITION_LATEST
+                                         : v1::START_POSITION_EARLIEST);
 }
 
 }  // namespace
@@ -65,6 +77,13 @@ grpc::ServerUnaryReactor* BrokerService::Commit(grpc::CallbackServerContext* ctx
                                                 v1::CommitResponse* resp) {
   return Unary(ctx, executor_, "Commit", ValidateCommit(*req, broker_.limits()),
                [this, req, resp] { return broker_.Commit(*req, resp); });
+}
+
+grpc::ServerUnaryReactor* BrokerService::ExtendLease(grpc::CallbackServerContext* ctx,
+                                                     const v1::ExtendLeaseRequest* req,
+                                                     v1::ExtendLeaseResponse* resp) {
+  return Unary(ctx, executor_, "ExtendLease", ValidateExtendLease(*req, broker_.limits()),
+               [this, req, resp] { return broker_.ExtendLease(*req, resp); });
 }
 
 struct BrokerService::ConsumeCall {
@@ -146,6 +165,7 @@ grpc::ServerUnaryReactor* AdminService::CreateTopic(grpc::CallbackServerContext*
                  t.dedup_window_ms = static_cast<int64_t>(
                      req->topic().dedup_window_ms() == 0 ? kDefaultDedupWindowMs
                                                          : req->topic().dedup_window_ms());
+                 t.ordered = req->topic().ordered();
                  auto created = store_.CreateTopic(t);
                  if (!created.ok()) return created.status();
                  ToProto(*created, resp->mutable_topic());
@@ -171,9 +191,10 @@ grpc::ServerUnaryReactor* AdminService::DescribeTopic(grpc::CallbackServerContex
                [this, req, resp]() -> absl::Status {
                  auto d = store_.DescribeTopic(req->name());
                  if (!d.ok()) return d.status();
-                 ToProto(d->first, resp->mutable_topic());
-                 resp->set_created_at_unix_ms(static_cast<uint64_t>(d->first.created_at_ms));
-                 for (const QueueState& q : d->second) {
+                 ToProto(d->topic, resp->mutable_topic());
+                 resp->set_created_at_unix_ms(static_cast<uint64_t>(d->topic.created_at_ms));
+                 resp->set_delayed_messages(static_cast<uint64_t>(d->delayed_messages));
+                 for (const QueueState& q : d->queues) {
                    auto* info = resp->add_queues();
                    info->set_queue(q.queue_id);
                    info->set_first_offset(static_cast<uint64_t>(q.first_offset));
@@ -200,7 +221,12 @@ grpc::ServerUnaryReactor* AdminService::GetGroupLag(grpc::CallbackServerContext*
     auto lag = store_.GroupLag(req->group(), req->topic());
     if (!lag.ok()) return lag.status();
     resp->set_group(req->group());
-    for (const QueueLag& l : *lag) {
+    for (const auto& [topic, delayed] : lag->delayed) {
+      auto* d = resp->add_delayed();
+      d->set_topic(topic);
+      d->set_delayed(static_cast<uint64_t>(delayed));
+    }
+    for (const QueueLag& l : lag->queues) {
       auto* q = resp->add_queues();
       q->set_topic(l.topic);
       q->set_queue(l.queue);
@@ -210,8 +236,185 @@ grpc::ServerUnaryReactor* AdminService::GetGroupLag(grpc::CallbackServerContext*
       q->set_in_flight(static_cast<uint64_t>(l.in_flight));
       q->set_lag(static_cast<uint64_t>(l.end_offset - l.committed_offset));
       q->set_oldest_unacked_age_ms(static_cast<uint64_t>(l.oldest_unacked_age_ms));
+      q->set_retrying(static_cast<uint64_t>(l.retrying));
+      q->set_dead_letters(static_cast<uint64_t>(l.dead_letters));
     }
     return absl::OkStatus();
+  });
+}
+
+namespace {
+
+GroupUpdate PolicyFrom(const v1::GroupConfig& g) {
+  GroupUpdate u;
+  if (g.max_delivery_attempts() > 0) u.max_delivery_attempts = g.max_delivery_attempts();
+  if (g.backoff_ms_size() > 0) u.backoff_ms.emplace(g.backoff_ms().begin(), g.backoff_ms().end());
+  if (g.backoff_min_ms() > 0) u.backoff_min_ms = static_cast<int64_t>(g.backoff_min_ms());
+  if (g.backoff_max_ms() > 0) u.backoff_max_ms = static_cast<int64_t>(g.backoff_max_ms());
+  u.ordered = g.ordered();
+  u.start_latest = g.start_position() == v1::START_POSITION_LATEST;
+  return u;
+}
+
+GroupUpdate UpdateFrom(const v1::UpdateGroupRequest& r) {
+  GroupUpdate u;
+  if (r.has_max_delivery_attempts()) u.max_delivery_attempts = r.max_delivery_attempts();
+  if (r.set_backoff()) u.backoff_ms.emplace(r.backoff_ms().begin(), r.backoff_ms().end());
+  if (r.has_backoff_min_ms()) u.backoff_min_ms = static_cast<int64_t>(r.backoff_min_ms());
+  if (r.has_backoff_max_ms()) u.backoff_max_ms = static_cast<int64_t>(r.backoff_max_ms());
+  if (r.has_ordered()) u.ordered = r.ordered();
+  if (r.has_start_position()) u.start_latest = r.start_position() == v1::START_POSITION_LATEST;
+  return u;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::CreateGroup(grpc::CallbackServerContext* ctx,
+                                                    const v1::CreateGroupRequest* req,
+                                                    v1::CreateGroupResponse* resp) {
+  return Unary(ctx, executor_, "CreateGroup", ValidateCreateGroup(*req),
+               [this, req, resp]() -> absl::Status {
+                 auto g = store_.CreateGroup(
+                     req->group().name(), PolicyFrom(req->group()),
+                     std::vector<std::string>(req->topics().begin(), req->topics().end()));
+                 if (!g.ok()) return g.status();
+                 ToProto(*g, resp->mutable_group());
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::UpdateGroup(grpc::CallbackServerContext* ctx,
+                                                    const v1::UpdateGroupRequest* req,
+                                                    v1::UpdateGroupResponse* resp) {
+  return Unary(ctx, executor_, "UpdateGroup", ValidateUpdateGroup(*req),
+               [this, req, resp]() -> absl::Status {
+                 auto g = store_.UpdateGroup(req->name(), UpdateFrom(*req));
+                 if (!g.ok()) return g.status();
+                 ToProto(*g, resp->mutable_group());
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::DescribeGroup(grpc::CallbackServerContext* ctx,
+                                                      const v1::DescribeGroupRequest* req,
+                                                      v1::DescribeGroupResponse* resp) {
+  return Unary(ctx, executor_, "DescribeGroup", ValidateName("name", req->name()),
+               [this, req, resp]() -> absl::Status {
+                 auto g = store_.DescribeGroup(req->name());
+                 if (!g.ok()) return g.status();
+                 ToProto(g->first, resp->mutable_group());
+                 for (const auto& t : g->second) resp->add_topics(t);
+                 resp->set_created_at_unix_ms(static_cast<uint64_t>(g->first.created_at_ms));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::ResetGroup(grpc::CallbackServerContext* ctx,
+                                                   const v1::ResetGroupRequest* req,
+                                                   v1::ResetGroupResponse* resp) {
+  return Unary(ctx, executor_, "ResetGroup", ValidateResetGroup(*req, limits_),
+               [this, req, resp]() -> absl::Status {
+                 ResetTarget target;
+                 switch (req->to_case()) {
+                   case v1::ResetGroupRequest::kPosition:
+                     target.kind = req->position() == v1::START_POSITION_LATEST
+                                       ? ResetTarget::Kind::kLatest
+                                       : ResetTarget::Kind::kEarliest;
+                     break;
+                   case v1::ResetGroupRequest::kTimestampMs:
+                     target.kind = ResetTarget::Kind::kTimestamp;
+                     target.timestamp_ms = static_cast<int64_t>(req->timestamp_ms());
+                     break;
+                   case v1::ResetGroupRequest::kOffsets:
+                     target.kind = ResetTarget::Kind::kOffsets;
+                     for (const auto& o : req->offsets().offsets()) {
+                       target.offsets.emplace_back(o.queue(), static_cast<int64_t>(o.offset()));
+                     }
+                     break;
+                   case v1::ResetGroupRequest::TO_NOT_SET:
+                     break;  // rejected by validation
+                 }
+                 auto positions = store_.ResetGroup(req->group(), req->topic(), target);
+                 if (!positions.ok()) return positions.status();
+                 for (const auto& [q, o] : *positions) {
+                   auto* p = resp->add_positions();
+                   p->set_queue(q);
+                   p->set_offset(static_cast<uint64_t>(o));
+                 }
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListDeadLetters(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListDeadLettersRequest* req,
+                                                        v1::ListDeadLettersResponse* resp) {
+  return Unary(ctx, executor_, "ListDeadLetters", ValidateListDeadLetters(*req),
+               [this, req, resp]() -> absl::Status {
+                 const int64_t after = *ParsePageToken(req->page_token());
+                 const int64_t limit = req->page_size() == 0 ? 100 : req->page_size();
+                 auto rows = store_.ListDeadLetters(req->group(), req->topic(), after, limit);
+                 if (!rows.ok()) return rows.status();
+                 for (const DeadLetterRow& r : *rows) {
+                   auto* d = resp->add_dead_letters();
+                   d->set_id(static_cast<uint64_t>(r.id));
+                   d->set_topic(r.topic);
+                   d->set_queue(r.queue);
+                   d->set_offset(static_cast<uint64_t>(r.offset));
+                   if (r.key) d->set_key(*r.key);
+                   if (r.payload) d->set_payload(*r.payload);
+                   HeadersFromJson(r.headers_json, d->mutable_headers());
+                   d->set_attempts(static_cast<uint32_t>(r.attempts));
+                   d->set_reason(r.reason);
+                   d->set_produced_at_unix_ms(static_cast<uint64_t>(r.produced_at_ms));
+                   d->set_first_delivered_at_unix_ms(
+                       static_cast<uint64_t>(r.first_delivered_at_ms));
+                   d->set_last_delivered_at_unix_ms(static_cast<uint64_t>(r.last_delivered_at_ms));
+                   d->set_dead_at_unix_ms(static_cast<uint64_t>(r.dead_at_ms));
+                 }
+                 if (static_cast<int64_t>(rows->size()) == limit) {
+                   resp->set_next_page_token(std::to_string(rows->back().id));
+                 }
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(
+    grpc::CallbackServerContext* ctx, const v1::RedriveDeadLettersRequest* req,
+    v1::RedriveDeadLettersResponse* resp) {
+  return Unary(ctx, executor_, "RedriveDeadLetters", ValidateRedrive(*req),
+               [this, req, resp]() -> absl::Status {
+                 std::vector<int64_t> ids(req->ids().begin(), req->ids().end());
+                 auto report = store_.RedriveDeadLetters(req->group(), ids, req->all(),
+                                                         req->to_topic(), broker_.Chooser());
+                 if (!report.ok()) return report.status();
+                 resp->set_redriven(static_cast<uint64_t>(report->redriven));
+                 for (const auto& [id, why] : report->failures) {
+                   auto* f = resp->add_failures();
+                   f->set_id(static_cast<uint64_t>(id));
+                   f->set_reason(why);
+                 }
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::PurgeDeadLetters(grpc::CallbackServerContext* ctx,
+                                                         const v1::PurgeDeadLettersRequest* req,
+                                                         v1::PurgeDeadLettersResponse* resp) {
+  return Unary(ctx, executor_, "PurgeDeadLetters", ValidatePurge(*req),
+               [this, req, resp]() -> absl::Status {
+                 std::vector<int64_t> ids(req->ids().begin(), req->ids().end());
+                 auto purged = store_.PurgeDeadLetters(req->group(), ids, req->all());
+                 if (!purged.ok()) return purged.status();
+                 resp->set_purged(static_cast<uint64_t>(*purged));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::CancelDelayed(grpc::CallbackServerContext* ctx,
+                                                      const v1::CancelDelayedRequest* req,
+                                                      v1::CancelDelayedResponse* /*resp*/) {
+  return Unary(ctx, executor_, "CancelDelayed", ValidateCancelDelayed(*req), [this, req] {
+    return store_.CancelDelayed(req->topic(), static_cast<int64_t>(req->delayed_id()));
   });
 }
 

@@ -26,6 +26,9 @@ class BrokerService final : public v1::Broker::CallbackService {
                                     v1::ConsumeResponse* resp) override;
   grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const v1::CommitRequest* req,
                                    v1::CommitResponse* resp) override;
+  grpc::ServerUnaryReactor* ExtendLease(grpc::CallbackServerContext* ctx,
+                                        const v1::ExtendLeaseRequest* req,
+                                        v1::ExtendLeaseResponse* resp) override;
 
  private:
   struct ConsumeCall;
@@ -38,8 +41,8 @@ class BrokerService final : public v1::Broker::CallbackService {
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  AdminService(PgStore& store, const Limits& limits, Executor& executor)
-      : store_(store), limits_(limits), executor_(executor) {}
+  AdminService(PgStore& store, Broker& broker, Executor& executor)
+      : store_(store), broker_(broker), limits_(broker.limits()), executor_(executor) {}
 
   grpc::ServerUnaryReactor* CreateTopic(grpc::CallbackServerContext* ctx,
                                         const v1::CreateTopicRequest* req,
@@ -56,9 +59,34 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* GetGroupLag(grpc::CallbackServerContext* ctx,
                                         const v1::GetGroupLagRequest* req,
                                         v1::GetGroupLagResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateGroup(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateGroupRequest* req,
+                                        v1::CreateGroupResponse* resp) override;
+  grpc::ServerUnaryReactor* UpdateGroup(grpc::CallbackServerContext* ctx,
+                                        const v1::UpdateGroupRequest* req,
+                                        v1::UpdateGroupResponse* resp) override;
+  grpc::ServerUnaryReactor* DescribeGroup(grpc::CallbackServerContext* ctx,
+                                          const v1::DescribeGroupRequest* req,
+                                          v1::DescribeGroupResponse* resp) override;
+  grpc::ServerUnaryReactor* ResetGroup(grpc::CallbackServerContext* ctx,
+                                       const v1::ResetGroupRequest* req,
+                                       v1::ResetGroupResponse* resp) override;
+  grpc::ServerUnaryReactor* ListDeadLetters(grpc::CallbackServerContext* ctx,
+                                            const v1::ListDeadLettersRequest* req,
+                                            v1::ListDeadLettersResponse* resp) override;
+  grpc::ServerUnaryReactor* RedriveDeadLetters(grpc::CallbackServerContext* ctx,
+                                               const v1::RedriveDeadLettersRequest* req,
+                                               v1::RedriveDeadLettersResponse* resp) override;
+  grpc::ServerUnaryReactor* PurgeDeadLetters(grpc::CallbackServerContext* ctx,
+                                             const v1::PurgeDeadLettersRequest* req,
+                                             v1::PurgeDeadLettersResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelDelayed(grpc::CallbackServerContext* ctx,
+                                          const v1::CancelDelayedRequest* req,
+                                          v1::CancelDelayedResponse* resp) override;
 
  private:
   PgStore& store_;
+  Broker& broker_;
   const Limits limits_;
   Executor& executor_;
 };

@@ -29,6 +29,12 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace-ms", o.shutdown_grace_ms,
                  "time in-flight calls get to finish on SIGTERM/SIGINT, ms")
       ->envname("FERRY_SHUTDOWN_GRACE_MS")->capture_default_str();
+  app.add_option("--delayed-poll-ms", o.delayed_poll_ms,
+                 "how often due delayed messages are moved into their queues, ms")
+      ->envname("FERRY_DELAYED_POLL_MS")->capture_default_str();
+  app.add_option("--maintenance-interval-ms", o.maintenance_interval_ms,
+                 "how often retention and dedup expiry run, ms")
+      ->envname("FERRY_MAINTENANCE_INTERVAL_MS")->capture_default_str();
   app.add_option("--migrate", o.migrate, "apply database migrations at start (true|false)")
       ->envname("FERRY_MIGRATE")->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")

@@ -25,6 +25,12 @@ absl::Status Validate(const BrokerOptions& o) {
   if (o.shutdown_grace_ms < 0 || o.shutdown_grace_ms > 600000) {
     return absl::InvalidArgumentError("--shutdown-grace-ms must be between 0 and 600000");
   }
+  if (o.delayed_poll_ms < 10 || o.delayed_poll_ms > 10000) {
+    return absl::InvalidArgumentError("--delayed-poll-ms must be between 10 and 10000");
+  }
+  if (o.maintenance_interval_ms < 100 || o.maintenance_interval_ms > 3600000) {
+    return absl::InvalidArgumentError("--maintenance-interval-ms must be between 100 and 3600000");
+  }
   return absl::OkStatus();
 }
 
@@ -40,7 +46,9 @@ std::string Describe(const BrokerOptions& o) {
                       "\" pool_size=", o.pool_size, " max_queued_calls=", o.max_queued_calls,
                       " max_message_bytes=", o.max_message_bytes,
                       " poll_interval_ms=", o.poll_interval_ms,
-                      " shutdown_grace_ms=", o.shutdown_grace_ms, " migrate=", o.migrate,
+                      " shutdown_grace_ms=", o.shutdown_grace_ms,
+                      " delayed_poll_ms=", o.delayed_poll_ms,
+                      " maintenance_interval_ms=", o.maintenance_interval_ms, " migrate=", o.migrate,
                       " log_level=", o.log_level);
 }
 

@@ -18,6 +18,8 @@ struct BrokerOptions {
   uint64_t max_message_bytes = 4u << 20;  // FERRY_MAX_MESSAGE_BYTES: one payload
   int poll_interval_ms = 200;             // FERRY_POLL_INTERVAL_MS: long-poll fallback re-check
   int shutdown_grace_ms = 5000;           // FERRY_SHUTDOWN_GRACE_MS: in-flight calls get this long
+  int delayed_poll_ms = 100;              // FERRY_DELAYED_POLL_MS: due delayed messages moved
+  int maintenance_interval_ms = 10000;    // FERRY_MAINTENANCE_INTERVAL_MS: retention, dedup expiry
   bool migrate = true;                    // FERRY_MIGRATE: apply migrations at start
   std::string log_level = "info";         // FERRY_LOG_LEVEL: trace|debug|info|warn|error
 };

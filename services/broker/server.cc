@@ -67,7 +67,7 @@ absl::Status BrokerServer::Start() {
   poller_ = std::make_unique<LongPoller>(std::chrono::milliseconds(options_.poll_interval_ms));
   listener_ = std::make_unique<NotificationListener>(*pool_, *poller_);
   broker_service_ = std::make_unique<BrokerService>(*broker_, *executor_, *poller_);
-  admin_service_ = std::make_unique<AdminService>(*store_, limits, *executor_);
+  admin_service_ = std::make_unique<AdminService>(*store_, *broker_, *executor_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // see toolchain notes: --as-needed
@@ -85,6 +85,7 @@ absl::Status BrokerServer::Start() {
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
   maintenance_ = std::thread([this] { Maintain(); });
+  delayed_mover_ = std::thread([this] { MoveDelayed(); });
   logger->info("event=serving listen={} port={}", options_.listen, port_);
   return absl::OkStatus();
 }
@@ -96,18 +97,44 @@ std::shared_ptr<grpc::Channel> BrokerServer::InProcessChannel() {
   return server_->InProcessChannel(args);
 }
 
+bool BrokerServer::Sleep(int ms) {
+  std::unique_lock<std::mutex> lock(maintain_mu_);
+  return !maintain_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+}
+
 void BrokerServer::Maintain() {
   auto logger = ferry::log::Get("broker.maintain");
-  std::unique_lock<std::mutex> lock(maintain_mu_);
-  while (!maintain_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_; })) {
-    lock.unlock();
+  while (Sleep(options_.maintenance_interval_ms)) {
+    auto retention = store_->ApplyRetention(10000);
+    if (!retention.ok()) {
+      logger->warn("event=retention_failed error=\"{}\"", std::string(retention.status().message()));
+    } else if (retention->messages > 0 || retention->leases > 0) {
+      logger->info("event=retention_applied messages={} leases={}", retention->messages,
+                   retention->leases);
+    }
     auto deleted = store_->DeleteExpiredDedup(10000);
     if (!deleted.ok()) {
       logger->warn("event=dedup_expiry_failed error=\"{}\"", std::string(deleted.status().message()));
     } else if (*deleted > 0) {
       logger->info("event=dedup_expired rows={}", *deleted);
     }
-    lock.lock();
+  }
+}
+
+void BrokerServer::MoveDelayed() {
+  auto logger = ferry::log::Get("broker.delayed");
+  constexpr int64_t kBatch = 1000;
+  const QueueChooser chooser = broker_->Chooser();
+  int wait_ms = 0;
+  while (Sleep(wait_ms)) {
+    auto moved = store_->MoveDueDelayed(kBatch, chooser);
+    if (!moved.ok()) {
+      logger->warn("event=move_failed error=\"{}\"", std::string(moved.status().message()));
+      wait_ms = 1000;
+      continue;
+    }
+    if (*moved > 0) logger->debug("event=moved messages={}", *moved);
+    wait_ms = *moved == kBatch ? 0 : options_.delayed_poll_ms;  // a full batch: more are due
   }
 }
 
@@ -132,6 +159,7 @@ void BrokerServer::Shutdown() {
   if (executor_) executor_->Shutdown();
   if (server_) server_->Wait();
   if (maintenance_.joinable()) maintenance_.join();
+  if (delayed_mover_.joinable()) delayed_mover_.join();
   if (listener_) listener_->Stop();
   listener_.reset();
   server_.reset();

@@ -3,7 +3,8 @@
 // Construction order (torn down in reverse): pool -> migrations -> store -> receipt key ->
 // executor -> long poller -> notification listener -> services -> gRPC server.
 // Threads: gRPC's callback threads (validation only), `pool_size` executor workers (all
-// database work), the long-poll timer, the LISTEN connection, one maintenance thread.
+// database work), the long-poll timer, the LISTEN connection, the delayed-message mover and
+// one maintenance thread (retention, dedup expiry). Mover and maintenance use pool connections.
 #pragma once
 
 #include <absl/status/status.h>
@@ -57,6 +58,9 @@ class BrokerServer {
 
  private:
   void Maintain();
+  void MoveDelayed();
+  // Sleeps up to `ms`; false once Shutdown() began.
+  bool Sleep(int ms);
 
   const BrokerOptions options_;
   int port_ = 0;
@@ -73,6 +77,7 @@ class BrokerServer {
   std::condition_variable maintain_cv_;
   bool stopping_ = false;
   std::thread maintenance_;
+  std::thread delayed_mover_;
 };
 
 }  // namespace ferry::broker

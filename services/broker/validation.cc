@@ -1,5 +1,6 @@
 #include "broker/validation.h"
 
+#include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 
 namespace ferry::broker {
@@ -68,6 +69,19 @@ absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits
       return absl::InvalidArgumentError(absl::StrCat(at, ".headers: ", m.headers_size(),
                                                      " headers; at most ", limits.max_headers,
                                                      " are allowed"));
+    }
+    if (m.has_deliver_at() && m.delay_ms() > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ": set deliver_at or delay_ms, not both"));
+    }
+    if (m.delay_ms() > kMaxDurationMs) {
+      return absl::InvalidArgumentError(absl::StrCat(at, ".delay_ms is longer than ten years"));
+    }
+    if (m.has_deliver_at() &&
+        (m.deliver_at().seconds() < 0 || m.deliver_at().seconds() > 253402300799 ||
+         m.deliver_at().nanos() < 0 || m.deliver_at().nanos() > 999999999)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, ".deliver_at is not a valid time (1970 to 9999)"));
     }
     uint64_t bytes = m.payload().size() + m.key().size() + m.dedup_id().size();
     for (const auto& [name, value] : m.headers()) {
@@ -144,6 +158,12 @@ absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits) 
       return absl::InvalidArgumentError(
           absl::StrCat("entries[", i, "].reason is longer than 4096 bytes"));
     }
+    if (auto s = NoNul(absl::StrCat("entries[", i, "].reason"), e.reason()); !s.ok()) return s;
+    if (e.retry_delay_ms() > kMaxRetryDelayMs) {
+      return absl::InvalidArgumentError(absl::StrCat("entries[", i, "].retry_delay_ms is ",
+                                                     e.retry_delay_ms(), "; at most ",
+                                                     kMaxRetryDelayMs, " (one day)"));
+    }
   }
   return absl::OkStatus();
 }
@@ -160,6 +180,179 @@ absl::Status ValidateTopicConfig(const v1::TopicConfig& topic, const Limits& lim
   }
   if (topic.dedup_window_ms() > kMaxDurationMs) {
     return absl::InvalidArgumentError("topic.dedup_window_ms is longer than ten years");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status ValidateBackoff(const google::protobuf::RepeatedField<uint64_t>& list,
+                             uint64_t min_ms, uint64_t max_ms) {
+  if (list.size() > kMaxBackoffSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backoff_ms has ", list.size(), " steps; at most ", kMaxBackoffSteps));
+  }
+  for (int i = 0; i < list.size(); ++i) {
+    if (list.Get(i) < 1 || list.Get(i) > kMaxRetryDelayMs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("backoff_ms[", i, "] is ", list.Get(i), "; allowed 1 to ",
+                       kMaxRetryDelayMs, " (one day)"));
+    }
+  }
+  if (min_ms > kMaxRetryDelayMs || max_ms > kMaxRetryDelayMs) {
+    return absl::InvalidArgumentError("backoff_min_ms and backoff_max_ms are at most one day");
+  }
+  if (max_ms > 0 && min_ms > max_ms) {
+    return absl::InvalidArgumentError("backoff_min_ms is larger than backoff_max_ms");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAttempts(uint32_t attempts) {
+  if (attempts > kMaxDeliveryAttempts) {
+    return absl::InvalidArgumentError(absl::StrCat("max_delivery_attempts is ", attempts,
+                                                   "; allowed 1 to ", kMaxDeliveryAttempts,
+                                                   " (0 means 16)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateIdsOrAll(int ids, bool all) {
+  if (ids == 0 && !all) return absl::InvalidArgumentError("ids: name dead letters, or set all");
+  if (ids > 0 && all) return absl::InvalidArgumentError("ids: set ids or all, not both");
+  if (ids > 1000) return absl::InvalidArgumentError("ids: at most 1000 per call");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateExtendLease(const v1::ExtendLeaseRequest& req, const Limits& limits) {
+  if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
+  if (req.receipts_size() == 0) {
+    return absl::InvalidArgumentError("receipts: at least one receipt is required");
+  }
+  if (static_cast<uint32_t>(req.receipts_size()) > limits.max_commit_entries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("receipts: at most ", limits.max_commit_entries, " per call"));
+  }
+  if (req.visibility_timeout_ms() != 0 &&
+      (req.visibility_timeout_ms() < limits.min_visibility_ms ||
+       req.visibility_timeout_ms() > limits.max_visibility_ms)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "visibility_timeout_ms is ", req.visibility_timeout_ms(), "; allowed ",
+        limits.min_visibility_ms, " to ", limits.max_visibility_ms));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCreateGroup(const v1::CreateGroupRequest& req) {
+  const v1::GroupConfig& g = req.group();
+  if (auto s = ValidateName("group.name", g.name()); !s.ok()) return s;
+  if (auto s = ValidateAttempts(g.max_delivery_attempts()); !s.ok()) return s;
+  if (auto s = ValidateBackoff(g.backoff_ms(), g.backoff_min_ms(), g.backoff_max_ms()); !s.ok()) {
+    return s;
+  }
+  if (!v1::StartPosition_IsValid(g.start_position())) {
+    return absl::InvalidArgumentError("group.start_position is not a known StartPosition");
+  }
+  for (int i = 0; i < req.topics_size(); ++i) {
+    if (auto s = ValidateName(absl::StrCat("topics[", i, "]"), req.topics(i)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateUpdateGroup(const v1::UpdateGroupRequest& req) {
+  if (auto s = ValidateName("name", req.name()); !s.ok()) return s;
+  if (req.has_max_delivery_attempts()) {
+    if (req.max_delivery_attempts() == 0) {
+      return absl::InvalidArgumentError("max_delivery_attempts must be at least 1");
+    }
+    if (auto s = ValidateAttempts(req.max_delivery_attempts()); !s.ok()) return s;
+  }
+  if (req.set_backoff() && req.backoff_ms_size() == 0) {
+    return absl::InvalidArgumentError("backoff_ms: give at least one step with set_backoff");
+  }
+  if (!req.set_backoff() && req.backoff_ms_size() > 0) {
+    return absl::InvalidArgumentError("backoff_ms is given but set_backoff is false");
+  }
+  if (auto s = ValidateBackoff(req.backoff_ms(), req.backoff_min_ms(), req.backoff_max_ms());
+      !s.ok()) {
+    return s;
+  }
+  if (req.has_start_position() && !v1::StartPosition_IsValid(req.start_position())) {
+    return absl::InvalidArgumentError("start_position is not a known StartPosition");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateResetGroup(const v1::ResetGroupRequest& req, const Limits& limits) {
+  if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
+  if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
+  switch (req.to_case()) {
+    case v1::ResetGroupRequest::kPosition:
+      if (!v1::StartPosition_IsValid(req.position())) {
+        return absl::InvalidArgumentError("position is not a known StartPosition");
+      }
+      break;
+    case v1::ResetGroupRequest::kTimestampMs:
+      break;
+    case v1::ResetGroupRequest::kOffsets:
+      if (req.offsets().offsets_size() == 0) {
+        return absl::InvalidArgumentError("offsets: give at least one queue and offset");
+      }
+      for (const auto& o : req.offsets().offsets()) {
+        if (o.queue() >= limits.max_queues) {
+          return absl::InvalidArgumentError(absl::StrCat("offsets: queue ", o.queue(),
+                                                         " is out of range"));
+        }
+        if (o.offset() > static_cast<uint64_t>(INT64_MAX)) {
+          return absl::InvalidArgumentError("offsets: offset is out of range");
+        }
+      }
+      break;
+    case v1::ResetGroupRequest::TO_NOT_SET:
+      return absl::InvalidArgumentError(
+          "to: set position (EARLIEST or LATEST), timestamp_ms or offsets");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> ParsePageToken(const std::string& token) {
+  if (token.empty()) return 0;
+  int64_t id = 0;
+  if (!absl::SimpleAtoi(token, &id) || id < 0) {
+    return absl::InvalidArgumentError("page_token is not one this broker returned");
+  }
+  return id;
+}
+
+absl::Status ValidateListDeadLetters(const v1::ListDeadLettersRequest& req) {
+  if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
+  if (!req.topic().empty()) {
+    if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
+  }
+  if (req.page_size() > 1000) {
+    return absl::InvalidArgumentError("page_size: at most 1000 (0 means 100)");
+  }
+  return ParsePageToken(req.page_token()).status();
+}
+
+absl::Status ValidateRedrive(const v1::RedriveDeadLettersRequest& req) {
+  if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
+  if (auto s = ValidateIdsOrAll(req.ids_size(), req.all()); !s.ok()) return s;
+  if (!req.to_topic().empty()) return ValidateName("to_topic", req.to_topic());
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePurge(const v1::PurgeDeadLettersRequest& req) {
+  if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
+  return ValidateIdsOrAll(req.ids_size(), req.all());
+}
+
+absl::Status ValidateCancelDelayed(const v1::CancelDelayedRequest& req) {
+  if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
+  if (req.delayed_id() == 0 || req.delayed_id() > static_cast<uint64_t>(INT64_MAX)) {
+    return absl::InvalidArgumentError("delayed_id is required (from the Produce result)");
   }
   return absl::OkStatus();
 }

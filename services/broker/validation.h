@@ -4,6 +4,7 @@
 #pragma once
 
 #include <absl/status/status.h>
+#include <absl/status/statusor.h>
 
 #include <cstdint>
 #include <string>
@@ -34,6 +35,9 @@ inline constexpr uint32_t kDefaultQueues = 4;
 inline constexpr uint64_t kDefaultRetentionMs = 7ull * 24 * 3600 * 1000;
 inline constexpr uint64_t kDefaultDedupWindowMs = 24ull * 3600 * 1000;
 inline constexpr uint64_t kMaxDurationMs = 10ull * 365 * 24 * 3600 * 1000;  // ten years
+inline constexpr uint64_t kMaxRetryDelayMs = 24ull * 3600 * 1000;           // one day
+inline constexpr uint32_t kMaxDeliveryAttempts = 1000;
+inline constexpr int kMaxBackoffSteps = 64;
 
 // Topic and group names: [A-Za-z0-9._-]{1,128}. `field` names the field in the message.
 absl::Status ValidateName(const std::string& field, const std::string& value);
@@ -42,5 +46,16 @@ absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits
 absl::Status ValidateConsume(const v1::ConsumeRequest& req, const Limits& limits);
 absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits);
 absl::Status ValidateTopicConfig(const v1::TopicConfig& topic, const Limits& limits);
+absl::Status ValidateExtendLease(const v1::ExtendLeaseRequest& req, const Limits& limits);
+absl::Status ValidateCreateGroup(const v1::CreateGroupRequest& req);
+absl::Status ValidateUpdateGroup(const v1::UpdateGroupRequest& req);
+absl::Status ValidateResetGroup(const v1::ResetGroupRequest& req, const Limits& limits);
+absl::Status ValidateListDeadLetters(const v1::ListDeadLettersRequest& req);
+absl::Status ValidateRedrive(const v1::RedriveDeadLettersRequest& req);
+absl::Status ValidatePurge(const v1::PurgeDeadLettersRequest& req);
+absl::Status ValidateCancelDelayed(const v1::CancelDelayedRequest& req);
+
+// "" -> 0; a decimal id -> that id; anything else INVALID_ARGUMENT naming page_token.
+absl::StatusOr<int64_t> ParsePageToken(const std::string& token);
 
 }  // namespace ferry::broker

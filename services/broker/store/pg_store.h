@@ -29,6 +29,7 @@ struct TopicInfo {
   int64_t retention_ms = 0;
   int64_t dedup_window_ms = 0;
   int64_t created_at_ms = 0;
+  bool ordered = false;
 };
 
 struct QueueState {
@@ -42,23 +43,55 @@ struct NewMessage {
   std::string payload;
   std::string headers_json;  // a JSON object of string values
   std::string dedup_id;      // empty: none
+  int64_t deliver_at_ms = 0; // unix ms; later than now: a delayed message
 };
 
 struct Appended {
   uint32_t queue = 0;
   int64_t offset = 0;
   bool duplicate = false;
+  bool delayed = false;    // stored as a delayed message (queue/offset not known yet)
+  int64_t delayed_id = 0;
 };
 
-// Chooses the queue of messages[index] given the topic's queue count.
+// Chooses the queue of a message given the topic's queue count.
 using QueueChooser = std::function<uint32_t(const NewMessage&, uint32_t queue_count)>;
+
+// A group's delivery policy (consumer_groups).
+struct GroupPolicy {
+  int64_t group_id = 0;
+  std::string name;
+  uint32_t max_delivery_attempts = 16;
+  std::vector<int64_t> backoff_ms;  // by failed attempt; the last repeats
+  int64_t backoff_min_ms = 0;       // > 0: exponential instead of the list
+  int64_t backoff_max_ms = 0;
+  bool ordered = false;
+  bool start_latest = false;
+  int64_t created_at_ms = 0;
+};
+
+// Fields of a policy to change; unset ones stay.
+struct GroupUpdate {
+  std::optional<uint32_t> max_delivery_attempts;
+  std::optional<std::vector<int64_t>> backoff_ms;  // non-empty
+  std::optional<int64_t> backoff_min_ms;
+  std::optional<int64_t> backoff_max_ms;
+  std::optional<bool> ordered;
+  std::optional<bool> start_latest;
+};
+
+// How long to wait before delivering again a message whose `attempt`-th delivery failed, when
+// the consumer named no delay: 3 s in ordered mode (retried in place), else the group's
+// exponential or listed backoff.
+int64_t RetryDelayMs(const GroupPolicy& policy, bool ordered, int32_t attempt);
+inline constexpr int64_t kOrderedRetryMs = 3000;
 
 struct LeaseRequest {
   std::string group;
   std::string topic;
   uint32_t max_messages = 1;
   uint32_t visibility_ms = 30000;
-  bool start_latest = false;  // where the group starts if it has never read this topic
+  bool start_latest = false;  // where a group created by this call starts
   uint64_t max_bytes = 0;     // stop adding messages past this many payload bytes (>= 1 kept)
 };
 
@@ -76,15 +109,33 @@ struct LeasedMessage {
 struct LeaseBatch {
   int64_t group_id = 0;
   int64_t topic_id = 0;
-  std::vector<LeasedMessage> messages;  // redeliveries first, then by queue and offset
+  std::vector<LeasedMessage> messages;  // due redeliveries first, then by queue and offset
 };
 
-enum class AckStatus {
-  kCommitted,         // settled by this call
-  kAlreadyCommitted,  // settled before
+enum class Outcome { kAck, kRetry, kDeadLetter };
+
+struct Settlement {
+  DeliveryRef ref;
+  Outcome outcome = Outcome::kAck;
+  int64_t retry_delay_ms = 0;  // kRetry: 0 = the group's backoff
+  std::string reason;          // kDeadLetter
+};
+
+enum class SettleStatus {
+  kCommitted,         // ACK settled by this call
+  kRetryScheduled,    // RETRY accepted
+  kDeadLettered,      // moved to dead letters by this call
+  kExtended,          // ExtendLeases: the lease was extended
+  kAlreadyCommitted,  // settled before (or a retry is already scheduled)
   kStale,             // delivered again since this receipt was issued
   kWrongGroup,        // the receipt was issued to another group
   kTopicGone,         // its topic (or the group) no longer exists
+};
+
+struct SettleResult {
+  SettleStatus status = SettleStatus::kTopicGone;
+  int64_t retry_at_ms = 0;  // kRetryScheduled
+  std::string detail;
 };
 
 struct QueueLag {
@@ -94,7 +145,53 @@ struct QueueLag {
   int64_t committed_offset = 0;
   int64_t delivered_offset = 0;
   int64_t in_flight = 0;
+  int64_t retrying = 0;
+  int64_t dead_letters = 0;
   int64_t oldest_unacked_age_ms = 0;
+};
+
+struct GroupLagReport {
+  std::vector<QueueLag> queues;
+  std::vector<std::pair<std::string, int64_t>> delayed;  // topic -> delayed messages
+};
+
+struct TopicDescription {
+  TopicInfo topic;
+  std::vector<QueueState> queues;
+  int64_t delayed_messages = 0;
+};
+
+// Where ResetGroup moves a group.
+struct ResetTarget {
+  enum class Kind { kEarliest, kLatest, kTimestamp, kOffsets } kind = Kind::kEarliest;
+  int64_t timestamp_ms = 0;
+  std::vector<std::pair<uint32_t, int64_t>> offsets;  // queue -> offset
+};
+
+struct DeadLetterRow {
+  int64_t id = 0;
+  std::string topic;
+  uint32_t queue = 0;
+  int64_t offset = 0;
+  std::optional<std::string> key;
+  std::optional<std::string> payload;  // nullopt: removed by retention before it died
+  std::string headers_json;
+  int32_t attempts = 0;
+  std::string reason;
+  int64_t produced_at_ms = 0;
+  int64_t first_delivered_at_ms = 0;
+  int64_t last_delivered_at_ms = 0;
+  int64_t dead_at_ms = 0;
+};
+
+struct RetentionReport {
+  int64_t messages = 0;  // removed from queues
+  int64_t leases = 0;    // deliveries and retries that ended with their message
+};
+
+struct RedriveReport {
+  int64_t redriven = 0;
+  std::vector<std::pair<int64_t, std::string>> failures;  // id -> why it stayed
 };
 
 class PgStore {
@@ -108,35 +205,77 @@ class PgStore {
   absl::StatusOr<TopicInfo> CreateTopic(TopicInfo topic);
   absl::StatusOr<std::vector<TopicInfo>> ListTopics();
   // NOT_FOUND with the name.
-  absl::StatusOr<std::pair<TopicInfo, std::vector<QueueState>>> DescribeTopic(
-      const std::string& name);
+  absl::StatusOr<TopicDescription> DescribeTopic(const std::string& name);
   // Removes the topic, its messages, dedup entries and every group's progress on it. NOT_FOUND.
   absl::Status DeleteTopic(const std::string& name);
 
   // Stores `messages` in `topic` in one transaction, skipping those whose dedup_id is stored
   // within the dedup window (or repeats an earlier one of this call): those get the original
-  // position with duplicate = true. Returns one entry per message, in order, after commit.
-  // NOT_FOUND if the topic does not exist.
+  // position with duplicate = true. Messages due later go to delayed_messages. Returns one
+  // entry per message, in order, after commit. NOT_FOUND if the topic does not exist.
   absl::StatusOr<std::vector<Appended>> Append(const std::string& topic,
                                                const std::vector<NewMessage>& messages,
                                                const QueueChooser& choose_queue);
 
-  // Leases up to max_messages to the group: first messages whose lease expired (attempt + 1),
-  // then messages never delivered to it. Creates the group and its position on first use.
+  // Moves up to `limit` due delayed messages into their queues (each exactly once, whichever
+  // broker runs it). Returns how many moved.
+  absl::StatusOr<int64_t> MoveDueDelayed(int64_t limit, const QueueChooser& choose_queue);
+
+  // Cancels a delayed message not yet due. NOT_FOUND if there is none with that id in topic.
+  absl::Status CancelDelayed(const std::string& topic, int64_t delayed_id);
+
+  // Leases up to max_messages to the group. Unordered groups: first messages due again
+  // (expired lease, retry, redrive; at the last attempt an expired one goes to dead letters),
+  // then messages never delivered. Ordered groups (or topics): only queues no consumer holds,
+  // each from its lowest unsettled offset. Creates the group and its positions on first use.
   // An empty batch means nothing is available now. NOT_FOUND if the topic does not exist.
   absl::StatusOr<LeaseBatch> Lease(const LeaseRequest& request);
 
-  // Settles the targets for `group`; one status per target, in order.
-  absl::StatusOr<std::vector<AckStatus>> Ack(const std::string& group,
-                                             const std::vector<DeliveryRef>& targets);
+  // Applies each settlement for `group`; one result per settlement, in order.
+  absl::StatusOr<std::vector<SettleResult>> Settle(const std::string& group,
+                                                   const std::vector<Settlement>& settlements);
+
+  // Moves the deadline of each still-current lease to now + visibility_ms.
+  absl::StatusOr<std::vector<SettleResult>> ExtendLeases(const std::string& group,
+                                                         const std::vector<DeliveryRef>& refs,
+                                                         uint32_t visibility_ms);
+
+  // Group policy. CreateGroup: ALREADY_EXISTS; fixes start positions on `topics` (NOT_FOUND if
+  // one does not exist). UpdateGroup / DescribeGroup: NOT_FOUND.
+  absl::StatusOr<GroupPolicy> CreateGroup(const std::string& name, const GroupUpdate& policy,
+                                          const std::vector<std::string>& topics);
+  absl::StatusOr<GroupPolicy> UpdateGroup(const std::string& name, const GroupUpdate& update);
+  absl::StatusOr<std::pair<GroupPolicy, std::vector<std::string>>> DescribeGroup(
+      const std::string& name);
+
+  // Moves the group's position on `topic` and releases its leases there. Returns the new
+  // position of every queue. NOT_FOUND for an unknown group or topic; INVALID_ARGUMENT for a
+  // queue the topic does not have.
+  absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup(
+      const std::string& group, const std::string& topic, const ResetTarget& target);
+
+  // Dead letters of `group` with id > after_id (and of `topic` if not empty), oldest first.
+  absl::StatusOr<std::vector<DeadLetterRow>> ListDeadLetters(const std::string& group,
+                                                             const std::string& topic,
+                                                             int64_t after_id, int64_t limit);
+  // Back to the group with attempts reset (to_topic empty), or produced to to_topic.
+  absl::StatusOr<RedriveReport> RedriveDeadLetters(const std::string& group,
+                                                   const std::vector<int64_t>& ids, bool all,
+                                                   const std::string& to_topic,
+                                                   const QueueChooser& choose_queue);
+  absl::StatusOr<int64_t> PurgeDeadLetters(const std::string& group,
+                                           const std::vector<int64_t>& ids, bool all);
 
   // Per queue progress of `group` on every topic it reads (or only `topic` if not empty).
   // NOT_FOUND if the group (or the topic) does not exist.
-  absl::StatusOr<std::vector<QueueLag>> GroupLag(const std::string& group,
-                                                 const std::string& topic);
+  absl::StatusOr<GroupLagReport> GroupLag(const std::string& group, const std::string& topic);
 
   // The receipt signing key shared by every broker on this database.
   absl::StatusOr<std::string> ReceiptKey();
+
+  // Removes messages older than their topic's retention, up to `batch` per queue per call,
+  // and the leases and retries of those messages (they end "expired by retention").
+  absl::StatusOr<RetentionReport> ApplyRetention(int64_t batch);
 
   // Deletes up to `limit` dedup entries whose window has passed. Returns how many.
   absl::StatusOr<int64_t> DeleteExpiredDedup(int64_t limit);

@@ -88,15 +88,16 @@ TEST_CASE("4 concurrent producers on one queue: offsets are dense and a reader n
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
         continue;
       }
-      std::vector<DeliveryRef> acks;
+      std::vector<Settlement> acks;
       for (const auto& m : batch->messages) {
         if (m.offset != expected) ++order_violations;
         expected = m.offset + 1;
-        acks.push_back(DeliveryRef{batch->group_id, batch->topic_id, m.queue, m.offset,
-                                 m.lease_token});
+        acks.push_back(Settlement{
+            DeliveryRef{batch->group_id, batch->topic_id, m.queue, m.offset, m.lease_token},
+            Outcome::kAck, 0, ""});
       }
       consumed += static_cast<int64_t>(batch->messages.size());
-      if (!f.store.Ack("reader", acks).ok()) ++order_violations;  // Catch2 asserts: main thread
+      if (!f.store.Settle("reader", acks).ok()) ++order_violations;  // Catch2: main thread only
     }
   });
 
@@ -157,7 +158,7 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
     CHECK_FALSE((*r)[2].duplicate);
     auto d = f.store.DescribeTopic("orders");
     int64_t stored = 0;
-    for (const auto& q : d->second) stored += q.end_offset - q.first_offset;
+    for (const auto& q : d->queues) stored += q.end_offset - q.first_offset;
     CHECK(stored == 2);
   }
 
@@ -173,7 +174,7 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
     }
     auto d = f.store.DescribeTopic("orders");
     int64_t stored = 0;
-    for (const auto& q : d->second) stored += q.end_offset - q.first_offset;
+    for (const auto& q : d->queues) stored += q.end_offset - q.first_offset;
     CHECK(stored == 1);
   }
 
