@@ -3,6 +3,8 @@
 #include <google/protobuf/util/time_util.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+
 namespace ferry::broker {
 std::string HeadersToJson(const google::protobuf::Map<std::string, std::string>& headers) {
   nlohmann::json j = nlohmann::json::object();
@@ -26,7 +28,11 @@ QueueChooser Broker::Chooser() {
 
 absl::Status Broker::Produce(const v1::ProduceRequest& req, v1::ProduceResponse* resp) {
   using google::protobuf::util::TimeUtil;
-  const int64_t now_ms = TimeUtil::TimestampToMilliseconds(TimeUtil::GetCurrentTime());
+  // Not TimeUtil::GetCurrentTime(): in protobuf 3.21 it has one-second resolution, which made
+  // delayed messages due up to a second early.
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   std::vector<NewMessage> messages;
   messages.reserve(req.messages_size());
   for (const auto& m : req.messages()) {

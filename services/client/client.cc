@@ -52,6 +52,10 @@ absl::StatusOr<v1::CommitResponse> Client::Commit(const v1::CommitRequest& req) 
   return Call(*broker_, &v1::Broker::Stub::Commit, req, timeout_);
 }
 
+absl::StatusOr<v1::ExtendLeaseResponse> Client::ExtendLease(const v1::ExtendLeaseRequest& req) {
+  return Call(*broker_, &v1::Broker::Stub::ExtendLease, req, timeout_);
+}
+
 absl::StatusOr<v1::CommitResponse> Client::Ack(const std::string& group,
                                                const std::vector<std::string>& receipts) {
   v1::CommitRequest req;

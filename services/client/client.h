@@ -31,6 +31,7 @@ class Client {
   absl::StatusOr<v1::ProduceResponse> Produce(const v1::ProduceRequest& req);
   absl::StatusOr<v1::ConsumeResponse> Consume(const v1::ConsumeRequest& req);
   absl::StatusOr<v1::CommitResponse> Commit(const v1::CommitRequest& req);
+  absl::StatusOr<v1::ExtendLeaseResponse> ExtendLease(const v1::ExtendLeaseRequest& req);
 
   absl::StatusOr<v1::CreateTopicResponse> CreateTopic(const v1::TopicConfig& topic);
   absl::StatusOr<v1::ListTopicsResponse> ListTopics();
@@ -38,6 +39,10 @@ class Client {
   absl::Status DeleteTopic(const std::string& name);
   absl::StatusOr<v1::GetGroupLagResponse> GetGroupLag(const std::string& group,
                                                       const std::string& topic);
+
+  // Admin calls beyond the common ones, with this client's deadline.
+  v1::Admin::Stub& admin() { return *admin_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
   // Convenience: ACKs every receipt for `group`; returns the per-receipt results.
   absl::StatusOr<v1::CommitResponse> Ack(const std::string& group,

@@ -1,5 +1,7 @@
 #include "broker/store/pg_store.h"
 
+#include "common/log.h"
+
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -199,18 +201,23 @@ constexpr pg::Statement kSelectReadableQueues{
     " WHERE gq.group_id = $1 AND gq.topic_id = $2 AND gq.delivered_offset < q.next_offset"
     " ORDER BY gq.queue_id FOR UPDATE OF gq SKIP LOCKED"};
 
-// Ordered mode: every queue nobody else is reading right now, with its lease counts. A queue
-// with a lease whose deadline is ahead is held (by a consumer, or waiting for a retry).
-constexpr pg::Statement kSelectOrderedQueues{
-    "broker_select_ordered_queues",
-    "SELECT gq.queue_id, gq.delivered_offset, q.next_offset,"
-    " (SELECT count(*) FROM group_leases l WHERE l.group_id = gq.group_id"
-    "   AND l.topic_id = gq.topic_id AND l.queue_id = gq.queue_id),"
-    " (SELECT count(*) FROM group_leases l WHERE l.group_id = gq.group_id"
-    "   AND l.topic_id = gq.topic_id AND l.queue_id = gq.queue_id AND l.deadline > now())"
-    " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
+// Ordered mode, step 1: lock every queue of the group nobody else is reading right now.
+constexpr pg::Statement kLockOrderedQueues{
+    "broker_lock_ordered_queues",
+    "SELECT gq.queue_id, gq.delivered_offset, q.next_offset FROM group_queues gq"
+    " JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
     " WHERE gq.group_id = $1 AND gq.topic_id = $2"
     " ORDER BY gq.queue_id FOR UPDATE OF gq SKIP LOCKED"};
+
+// Step 2, a separate statement on purpose: its snapshot is taken after the locks above, so it
+// sees every lease committed by whoever held those queues before. (In one statement, the
+// row lock would re-read group_queues but the lease counts would come from the older
+// snapshot, and two consumers could hold one queue.) A queue with a lease whose deadline is
+// ahead is held: by a consumer, or waiting for a retry.
+constexpr pg::Statement kCountQueueLeases{
+    "broker_count_queue_leases",
+    "SELECT queue_id, count(*), count(*) FILTER (WHERE deadline > now()) FROM group_leases"
+    " WHERE group_id = $1 AND topic_id = $2 AND queue_id = ANY($3::int[]) GROUP BY queue_id"};
 
 constexpr pg::Statement kSelectQueueLeases{
     "broker_select_queue_leases",
@@ -800,7 +807,7 @@ std::vector<pg::Statement> PgStore::Statements() {
           kNextDelayedIds,       kInsertDelayed,       kTakeDueDelayed,      kPlaceDelayedDedup,
           kCancelDelayed,        kCancelDelayedCheck,  kSelectGroup,         kInsertGroup,
           kUpdateGroup,          kGroupTopics,         kInsertGroupQueues,   kSelectDueLeases,
-          kSelectMessagesAt,     kRenewLeases,         kSelectReadableQueues, kSelectOrderedQueues,
+          kSelectMessagesAt,     kRenewLeases,         kSelectReadableQueues, kLockOrderedQueues,   kCountQueueLeases,
           kSelectQueueLeases,    kSelectMessageRanges, kAdvanceDelivered,    kInsertLeases,
           kSelectLeasesAt,       kDeleteLeases,        kScheduleRetries,     kReleaseLaterLeases,
           kExtendLeases,         kSelectGroupQueuesAt, kDeadLetterLeases,    kGroupLag,
@@ -1041,6 +1048,12 @@ absl::StatusOr<int64_t> PgStore::MoveDueDelayed(int64_t limit, const QueueChoose
                          IntArray(offsets));
       }
       moved += static_cast<int64_t>(due.size());
+      const int64_t now_ms = NowMs();
+      for (const Due& d : due) {
+        ferry::log::Get("broker.delayed")
+            ->debug("event=moved topic_id={} delayed_id={} due_ms={} late_ms={}", topic_id, d.id,
+                    d.at_ms, now_ms - d.at_ms);
+      }
     }
     tx.commit();
     return absl::OkStatus();
@@ -1102,15 +1115,28 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
       // due) is delivered from them, in offset order, before anything new.
       std::vector<uint32_t> due_queues;
       std::vector<Readable> fresh;
+      std::vector<Readable> locked;
       for (const auto& row :
-           tx.exec_prepared(kSelectOrderedQueues.name, batch.group_id, batch.topic_id)) {
-        const int64_t leases = row[3].as<int64_t>(), held = row[4].as<int64_t>();
+           tx.exec_prepared(kLockOrderedQueues.name, batch.group_id, batch.topic_id)) {
+        locked.push_back(
+            Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+      }
+      std::map<uint32_t, std::pair<int64_t, int64_t>> counts;  // queue -> (leases, held)
+      if (!locked.empty()) {
+        std::vector<uint32_t> ids;
+        for (const Readable& r : locked) ids.push_back(r.queue);
+        for (const auto& row : tx.exec_prepared(kCountQueueLeases.name, batch.group_id,
+                                                batch.topic_id, IntArray(ids))) {
+          counts[row[0].as<uint32_t>()] = {row[1].as<int64_t>(), row[2].as<int64_t>()};
+        }
+      }
+      for (const Readable& r : locked) {
+        const auto [leases, held] = counts[r.queue];
         if (held > 0) continue;
         if (leases > 0) {
-          due_queues.push_back(row[0].as<uint32_t>());
-        } else if (row[1].as<int64_t>() < row[2].as<int64_t>()) {
-          fresh.push_back(
-              Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+          due_queues.push_back(r.queue);
+        } else if (r.from < r.end) {
+          fresh.push_back(r);
         }
       }
       if (!due_queues.empty()) {

@@ -9,81 +9,14 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "broker/server.h"
 #include "client/client.h"
-#include "support/test_db.h"
+#include "support/broker_fixture.h"
 
 using namespace ferry;
 using ferry::test::TempDatabase;
 
 namespace {
-
-struct Fixture {
-  TempDatabase db;
-  broker::BrokerServer server{[this] {
-    broker::BrokerOptions o;
-    o.listen = "127.0.0.1:0";
-    o.database_url = db.conninfo();
-    o.pool_size = 4;
-    o.max_message_bytes = 1 << 20;
-    return o;
-  }()};
-  std::unique_ptr<Client> client;
-
-  Fixture() {
-    absl::Status s = server.Start();
-    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
-    client = std::make_unique<Client>(MakeChannel("127.0.0.1:" + std::to_string(server.port())));
-  }
-
-  void CreateTopic(const std::string& name, uint32_t queues = 2) {
-    v1::TopicConfig t;
-    t.set_name(name);
-    t.set_queues(queues);
-    auto r = client->CreateTopic(t);
-    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
-  }
-
-  v1::ProduceResponse Produce(const std::string& topic, const std::vector<std::string>& payloads,
-                              const std::string& key = "") {
-    v1::ProduceRequest req;
-    req.set_topic(topic);
-    for (const auto& p : payloads) {
-      auto* m = req.add_messages();
-      m->set_payload(p);
-      m->set_key(key);
-    }
-    auto r = client->Produce(req);
-    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
-    return *r;
-  }
-
-  v1::ConsumeResponse Consume(const std::string& group, const std::string& topic, uint32_t max,
-                              uint32_t wait_ms = 0, uint32_t visibility_ms = 0,
-                              v1::StartPosition start = v1::START_POSITION_EARLIEST) {
-    v1::ConsumeRequest req;
-    req.set_group(group);
-    req.set_topic(topic);
-    req.set_max_messages(max);
-    req.set_max_wait_ms(wait_ms);
-    req.set_visibility_timeout_ms(visibility_ms);
-    req.set_start_position(start);
-    auto r = client->Consume(req);
-    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
-    return *r;
-  }
-
-  int64_t StoredMessages() {
-    pqxx::connection c(db.conninfo());
-    pqxx::read_transaction tx(c);
-    return tx.exec("SELECT count(*) FROM messages")[0][0].as<int64_t>();
-  }
-};
-
-std::vector<std::string> Receipts(const v1::ConsumeResponse& r) {
-  std::vector<std::string> out;
-  for (const auto& m : r.messages()) out.push_back(m.receipt());
-  return out;
-}
-
+using Fixture = test::BrokerFixture;
+using test::Receipts;
 }  // namespace
 
 TEST_CASE("produce - consume - commit: the basic contract", "[integration][service]") {
@@ -346,7 +279,7 @@ TEST_CASE("database down: UNAVAILABLE (retryable) - back up: the broker recovers
 TEST_CASE("the standard gRPC health service reports SERVING", "[integration][service]") {
   Fixture f;
   auto health = grpc::health::v1::Health::NewStub(
-      MakeChannel("127.0.0.1:" + std::to_string(f.server.port())));
+      MakeChannel("127.0.0.1:" + std::to_string(f.server->port())));
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;
   grpc::ClientContext ctx;

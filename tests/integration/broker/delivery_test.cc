@@ -1,0 +1,565 @@
+// Delivery semantics on a real PostgreSQL: retries, dead letters, redrive, leases, ordered
+// groups, delayed messages, seek and retention.
+#include <google/protobuf/util/time_util.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "support/broker_fixture.h"
+
+using namespace ferry;
+using test::BrokerFixture;
+using test::Receipts;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t Ms(const google::protobuf::Timestamp& t) {
+  return google::protobuf::util::TimeUtil::TimestampToMilliseconds(t);
+}
+
+void CreateGroup(BrokerFixture& f, const std::string& name, uint32_t attempts,
+                 std::vector<uint64_t> backoff, bool ordered = false,
+                 const std::string& topic = "") {
+  v1::CreateGroupRequest req;
+  req.mutable_group()->set_name(name);
+  req.mutable_group()->set_max_delivery_attempts(attempts);
+  for (uint64_t b : backoff) req.mutable_group()->add_backoff_ms(b);
+  req.mutable_group()->set_ordered(ordered);
+  if (!topic.empty()) req.add_topics(topic);
+  v1::CreateGroupResponse resp;
+  grpc::ClientContext ctx;
+  auto stub = v1::Admin::NewStub(MakeChannel(f.address()));
+  grpc::Status s = stub->CreateGroup(&ctx, req, &resp);
+  if (!s.ok()) throw std::runtime_error(s.error_message());
+}
+
+std::unique_ptr<v1::Admin::Stub> Admin(BrokerFixture& f) {
+  return v1::Admin::NewStub(MakeChannel(f.address()));
+}
+
+v1::ListDeadLettersResponse DeadLetters(BrokerFixture& f, const std::string& group) {
+  v1::ListDeadLettersRequest req;
+  req.set_group(group);
+  v1::ListDeadLettersResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = Admin(f)->ListDeadLetters(&ctx, req, &resp);
+  if (!s.ok()) throw std::runtime_error(s.error_message());
+  return resp;
+}
+
+v1::QueueLag LagOf(BrokerFixture& f, const std::string& group, const std::string& topic) {
+  auto lag = f.client->GetGroupLag(group, topic);
+  if (!lag.ok()) throw std::runtime_error(std::string(lag.status().message()));
+  v1::QueueLag sum;
+  for (const auto& q : lag->queues()) {
+    sum.set_lag(sum.lag() + q.lag());
+    sum.set_in_flight(sum.in_flight() + q.in_flight());
+    sum.set_retrying(sum.retrying() + q.retrying());
+    sum.set_dead_letters(sum.dead_letters() + q.dead_letters());
+  }
+  return sum;
+}
+
+}  // namespace
+
+TEST_CASE("RETRY: attempts rise - delays follow the schedule - dead letter after the last - "
+          "redrive delivers again with attempt 1",
+          "[integration][delivery]") {
+  BrokerFixture f;
+  f.CreateTopic("jobs", 1);
+  CreateGroup(f, "workers", 3, {300, 600});
+  f.Produce("jobs", {"job-1"});
+
+  const std::vector<int64_t> schedule = {300, 600};
+  for (uint32_t attempt = 1; attempt <= 3; ++attempt) {
+    auto got = f.Consume("workers", "jobs", 1, /*wait_ms=*/5000);
+    REQUIRE(got.messages_size() == 1);
+    CHECK(got.messages(0).delivery_attempt() == attempt);
+    const int64_t before = NowMs();
+    auto r = f.Settle("workers", got.messages(0).receipt(), v1::RETRY);
+    if (attempt < 3) {
+      REQUIRE(r.status() == v1::RETRY_SCHEDULED);
+      const int64_t delay = Ms(r.retry_at()) - before;
+      CHECK(delay >= schedule[attempt - 1] - 50);
+      CHECK(delay <= schedule[attempt - 1] + 1000);
+      CHECK(f.Consume("workers", "jobs", 1).messages_size() == 0);  // not before it is due
+      CHECK(LagOf(f, "workers", "jobs").retrying() == 1);
+    } else {
+      REQUIRE(r.status() == v1::DEAD_LETTERED);
+    }
+  }
+  CHECK(f.Consume("workers", "jobs", 1, 1000).messages_size() == 0);
+  auto dead = DeadLetters(f, "workers");
+  REQUIRE(dead.dead_letters_size() == 1);
+  const auto& d = dead.dead_letters(0);
+  CHECK(d.payload() == "job-1");
+  CHECK(d.attempts() == 3);
+  CHECK(d.reason() == "max delivery attempts (3) reached: last outcome RETRY");
+  CHECK(d.topic() == "jobs");
+  CHECK(d.first_delivered_at_unix_ms() <= d.last_delivered_at_unix_ms());
+  auto lag = LagOf(f, "workers", "jobs");
+  CHECK(lag.dead_letters() == 1);
+  CHECK(lag.lag() == 0);  // settled for the group: nothing is stuck behind it
+
+  v1::RedriveDeadLettersRequest redrive;
+  redrive.set_group("workers");
+  redrive.set_all(true);
+  v1::RedriveDeadLettersResponse redriven;
+  grpc::ClientContext ctx;
+  REQUIRE(Admin(f)->RedriveDeadLetters(&ctx, redrive, &redriven).ok());
+  CHECK(redriven.redriven() == 1);
+  auto again = f.Consume("workers", "jobs", 1, 5000);
+  REQUIRE(again.messages_size() == 1);
+  CHECK(again.messages(0).payload() == "job-1");
+  CHECK(again.messages(0).delivery_attempt() == 1);
+  CHECK(f.Settle("workers", again.messages(0).receipt(), v1::ACK).status() == v1::COMMITTED);
+  CHECK(DeadLetters(f, "workers").dead_letters_size() == 0);
+}
+
+TEST_CASE("expired leases count as attempts and end in dead letters", "[integration][delivery]") {
+  BrokerFixture f;
+  f.CreateTopic("jobs", 1);
+  CreateGroup(f, "slow", 2, {});
+  f.Produce("jobs", {"never-acked"});
+  auto first = f.Consume("slow", "jobs", 1, 0, /*visibility_ms=*/1000);
+  REQUIRE(first.messages_size() == 1);
+  auto second = f.Consume("slow", "jobs", 1, 5000, 1000);  // the lease expired: attempt 2
+  REQUIRE(second.messages_size() == 1);
+  CHECK(second.messages(0).delivery_attempt() == 2);
+  auto third = f.Consume("slow", "jobs", 1, 2500, 1000);  // the last lease expired: dead letter
+  CHECK(third.messages_size() == 0);
+  auto dead = DeadLetters(f, "slow");
+  REQUIRE(dead.dead_letters_size() == 1);
+  CHECK(dead.dead_letters(0).reason() ==
+        "max delivery attempts (2) reached: lease expired without commit");
+  CHECK(dead.dead_letters(0).attempts() == 2);
+  // The receipt of the dead delivery no longer settles anything.
+  CHECK(f.Settle("slow", second.messages(0).receipt(), v1::ACK).status() ==
+        v1::ALREADY_COMMITTED);
+}
+
+TEST_CASE("DEAD_LETTER with a reason - redrive to another topic - purge", "[integration][delivery]") {
+  BrokerFixture f;
+  f.CreateTopic("orders", 2);
+  f.CreateTopic("orders.repair", 1);
+  v1::ProduceRequest p;
+  p.set_topic("orders");
+  auto* m = p.add_messages();
+  m->set_key("order-7");
+  m->set_payload("{bad json");
+  (*m->mutable_headers())["type"] = "created";
+  REQUIRE(f.client->Produce(p).ok());
+  f.Produce("orders", {"poison-2"});
+
+  auto got = f.Consume("billing", "orders", 10);
+  REQUIRE(got.messages_size() == 2);
+  for (const auto& d : got.messages()) {
+    auto r = f.Settle("billing", d.receipt(), v1::DEAD_LETTER, 0, "cannot parse");
+    CHECK(r.status() == v1::DEAD_LETTERED);
+  }
+  auto dead = DeadLetters(f, "billing");
+  REQUIRE(dead.dead_letters_size() == 2);
+  CHECK(dead.dead_letters(0).reason() == "rejected: cannot parse");
+  CHECK(dead.dead_letters(0).attempts() == 1);
+
+  uint64_t first_id = 0, second_id = 0;
+  for (const auto& d : dead.dead_letters()) {
+    if (d.payload() == "{bad json") {
+      first_id = d.id();
+      CHECK(d.key() == "order-7");
+      CHECK(d.headers().at("type") == "created");
+    } else {
+      second_id = d.id();
+    }
+  }
+  v1::RedriveDeadLettersRequest redrive;
+  redrive.set_group("billing");
+  redrive.add_ids(first_id);
+  redrive.add_ids(999999);  // unknown: reported, not fatal
+  redrive.set_to_topic("orders.repair");
+  v1::RedriveDeadLettersResponse redriven;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(Admin(f)->RedriveDeadLetters(&ctx, redrive, &redriven).ok());
+  }
+  CHECK(redriven.redriven() == 1);
+  REQUIRE(redriven.failures_size() == 1);
+  CHECK(redriven.failures(0).id() == 999999);
+  auto repaired = f.Consume("fixer", "orders.repair", 10);
+  REQUIRE(repaired.messages_size() == 1);
+  CHECK(repaired.messages(0).payload() == "{bad json");
+  CHECK(repaired.messages(0).key() == "order-7");
+  CHECK(repaired.messages(0).headers().at("type") == "created");
+
+  v1::PurgeDeadLettersRequest purge;
+  purge.set_group("billing");
+  purge.add_ids(second_id);
+  v1::PurgeDeadLettersResponse purged;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(Admin(f)->PurgeDeadLetters(&ctx, purge, &purged).ok());
+  }
+  CHECK(purged.purged() == 1);
+  CHECK(DeadLetters(f, "billing").dead_letters_size() == 0);
+}
+
+TEST_CASE("ExtendLease keeps a message from coming back while it is processed",
+          "[integration][delivery]") {
+  BrokerFixture f;
+  f.CreateTopic("t", 1);
+  f.Produce("t", {"long job"});
+  auto got = f.Consume("g", "t", 1, 0, 1000);
+  REQUIRE(got.messages_size() == 1);
+  v1::ExtendLeaseRequest ext;
+  ext.set_group("g");
+  ext.add_receipts(got.messages(0).receipt());
+  ext.add_receipts("garbage");
+  ext.set_visibility_timeout_ms(10000);
+  auto r = f.client->ExtendLease(ext);
+  REQUIRE(r.ok());
+  CHECK(r->results(0).status() == v1::LEASE_EXTENDED);
+  CHECK(r->results(1).status() == v1::INVALID_RECEIPT);
+  CHECK(f.Consume("g", "t", 1, 1500).messages_size() == 0);  // past the first lease: still held
+  CHECK(f.Settle("g", got.messages(0).receipt(), v1::ACK).status() == v1::COMMITTED);
+}
+
+TEST_CASE("ordered: 20 keys x 500 messages - 4 consumers - ~5% RETRY - every key in order",
+          "[integration][delivery][ordered]") {
+  BrokerFixture f;
+  f.CreateTopic("ledger", 4);
+  CreateGroup(f, "posting", 16, {}, /*ordered=*/true);
+  constexpr int kKeys = 20, kPerKey = 500;
+  for (int seq = 0; seq < kPerKey; seq += 25) {
+    v1::ProduceRequest p;
+    p.set_topic("ledger");
+    for (int k = 0; k < kKeys; ++k) {
+      for (int s = seq; s < seq + 25; ++s) {
+        auto* m = p.add_messages();
+        m->set_key("account-" + std::to_string(k));
+        m->set_payload(std::to_string(s));
+      }
+    }
+    REQUIRE(f.client->Produce(p).ok());
+  }
+
+  std::mutex mu;
+  std::map<std::string, std::vector<int>> processed;  // key -> sequence numbers, in order
+  std::atomic<int> total{0}, retries{0}, errors{0};
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < 4; ++c) {
+    consumers.emplace_back([&, c] {
+      Client client(f.address());
+      std::mt19937 rng(c + 1);
+      std::uniform_int_distribution<int> pct(0, 99);
+      const auto give_up = Clock::now() + std::chrono::seconds(120);
+      while (total.load() < kKeys * kPerKey && Clock::now() < give_up) {
+        v1::ConsumeRequest req;
+        req.set_group("posting");
+        req.set_topic("ledger");
+        req.set_max_messages(50);
+        req.set_max_wait_ms(200);
+        auto got = client.Consume(req);
+        if (!got.ok()) {
+          ++errors;
+          continue;
+        }
+        v1::CommitRequest commit;
+        commit.set_group("posting");
+        std::set<uint32_t> failed_queues;
+        for (const auto& m : got->messages()) {
+          if (failed_queues.count(m.queue()) != 0) continue;  // wait for the retried one
+          auto* e = commit.add_entries();
+          e->set_receipt(m.receipt());
+          if (pct(rng) < 5) {
+            e->set_outcome(v1::RETRY);
+            e->set_retry_delay_ms(20);
+            failed_queues.insert(m.queue());
+            ++retries;
+            continue;
+          }
+          e->set_outcome(v1::ACK);
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            processed[m.key()].push_back(std::stoi(m.payload()));
+          }
+          ++total;
+        }
+        if (commit.entries_size() > 0 && !client.Commit(commit).ok()) ++errors;
+      }
+    });
+  }
+  for (auto& t : consumers) t.join();
+
+  CHECK(errors == 0);
+  CHECK(retries > 0);
+  REQUIRE(processed.size() == static_cast<size_t>(kKeys));
+  for (const auto& [key, seqs] : processed) {
+    INFO("key " << key);
+    REQUIRE(seqs.size() == static_cast<size_t>(kPerKey));
+    int out_of_order = 0;
+    for (int i = 0; i < kPerKey; ++i) out_of_order += seqs[i] != i ? 1 : 0;
+    CHECK(out_of_order == 0);
+  }
+}
+
+TEST_CASE("ordered: a queue is held by one consumer at a time", "[integration][delivery][ordered]") {
+  BrokerFixture f;
+  f.CreateTopic("seq", 1, 0, /*ordered=*/true);  // ordered topic: every group reads in order
+  f.Produce("seq", {"a", "b", "c"});
+  auto first = f.Consume("g", "seq", 2, 0, 30000);
+  REQUIRE(first.messages_size() == 2);
+  CHECK(f.Consume("g", "seq", 10).messages_size() == 0);  // held: "c" waits
+  CHECK(f.Settle("g", first.messages(0).receipt(), v1::ACK).status() == v1::COMMITTED);
+  CHECK(f.Consume("g", "seq", 10).messages_size() == 0);  // still held by "b"
+  // RETRY of "b": redelivered before "c", after its backoff.
+  CHECK(f.Settle("g", first.messages(1).receipt(), v1::RETRY, 200).status() ==
+        v1::RETRY_SCHEDULED);
+  auto retried = f.Consume("g", "seq", 10, 3000);
+  REQUIRE(retried.messages_size() == 1);
+  CHECK(retried.messages(0).payload() == "b");
+  CHECK(retried.messages(0).delivery_attempt() == 2);
+  CHECK(f.Settle("g", retried.messages(0).receipt(), v1::ACK).status() == v1::COMMITTED);
+  auto rest = f.Consume("g", "seq", 10, 3000);
+  REQUIRE(rest.messages_size() == 1);
+  CHECK(rest.messages(0).payload() == "c");
+}
+
+TEST_CASE("delayed messages arrive when due - not before - and can be cancelled",
+          "[integration][delivery][delayed]") {
+  BrokerFixture f;
+  f.CreateTopic("reminders", 2);
+  const int64_t sent = NowMs();
+  v1::ProduceRequest p;
+  p.set_topic("reminders");
+  for (int i = 1; i <= 5; ++i) {
+    auto* m = p.add_messages();
+    m->set_payload(std::to_string(i));
+    m->set_delay_ms(1000 * i);
+  }
+  auto* at = p.add_messages();
+  at->set_payload("cancel-me");
+  *at->mutable_deliver_at() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(sent + 2000);
+  p.add_messages()->set_payload("now");
+  auto produced = f.client->Produce(p);
+  REQUIRE(produced.ok());
+  for (int i = 0; i < 6; ++i) CHECK(produced->results(i).delayed());
+  CHECK_FALSE(produced->results(6).delayed());
+
+  auto d = f.client->DescribeTopic("reminders");
+  REQUIRE(d.ok());
+  CHECK(d->delayed_messages() == 6);
+  v1::CancelDelayedRequest cancel;
+  cancel.set_topic("reminders");
+  cancel.set_delayed_id(produced->results(5).delayed_id());
+  {
+    v1::CancelDelayedResponse resp;
+    grpc::ClientContext ctx;
+    REQUIRE(Admin(f)->CancelDelayed(&ctx, cancel, &resp).ok());
+  }
+  {
+    v1::CancelDelayedResponse resp;
+    grpc::ClientContext ctx;
+    CHECK(Admin(f)->CancelDelayed(&ctx, cancel, &resp).error_code() ==
+          grpc::StatusCode::NOT_FOUND);
+  }
+
+  std::map<std::string, int64_t> arrived;
+  const auto give_up = Clock::now() + std::chrono::seconds(15);
+  while (arrived.size() < 6 && Clock::now() < give_up) {
+    auto got = f.Consume("g", "reminders", 10, 1000);
+    for (const auto& m : got.messages()) {
+      arrived[m.payload()] = NowMs();
+      f.Settle("g", m.receipt(), v1::ACK);
+    }
+  }
+  CHECK(arrived.count("now") == 1);
+  CHECK(arrived.count("cancel-me") == 0);
+  for (int i = 1; i <= 5; ++i) {
+    INFO("delay " << i << " s");
+    REQUIRE(arrived.count(std::to_string(i)) == 1);
+    const int64_t late = arrived[std::to_string(i)] - (sent + 1000 * i);
+    CHECK(late >= 0);     // never early
+    CHECK(late <= 2000);  // the contract says ~1 s; a loaded 2-core CI gets some slack
+  }
+  CHECK(f.client->DescribeTopic("reminders")->delayed_messages() == 0);
+}
+
+TEST_CASE("delayed messages with a dedup_id are stored once", "[integration][delivery][delayed]") {
+  BrokerFixture f;
+  f.CreateTopic("t", 1);
+  v1::ProduceRequest p;
+  p.set_topic("t");
+  auto* m = p.add_messages();
+  m->set_payload("x");
+  m->set_dedup_id("d-1");
+  m->set_delay_ms(500);
+  auto first = f.client->Produce(p);
+  auto again = f.client->Produce(p);
+  REQUIRE(first.ok());
+  REQUIRE(again.ok());
+  CHECK(again->results(0).duplicate());
+  CHECK(again->results(0).delayed_id() == first->results(0).delayed_id());
+  auto got = f.Consume("g", "t", 10, 3000);
+  REQUIRE(got.messages_size() == 1);
+  auto after = f.client->Produce(p);  // now points at the stored message
+  REQUIRE(after.ok());
+  CHECK(after->results(0).duplicate());
+  CHECK_FALSE(after->results(0).delayed());
+  CHECK(after->results(0).offset() == got.messages(0).offset());
+  CHECK(f.Consume("g", "t", 10, 1000).messages_size() == 0);
+}
+
+TEST_CASE("ResetGroup: earliest - latest - timestamp - offsets", "[integration][delivery][seek]") {
+  BrokerFixture f;
+  f.CreateTopic("t", 1);
+  f.Produce("t", {"0", "1", "2"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int64_t middle = NowMs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  f.Produce("t", {"3", "4"});
+  auto all = f.Consume("g", "t", 10);
+  REQUIRE(all.messages_size() == 5);
+  for (const auto& r : Receipts(all)) f.Settle("g", r, v1::ACK);
+
+  auto reset = [&](const std::function<void(v1::ResetGroupRequest&)>& to) {
+    v1::ResetGroupRequest req;
+    req.set_group("g");
+    req.set_topic("t");
+    to(req);
+    v1::ResetGroupResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = Admin(f)->ResetGroup(&ctx, req, &resp);
+    if (!s.ok()) throw std::runtime_error(s.error_message());
+    return resp;
+  };
+  auto payloads = [&] {
+    std::vector<std::string> out;
+    const v1::ConsumeResponse got = f.Consume("g", "t", 10);
+    for (const auto& m : got.messages()) {
+      out.push_back(m.payload());
+      f.Settle("g", m.receipt(), v1::ACK);
+    }
+    return out;
+  };
+  reset([](auto& r) { r.set_position(v1::START_POSITION_EARLIEST); });
+  CHECK(payloads() == std::vector<std::string>{"0", "1", "2", "3", "4"});
+  reset([&](auto& r) { r.set_timestamp_ms(static_cast<uint64_t>(middle)); });
+  CHECK(payloads() == std::vector<std::string>{"3", "4"});
+  const v1::ResetGroupResponse moved = reset([](auto& r) {
+    auto* q = r.mutable_offsets()->add_offsets();
+    q->set_queue(0);
+    q->set_offset(1);
+  });
+  REQUIRE(moved.positions_size() == 1);
+  CHECK(moved.positions(0).offset() == 1);
+  CHECK(payloads() == std::vector<std::string>{"1", "2", "3", "4"});
+  reset([](auto& r) { r.set_position(v1::START_POSITION_LATEST); });
+  f.Produce("t", {"5"});
+  CHECK(payloads() == std::vector<std::string>{"5"});
+  CHECK_THROWS(reset([](auto& r) {
+    auto* q = r.mutable_offsets()->add_offsets();
+    q->set_queue(7);  // the topic has one queue
+    q->set_offset(0);
+  }));
+}
+
+TEST_CASE("retention: expired messages and their leases are removed from storage",
+          "[integration][delivery][retention]") {
+  BrokerFixture f([](broker::BrokerOptions& o) { o.maintenance_interval_ms = 200; });
+  f.CreateTopic("short", 2, /*retention_ms=*/1000);
+  f.CreateTopic("long", 1);
+  f.Produce("short", {"a", "b", "c", "d"});
+  f.Produce("long", {"kept"});
+  auto leased = f.Consume("g", "short", 1, 0, 60000);  // a lease on a message about to expire
+  REQUIRE(leased.messages_size() == 1);
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  auto short_rows = [&] {
+    return std::stoll(f.Query("SELECT count(*) FROM messages m JOIN topics t USING (topic_id)"
+                              " WHERE t.name = 'short'")
+                          .at(0));
+  };
+  while (short_rows() > 0 && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(short_rows() == 0);
+  CHECK(f.Query("SELECT count(*) FROM group_leases").at(0) == "0");
+  CHECK(f.StoredMessages() == 1);  // the other topic keeps its message
+  auto d = f.client->DescribeTopic("short");
+  REQUIRE(d.ok());
+  for (const auto& q : d->queues()) CHECK(q.message_count() == 0);
+  CHECK(f.Settle("g", leased.messages(0).receipt(), v1::ACK).status() == v1::ALREADY_COMMITTED);
+  // New messages still flow, at the next offsets.
+  f.Produce("short", {"e"});
+  auto got = f.Consume("g", "short", 10, 2000);
+  REQUIRE(got.messages_size() == 1);
+  CHECK(got.messages(0).payload() == "e");
+}
+
+TEST_CASE("group policy: create - describe - update - bad input", "[integration][delivery]") {
+  BrokerFixture f;
+  f.CreateTopic("t", 2);
+  CreateGroup(f, "g", 5, {100, 200, 300}, false, "t");
+  auto admin = Admin(f);
+  v1::DescribeGroupRequest dreq;
+  dreq.set_name("g");
+  v1::DescribeGroupResponse desc;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(admin->DescribeGroup(&ctx, dreq, &desc).ok());
+  }
+  CHECK(desc.group().max_delivery_attempts() == 5);
+  CHECK(desc.group().backoff_ms_size() == 3);
+  REQUIRE(desc.topics_size() == 1);
+  CHECK(desc.topics(0) == "t");
+
+  v1::UpdateGroupRequest up;
+  up.set_name("g");
+  up.set_ordered(true);
+  up.set_backoff_min_ms(100);
+  up.set_backoff_max_ms(1000);
+  v1::UpdateGroupResponse upd;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(admin->UpdateGroup(&ctx, up, &upd).ok());
+  }
+  CHECK(upd.group().ordered());
+  CHECK(upd.group().max_delivery_attempts() == 5);  // unchanged
+  CHECK(upd.group().backoff_min_ms() == 100);
+
+  v1::CreateGroupRequest bad;
+  bad.mutable_group()->set_name("h");
+  bad.mutable_group()->set_max_delivery_attempts(5000);
+  v1::CreateGroupResponse ignored;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = admin->CreateGroup(&ctx, bad, &ignored);
+    CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(s.error_message().find("max_delivery_attempts") != std::string::npos);
+  }
+  v1::CreateGroupRequest dup;
+  dup.mutable_group()->set_name("g");
+  {
+    grpc::ClientContext ctx;
+    CHECK(admin->CreateGroup(&ctx, dup, &ignored).error_code() ==
+          grpc::StatusCode::ALREADY_EXISTS);
+  }
+  v1::CommitRequest too_long;
+  too_long.set_group("g");
+  auto* e = too_long.add_entries();
+  e->set_receipt("x");
+  e->set_outcome(v1::RETRY);
+  e->set_retry_delay_ms(90000000);
+  CHECK(f.client->Commit(too_long).status().code() == absl::StatusCode::kInvalidArgument);
+}
