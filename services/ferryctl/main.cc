@@ -1,11 +1,16 @@
 // ferryctl: the Ferry command-line tool. `ferryctl --help` lists the commands.
 // Broker address: --broker, else FERRY_BROKER, else 127.0.0.1:7420. Exit code 0 on success;
 // otherwise 1 with a one-line reason on stderr (2 for usage errors).
+#include <absl/strings/ascii.h>
+#include <absl/strings/numbers.h>
+#include <absl/strings/str_split.h>
 #include <absl/time/time.h>
 
 #include <CLI/CLI.hpp>
 #include <iomanip>
 #include <iostream>
+#include <google/protobuf/util/time_util.h>
+
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -94,6 +99,89 @@ std::string Age(uint64_t ms) {
   return buf;
 }
 
+// "10s,30s,1m" -> milliseconds each.
+std::vector<uint64_t> ParseDurationList(const std::string& text, const std::string& flag) {
+  std::vector<uint64_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    out.push_back(ParseDurationMs(std::string(absl::StripAsciiWhitespace(part)), flag));
+  }
+  if (out.empty()) throw Failure{flag + ": give at least one duration"};
+  return out;
+}
+
+// RFC 3339 ("2026-11-21T10:00:00Z") -> unix ms.
+int64_t ParseTimeMs(const std::string& text, const std::string& flag) {
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &err)) {
+    throw Failure{flag + ": \"" + text + "\" is not an RFC 3339 time (e.g. 2026-11-21T10:00:00Z)"};
+  }
+  return absl::ToUnixMillis(t);
+}
+
+ferry::v1::StartPosition ParseStart(const std::string& text) {
+  if (text == "earliest") return ferry::v1::START_POSITION_EARLIEST;
+  if (text == "latest") return ferry::v1::START_POSITION_LATEST;
+  throw Failure{"--start must be earliest or latest"};
+}
+
+std::string Join(const google::protobuf::RepeatedField<uint64_t>& ms) {
+  std::string out;
+  for (uint64_t v : ms) out += (out.empty() ? "" : ",") + Ms(v);
+  return out;
+}
+
+json GroupJson(const ferry::v1::GroupConfig& g) {
+  return json{{"name", g.name()},
+              {"max_delivery_attempts", g.max_delivery_attempts()},
+              {"backoff_ms", std::vector<uint64_t>(g.backoff_ms().begin(), g.backoff_ms().end())},
+              {"backoff_min_ms", g.backoff_min_ms()},
+              {"backoff_max_ms", g.backoff_max_ms()},
+              {"ordered", g.ordered()},
+              {"start", g.start_position() == ferry::v1::START_POSITION_LATEST ? "latest"
+                                                                              : "earliest"}};
+}
+
+void PrintGroup(const ferry::v1::GroupConfig& g) {
+  std::cout << "group " << g.name() << ": max delivery attempts " << g.max_delivery_attempts()
+            << ", backoff ";
+  if (g.backoff_min_ms() > 0) {
+    std::cout << "exponential " << Ms(g.backoff_min_ms()) << " to " << Ms(g.backoff_max_ms());
+  } else {
+    std::cout << Join(g.backoff_ms());
+  }
+  std::cout << (g.ordered() ? ", ordered" : ", unordered") << ", new topics start at "
+            << (g.start_position() == ferry::v1::START_POSITION_LATEST ? "latest" : "earliest")
+            << "\n";
+}
+
+template <typename Req, typename Resp>
+Resp AdminCall(ferry::Client& client,
+               grpc::Status (ferry::v1::Admin::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                              Resp*),
+               const Req& req, const std::string& what) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + client.timeout());
+  Resp resp;
+  grpc::Status s = (client.admin().*method)(&ctx, req, &resp);
+  if (!s.ok()) {
+    throw Failure{what + ": " +
+                  std::string(absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))) +
+                  ": " + s.error_message()};
+  }
+  return resp;
+}
+
+std::vector<uint64_t> ParseIds(const std::vector<std::string>& ids) {
+  std::vector<uint64_t> out;
+  for (const auto& id : ids) {
+    uint64_t v = 0;
+    if (!absl::SimpleAtoi(id, &v)) throw Failure{"\"" + id + "\" is not a dead letter id"};
+    out.push_back(v);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -117,6 +205,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   topic_create->add_option("--dedup-window", dedup_window, "how long dedup_ids are remembered")
       ->capture_default_str();
+  bool topic_ordered = false;
+  topic_create->add_flag("--ordered", topic_ordered,
+                         "every group reads each queue in order, one consumer at a time");
   auto* topic_list = topic->add_subcommand("list", "list topics");
   auto* topic_describe = topic->add_subcommand("describe", "per queue offsets of a topic");
   topic_describe->add_option("NAME", name, "topic name")->required();
@@ -136,6 +227,11 @@ int main(int argc, char** argv) {
   auto* value_opt = produce->add_option("--value", value, "the payload");
   produce->add_option("--batch", batch, "messages per Produce call from stdin (1-1000)")
       ->capture_default_str();
+  uint64_t delay_ms = 0;
+  std::string deliver_at;
+  auto* delay_opt = produce->add_option("--delay-ms", delay_ms, "deliver no earlier than this");
+  produce->add_option("--deliver-at", deliver_at, "deliver no earlier than this RFC 3339 time")
+      ->excludes(delay_opt);
 
   // consume
   auto* consume = app.add_subcommand(
@@ -158,11 +254,82 @@ int main(int argc, char** argv) {
   std::vector<std::string> receipts;
   commit->add_option("--group", group, "consumer group")->required();
   commit->add_option("RECEIPT", receipts, "receipts from consume")->required();
+  bool retry = false;
+  uint32_t retry_delay_ms = 0;
+  std::string dead_letter;
+  auto* retry_opt = commit->add_flag("--retry", retry, "deliver again after a backoff");
+  commit->add_option("--delay-ms", retry_delay_ms, "with --retry: the delay (default: the group's backoff)")
+      ->needs(retry_opt);
+  commit->add_option("--dead-letter", dead_letter, "move to the group's dead letters, with this reason")
+      ->excludes(retry_opt);
 
   // lag
   auto* lag = app.add_subcommand("lag", "a group's progress per queue");
   lag->add_option("--group", group, "consumer group")->required();
   lag->add_option("--topic", name, "only this topic");
+
+  // group ...
+  auto* grp = app.add_subcommand("group", "consumer groups: policy, position");
+  grp->require_subcommand(1);
+  uint32_t max_attempts = 0;
+  std::string backoff, backoff_exp, start, ordered_text, reset_to;
+  std::vector<std::string> group_topics;
+  bool group_ordered = false;
+  auto* group_create = grp->add_subcommand("create", "create a group with its delivery policy");
+  group_create->add_option("NAME", group, "group name")->required();
+  group_create->add_option("--topic", group_topics, "fix the start position on this topic now");
+  group_create->add_option("--max-attempts", max_attempts, "deliveries before dead letters (16)");
+  auto* backoff_opt =
+      group_create->add_option("--backoff", backoff, "retry delays by attempt, e.g. 10s,30s,1m");
+  group_create->add_option("--backoff-exp", backoff_exp, "exponential retry delays MIN,MAX")
+      ->excludes(backoff_opt);
+  group_create->add_flag("--ordered", group_ordered, "read each queue in order");
+  group_create->add_option("--start", start, "earliest|latest (default earliest)");
+  auto* group_describe = grp->add_subcommand("describe", "policy and topics of a group");
+  group_describe->add_option("NAME", group, "group name")->required();
+  auto* group_update = grp->add_subcommand("update", "change a group's policy");
+  group_update->add_option("NAME", group, "group name")->required();
+  group_update->add_option("--max-attempts", max_attempts, "deliveries before dead letters");
+  auto* backoff_opt2 = group_update->add_option("--backoff", backoff, "e.g. 10s,30s,1m");
+  group_update->add_option("--backoff-exp", backoff_exp, "MIN,MAX")->excludes(backoff_opt2);
+  group_update->add_option("--ordered", ordered_text, "true|false");
+  group_update->add_option("--start", start, "earliest|latest");
+  auto* group_reset = grp->add_subcommand("reset", "move a group's position on a topic");
+  group_reset->add_option("NAME", group, "group name")->required();
+  group_reset->add_option("--topic", name, "topic")->required();
+  group_reset->add_option("--to", reset_to,
+                          "earliest | latest | RFC 3339 time | QUEUE:OFFSET[,QUEUE:OFFSET...]")
+      ->required();
+
+  // dlq ...
+  auto* dlq = app.add_subcommand("dlq", "dead letters of a group: list, redrive, purge");
+  dlq->require_subcommand(1);
+  std::vector<std::string> ids;
+  bool all = false;
+  uint32_t limit = 100;
+  std::string to_topic;
+  auto* dlq_list = dlq->add_subcommand("list", "list dead letters, oldest first");
+  dlq_list->add_option("--group", group, "consumer group")->required();
+  dlq_list->add_option("--topic", name, "only this topic");
+  dlq_list->add_option("--limit", limit, "at most this many (1-1000)")->capture_default_str();
+  auto* dlq_redrive = dlq->add_subcommand("redrive", "deliver dead letters again");
+  dlq_redrive->add_option("--group", group, "consumer group")->required();
+  auto* all_opt = dlq_redrive->add_flag("--all", all, "every dead letter of the group");
+  dlq_redrive->add_option("ID", ids, "dead letter ids")->excludes(all_opt);
+  dlq_redrive->add_option("--to-topic", to_topic,
+                          "produce them to this topic instead of back to the group");
+  auto* dlq_purge = dlq->add_subcommand("purge", "delete dead letters");
+  dlq_purge->add_option("--group", group, "consumer group")->required();
+  auto* all_opt2 = dlq_purge->add_flag("--all", all, "every dead letter of the group");
+  dlq_purge->add_option("ID", ids, "dead letter ids")->excludes(all_opt2);
+
+  // delayed ...
+  auto* delayed = app.add_subcommand("delayed", "delayed messages");
+  delayed->require_subcommand(1);
+  uint64_t delayed_id = 0;
+  auto* delayed_cancel = delayed->add_subcommand("cancel", "cancel one that is not due yet");
+  delayed_cancel->add_option("TOPIC", name, "topic")->required();
+  delayed_cancel->add_option("ID", delayed_id, "the id produce printed")->required();
 
   CLI11_PARSE(app, argc, argv);
 
@@ -174,6 +341,7 @@ int main(int argc, char** argv) {
       t.set_queues(queues);
       t.set_retention_ms(ParseDurationMs(retention, "--retention"));
       t.set_dedup_window_ms(ParseDurationMs(dedup_window, "--dedup-window"));
+      t.set_ordered(topic_ordered);
       auto r = Check(client.CreateTopic(t), "topic create");
       if (as_json) {
         std::cout << Dump(TopicJson(r.topic())) << "\n";
@@ -236,13 +404,25 @@ int main(int argc, char** argv) {
       if (!dedup_id.empty() && value_opt->count() == 0) {
         throw Failure{"--dedup-id needs --value (each stdin line would share one dedup id)"};
       }
+      base.set_delay_ms(delay_ms);
+      if (!deliver_at.empty()) {
+        *base.mutable_deliver_at() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(
+            ParseTimeMs(deliver_at, "--deliver-at"));
+      }
       auto send = [&](ferry::v1::ProduceRequest& req) {
         auto r = Check(client.Produce(req), "produce");
         for (const auto& res : r.results()) {
           if (as_json) {
-            std::cout << Dump(json{{"queue", res.queue()},
-                                   {"offset", res.offset()},
-                                   {"duplicate", res.duplicate()}})
+            json j{{"duplicate", res.duplicate()}};
+            if (res.delayed()) {
+              j["delayed_id"] = res.delayed_id();
+            } else {
+              j["queue"] = res.queue();
+              j["offset"] = res.offset();
+            }
+            std::cout << Dump(j) << "\n";
+          } else if (res.delayed()) {
+            std::cout << "delayed " << res.delayed_id() << (res.duplicate() ? " duplicate" : "")
                       << "\n";
           } else {
             std::cout << res.queue() << " " << res.offset() << (res.duplicate() ? " duplicate" : "")
@@ -305,12 +485,29 @@ int main(int argc, char** argv) {
         }
       }
     } else if (commit->parsed()) {
-      auto r = Check(client.Ack(group, receipts), "commit");
+      ferry::v1::CommitRequest req;
+      req.set_group(group);
+      for (const auto& receipt : receipts) {
+        auto* e = req.add_entries();
+        e->set_receipt(receipt);
+        if (retry) {
+          e->set_outcome(ferry::v1::RETRY);
+          e->set_retry_delay_ms(retry_delay_ms);
+        } else if (!dead_letter.empty()) {
+          e->set_outcome(ferry::v1::DEAD_LETTER);
+          e->set_reason(dead_letter);
+        } else {
+          e->set_outcome(ferry::v1::ACK);
+        }
+      }
+      auto r = Check(client.Commit(req), "commit");
       bool all_ok = true;
       for (int i = 0; i < r.results_size(); ++i) {
         const auto& res = r.results(i);
         const bool ok = res.status() == ferry::v1::COMMITTED ||
-                        res.status() == ferry::v1::ALREADY_COMMITTED;
+                        res.status() == ferry::v1::ALREADY_COMMITTED ||
+                        res.status() == ferry::v1::RETRY_SCHEDULED ||
+                        res.status() == ferry::v1::DEAD_LETTERED;
         all_ok = all_ok && ok;
         if (as_json) {
           std::cout << Dump(json{{"receipt", receipts[i]},
@@ -335,20 +532,207 @@ int main(int argc, char** argv) {
                              {"delivered_offset", q.delivered_offset()},
                              {"in_flight", q.in_flight()},
                              {"lag", q.lag()},
+                             {"retrying", q.retrying()},
+                             {"dead_letters", q.dead_letters()},
                              {"oldest_unacked_age_ms", q.oldest_unacked_age_ms()}});
         }
-        std::cout << Dump(json{{"group", r.group()}, {"queues", out}}) << "\n";
+        json delayed = json::object();
+        for (const auto& d : r.delayed()) delayed[d.topic()] = d.delayed();
+        std::cout << Dump(json{{"group", r.group()}, {"queues", out}, {"delayed", delayed}})
+                  << "\n";
       } else {
-        std::vector<std::vector<std::string>> rows{
-            {"TOPIC", "QUEUE", "END", "COMMITTED", "IN_FLIGHT", "LAG", "OLDEST_UNACKED"}};
+        std::vector<std::vector<std::string>> rows{{"TOPIC", "QUEUE", "END", "COMMITTED",
+                                                    "IN_FLIGHT", "RETRYING", "DEAD", "LAG",
+                                                    "OLDEST_UNACKED"}};
         for (const auto& q : r.queues()) {
           rows.push_back({q.topic(), std::to_string(q.queue()), std::to_string(q.end_offset()),
                           std::to_string(q.committed_offset()), std::to_string(q.in_flight()),
+                          std::to_string(q.retrying()), std::to_string(q.dead_letters()),
                           std::to_string(q.lag()),
                           q.lag() == 0 ? "-" : Age(q.oldest_unacked_age_ms())});
         }
         PrintTable(rows);
+        for (const auto& d : r.delayed()) {
+          std::cout << d.topic() << ": " << d.delayed() << " delayed messages not yet due\n";
+        }
       }
+    }
+    if (group_create->parsed()) {
+      ferry::v1::CreateGroupRequest req;
+      auto* g = req.mutable_group();
+      g->set_name(group);
+      g->set_max_delivery_attempts(max_attempts);
+      if (!backoff.empty()) {
+        for (uint64_t b : ParseDurationList(backoff, "--backoff")) g->add_backoff_ms(b);
+      }
+      if (!backoff_exp.empty()) {
+        auto mm = ParseDurationList(backoff_exp, "--backoff-exp");
+        if (mm.size() != 2) throw Failure{"--backoff-exp takes MIN,MAX"};
+        g->set_backoff_min_ms(mm[0]);
+        g->set_backoff_max_ms(mm[1]);
+      }
+      g->set_ordered(group_ordered);
+      if (!start.empty()) g->set_start_position(ParseStart(start));
+      for (const auto& t : group_topics) req.add_topics(t);
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::CreateGroup, req, "group create");
+      if (as_json) {
+        std::cout << Dump(GroupJson(r.group())) << "\n";
+      } else {
+        PrintGroup(r.group());
+      }
+    } else if (group_describe->parsed()) {
+      ferry::v1::DescribeGroupRequest req;
+      req.set_name(group);
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::DescribeGroup, req, "group describe");
+      if (as_json) {
+        json j = GroupJson(r.group());
+        j["topics"] = std::vector<std::string>(r.topics().begin(), r.topics().end());
+        std::cout << Dump(j) << "\n";
+      } else {
+        PrintGroup(r.group());
+        std::cout << "topics:";
+        for (const auto& t : r.topics()) std::cout << " " << t;
+        std::cout << "\n";
+      }
+    } else if (group_update->parsed()) {
+      ferry::v1::UpdateGroupRequest req;
+      req.set_name(group);
+      if (max_attempts > 0) req.set_max_delivery_attempts(max_attempts);
+      if (!backoff.empty()) {
+        req.set_set_backoff(true);
+        for (uint64_t b : ParseDurationList(backoff, "--backoff")) req.add_backoff_ms(b);
+        req.set_backoff_min_ms(0);  // a list replaces an exponential schedule
+        req.set_backoff_max_ms(0);
+      }
+      if (!backoff_exp.empty()) {
+        auto mm = ParseDurationList(backoff_exp, "--backoff-exp");
+        if (mm.size() != 2) throw Failure{"--backoff-exp takes MIN,MAX"};
+        req.set_backoff_min_ms(mm[0]);
+        req.set_backoff_max_ms(mm[1]);
+      }
+      if (!ordered_text.empty()) {
+        if (ordered_text != "true" && ordered_text != "false") {
+          throw Failure{"--ordered takes true or false"};
+        }
+        req.set_ordered(ordered_text == "true");
+      }
+      if (!start.empty()) req.set_start_position(ParseStart(start));
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::UpdateGroup, req, "group update");
+      if (as_json) {
+        std::cout << Dump(GroupJson(r.group())) << "\n";
+      } else {
+        PrintGroup(r.group());
+      }
+    } else if (group_reset->parsed()) {
+      ferry::v1::ResetGroupRequest req;
+      req.set_group(group);
+      req.set_topic(name);
+      if (reset_to == "earliest" || reset_to == "latest") {
+        req.set_position(ParseStart(reset_to));
+      } else if (reset_to.find(':') != std::string::npos && reset_to.find('T') == std::string::npos) {
+        for (absl::string_view part : absl::StrSplit(reset_to, ',', absl::SkipEmpty())) {
+          std::vector<std::string> qo = absl::StrSplit(part, ':');
+          uint32_t q = 0;
+          uint64_t o = 0;
+          if (qo.size() != 2 || !absl::SimpleAtoi(qo[0], &q) || !absl::SimpleAtoi(qo[1], &o)) {
+            throw Failure{"--to: \"" + std::string(part) + "\" is not QUEUE:OFFSET"};
+          }
+          auto* e = req.mutable_offsets()->add_offsets();
+          e->set_queue(q);
+          e->set_offset(o);
+        }
+      } else {
+        req.set_timestamp_ms(static_cast<uint64_t>(ParseTimeMs(reset_to, "--to")));
+      }
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::ResetGroup, req, "group reset");
+      std::vector<std::vector<std::string>> rows{{"QUEUE", "POSITION"}};
+      json out = json::array();
+      for (const auto& p : r.positions()) {
+        rows.push_back({std::to_string(p.queue()), std::to_string(p.offset())});
+        out.push_back(json{{"queue", p.queue()}, {"offset", p.offset()}});
+      }
+      if (as_json) {
+        std::cout << Dump(out) << "\n";
+      } else {
+        PrintTable(rows);
+      }
+    } else if (dlq_list->parsed()) {
+      ferry::v1::ListDeadLettersRequest req;
+      req.set_group(group);
+      req.set_topic(name);
+      req.set_page_size(limit);
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::ListDeadLetters, req, "dlq list");
+      std::vector<std::vector<std::string>> rows{
+          {"ID", "TOPIC", "QUEUE", "OFFSET", "KEY", "ATTEMPTS", "DIED", "REASON"}};
+      for (const auto& d : r.dead_letters()) {
+        if (as_json) {
+          json headers_json = json::object();
+          for (const auto& [k, v] : d.headers()) headers_json[k] = v;
+          std::cout << Dump(json{{"id", d.id()},
+                                 {"topic", d.topic()},
+                                 {"queue", d.queue()},
+                                 {"offset", d.offset()},
+                                 {"key", d.key()},
+                                 {"value", d.payload()},
+                                 {"headers", headers_json},
+                                 {"attempts", d.attempts()},
+                                 {"reason", d.reason()},
+                                 {"produced_at_ms", d.produced_at_unix_ms()},
+                                 {"first_delivered_at_ms", d.first_delivered_at_unix_ms()},
+                                 {"last_delivered_at_ms", d.last_delivered_at_unix_ms()},
+                                 {"dead_at_ms", d.dead_at_unix_ms()}})
+                    << "\n";
+        } else {
+          rows.push_back({std::to_string(d.id()), d.topic(), std::to_string(d.queue()),
+                          std::to_string(d.offset()), d.key(), std::to_string(d.attempts()),
+                          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                           absl::FromUnixMillis(
+                                               static_cast<int64_t>(d.dead_at_unix_ms())),
+                                           absl::UTCTimeZone()),
+                          d.reason()});
+        }
+      }
+      if (!as_json) {
+        PrintTable(rows);
+        if (!r.next_page_token().empty()) std::cout << "(more: raise --limit)\n";
+      }
+    } else if (dlq_redrive->parsed()) {
+      ferry::v1::RedriveDeadLettersRequest req;
+      req.set_group(group);
+      req.set_all(all);
+      for (uint64_t id : ParseIds(ids)) req.add_ids(id);
+      req.set_to_topic(to_topic);
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::RedriveDeadLetters, req, "dlq redrive");
+      if (as_json) {
+        json failures = json::array();
+        for (const auto& f : r.failures()) {
+          failures.push_back(json{{"id", f.id()}, {"reason", f.reason()}});
+        }
+        std::cout << Dump(json{{"redriven", r.redriven()}, {"failures", failures}}) << "\n";
+      } else {
+        std::cout << "redriven " << r.redriven() << "\n";
+        for (const auto& f : r.failures()) {
+          std::cout << "kept " << f.id() << ": " << f.reason() << "\n";
+        }
+      }
+      if (r.failures_size() > 0) return 1;
+    } else if (dlq_purge->parsed()) {
+      ferry::v1::PurgeDeadLettersRequest req;
+      req.set_group(group);
+      req.set_all(all);
+      for (uint64_t id : ParseIds(ids)) req.add_ids(id);
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::PurgeDeadLetters, req, "dlq purge");
+      if (as_json) {
+        std::cout << Dump(json{{"purged", r.purged()}}) << "\n";
+      } else {
+        std::cout << "purged " << r.purged() << "\n";
+      }
+    } else if (delayed_cancel->parsed()) {
+      ferry::v1::CancelDelayedRequest req;
+      req.set_topic(name);
+      req.set_delayed_id(delayed_id);
+      AdminCall(client, &ferry::v1::Admin::Stub::CancelDelayed, req, "delayed cancel");
+      if (!as_json) std::cout << "cancelled " << delayed_id << "\n";
     }
   } catch (const Failure& f) {
     std::cerr << "ferryctl: " << f.message << "\n";

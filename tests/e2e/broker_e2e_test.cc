@@ -191,3 +191,64 @@ TEST_CASE("kill -9 of the broker mid-produce: every acknowledged message survive
   for (const auto& [id, count] : seen) repeated += count > 1 ? 1 : 0;
   CHECK(repeated == 0);
 }
+
+TEST_CASE("two brokers on one database: a long poll on one is woken by a produce on the other",
+          "[e2e][wakeup]") {
+  TempDatabase db;
+  BrokerProcess producer_side(db.conninfo(), test::FreePort(), LogPath("wake-a"));
+  // The consumer's broker re-checks only every 10 s on its own: a prompt answer can only come
+  // from the other broker's notification (PostgreSQL NOTIFY at commit).
+  BrokerProcess consumer_side(db.conninfo(), test::FreePort(), LogPath("wake-b"),
+                              {"--poll-interval-ms", "10000"});
+  Client a(producer_side.address());
+  Client b(consumer_side.address());
+  CreateTopic(a, "events", 2);
+  v1::ConsumeRequest req;
+  req.set_group("listeners");
+  req.set_topic("events");
+  req.set_max_messages(10);
+  REQUIRE(b.Consume(req).ok());  // the group exists, nothing to read
+
+  req.set_max_wait_ms(9000);
+  std::chrono::milliseconds waited{0};
+  absl::StatusOr<v1::ConsumeResponse> got;
+  std::thread consumer([&] {
+    const auto start = std::chrono::steady_clock::now();
+    got = b.Consume(req);
+    waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  v1::ProduceRequest p;
+  p.set_topic("events");
+  p.add_messages()->set_payload("ping");
+  REQUIRE(a.Produce(p).ok());
+  consumer.join();
+  REQUIRE(got.ok());
+  REQUIRE(got->messages_size() == 1);
+  CHECK(got->messages(0).payload() == "ping");
+  CHECK(waited < std::chrono::milliseconds(5000));  // far below the 10 s fallback
+}
+
+TEST_CASE("kill -9 of the broker while delayed messages wait: they are delivered after restart",
+          "[e2e][delayed]") {
+  TempDatabase db;
+  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("delayed"));
+  Client client(broker.address());
+  CreateTopic(client, "later", 2);
+  v1::ProduceRequest p;
+  p.set_topic("later");
+  for (int i = 0; i < 20; ++i) {
+    auto* m = p.add_messages();
+    m->set_payload("d" + std::to_string(i));
+    m->set_delay_ms(1500 + 50 * i);
+  }
+  auto produced = client.Produce(p);
+  REQUIRE(produced.ok());
+  broker.Kill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // all due while no broker runs
+  broker.Start();
+  auto seen = Drain(broker.address(), "g", "later", 2, 20);
+  CHECK(seen.size() == 20);
+  for (const auto& [payload, count] : seen) CHECK(count == 1);
+}

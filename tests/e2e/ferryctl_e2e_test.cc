@@ -88,3 +88,55 @@ TEST_CASE("ferryctl: create - produce from stdin - dedup - consume as JSON - lag
   REQUIRE(describe.exit_code == 0);
   CHECK(nlohmann::json::parse(describe.lines.at(0)).at("queues") == 2);
 }
+
+TEST_CASE("ferryctl: group policy - retry - dead letters - redrive - delayed - reset",
+          "[e2e][ferryctl]") {
+  ferry::test::TempDatabase db;
+  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
+                                    "/tmp/ferry-e2e-ferryctl2.log");
+  const std::string b = broker.address();
+  auto receipt_of = [](const Result& r) {
+    REQUIRE(r.lines.size() == 1);
+    return nlohmann::json::parse(r.lines[0]).at("receipt").get<std::string>();
+  };
+
+  REQUIRE(Run(b, "topic create jobs --queues 1").exit_code == 0);
+  auto created = Run(b, "--json group create workers --topic jobs --max-attempts 2 --backoff 1s");
+  REQUIRE(created.exit_code == 0);
+  CHECK(nlohmann::json::parse(created.lines.at(0)).at("max_delivery_attempts") == 2);
+  REQUIRE(Run(b, "produce jobs --value job-1").exit_code == 0);
+
+  const std::string r1 = receipt_of(Run(b, "consume jobs --group workers --no-commit"));
+  auto retried = Run(b, "commit --group workers --retry " + r1);
+  CHECK(retried.exit_code == 0);
+  CHECK(retried.lines.at(0) == "RETRY_SCHEDULED");
+  const std::string r2 =
+      receipt_of(Run(b, "consume jobs --group workers --no-commit --wait-ms 3000"));
+  auto dead = Run(b, "commit --group workers --dead-letter 'bad input' " + r2);
+  CHECK(dead.lines.at(0) == "DEAD_LETTERED");
+
+  auto listed = Run(b, "--json dlq list --group workers");
+  REQUIRE(listed.lines.size() == 1);
+  auto d = nlohmann::json::parse(listed.lines[0]);
+  CHECK(d.at("reason") == "rejected: bad input");
+  CHECK(d.at("attempts") == 2);
+  CHECK(d.at("value") == "job-1");
+  REQUIRE(Run(b, "dlq redrive --group workers " + std::to_string(d.at("id").get<uint64_t>()))
+              .exit_code == 0);
+  auto again = Run(b, "--json consume jobs --group workers --wait-ms 3000");
+  REQUIRE(again.lines.size() == 1);
+  CHECK(nlohmann::json::parse(again.lines[0]).at("attempt") == 1);
+
+  auto delayed = Run(b, "produce jobs --value soon --delay-ms 60000");
+  REQUIRE(delayed.lines.size() == 1);
+  CHECK(delayed.lines[0].rfind("delayed ", 0) == 0);
+  const std::string id = delayed.lines[0].substr(8);
+  CHECK(Run(b, "delayed cancel jobs " + id).exit_code == 0);
+  CHECK(Run(b, "delayed cancel jobs " + id).exit_code == 1);
+
+  REQUIRE(Run(b, "group reset workers --topic jobs --to earliest").exit_code == 0);
+  auto replay = Run(b, "--json consume jobs --group workers --wait-ms 2000");
+  REQUIRE(replay.lines.size() == 1);
+  CHECK(nlohmann::json::parse(replay.lines[0]).at("value") == "job-1");
+  CHECK(Run(b, "group create bad --backoff nonsense").exit_code != 0);
+}

@@ -36,8 +36,9 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-BrokerProcess::BrokerProcess(const std::string& conninfo, int port, const std::string& log_path)
-    : conninfo_(conninfo), port_(port), log_path_(log_path) {
+BrokerProcess::BrokerProcess(const std::string& conninfo, int port, const std::string& log_path,
+                             std::vector<std::string> extra_args)
+    : conninfo_(conninfo), port_(port), log_path_(log_path), extra_args_(std::move(extra_args)) {
   Start();
 }
 
@@ -45,6 +46,12 @@ BrokerProcess::~BrokerProcess() { Kill(); }
 
 void BrokerProcess::Start() {
   const std::string listen = address();
+  std::vector<std::string> args = {FERRY_BROKER_BIN, "--listen", listen, "--database-url",
+                                   conninfo_};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
@@ -53,8 +60,7 @@ void BrokerProcess::Start() {
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execl(FERRY_BROKER_BIN, FERRY_BROKER_BIN, "--listen", listen.c_str(), "--database-url",
-          conninfo_.c_str(), static_cast<char*>(nullptr));
+    execv(FERRY_BROKER_BIN, argv.data());
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace ferry::test {
 
@@ -15,7 +16,8 @@ class BrokerProcess {
  public:
   // Starts ferry-broker on 127.0.0.1:`port` against `conninfo`, and waits until it answers
   // ListTopics (throws if it does not within 20 s). Its log goes to `log_path`.
-  BrokerProcess(const std::string& conninfo, int port, const std::string& log_path);
+  BrokerProcess(const std::string& conninfo, int port, const std::string& log_path,
+                std::vector<std::string> extra_args = {});
   ~BrokerProcess();  // SIGKILL if still running
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
@@ -27,6 +29,7 @@ class BrokerProcess {
   std::string conninfo_;
   int port_;
   std::string log_path_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
 };
 
