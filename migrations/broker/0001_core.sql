@@ -19,30 +19,87 @@ CREATE TABLE topics (
   created_at      timestamptz NOT NULL DEFAULT now()
 );
 
+-- Messages are stored in time segments (default one hour; all brokers read the setting here),
+-- one partition of `messages` each, so retention drops whole partitions instead of deleting
+-- rows (no dead tuples, no vacuum debt; PgQ's table rotation is the model).
+CREATE TABLE broker_settings (
+  key   text PRIMARY KEY,
+  value bigint NOT NULL
+);
+INSERT INTO broker_settings (key, value) VALUES ('segment_seconds', 3600);
+
+CREATE FUNCTION ferry_current_segment() RETURNS int LANGUAGE sql STABLE AS $$
+  SELECT floor(extract(epoch FROM now()) /
+               (SELECT value FROM broker_settings WHERE key = 'segment_seconds'))::int
+$$;
+
 -- One row per queue. next_offset is the offset the next message gets. A producing transaction
 -- locks the row (SELECT ... FOR UPDATE) from the moment it takes offsets until it commits, so
 -- transactions appending to one queue commit in offset order: a reader never sees offset k+1
 -- committed while k is not. Offsets are dense: 0, 1, 2, ...
+-- first_offset: nothing below it is stored any more (retention); readers start there.
+-- segment: the time segment this queue last wrote into.
 CREATE TABLE queues (
-  topic_id    bigint NOT NULL REFERENCES topics ON DELETE CASCADE,
-  queue_id    int NOT NULL,
-  next_offset bigint NOT NULL DEFAULT 0,
+  topic_id     bigint NOT NULL REFERENCES topics ON DELETE CASCADE,
+  queue_id     int NOT NULL,
+  next_offset  bigint NOT NULL DEFAULT 0,
+  first_offset bigint NOT NULL DEFAULT 0,
+  segment      int NOT NULL DEFAULT -1,
   PRIMARY KEY (topic_id, queue_id)
 );
 
--- Append-only message store: rows are inserted once and removed only by retention or topic
--- deletion; delivery state lives in the small tables below.
+-- Append-only message store: rows are inserted once and removed only by retention (whole
+-- segments) or topic deletion; delivery state lives in the small tables below. The primary key
+-- leads with (topic, queue, offset): reads are index range scans by offset.
 CREATE TABLE messages (
   topic_id    bigint NOT NULL,
   queue_id    int NOT NULL,
   msg_offset  bigint NOT NULL,
+  segment     int NOT NULL,
   key         text,                       -- NULL: produced without a key
   payload     bytea NOT NULL,
   headers     jsonb NOT NULL DEFAULT '{}',
   dedup_id    text,
   produced_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (topic_id, queue_id, msg_offset)
+  PRIMARY KEY (topic_id, queue_id, msg_offset, segment)
+) PARTITION BY RANGE (segment);
+-- No DEFAULT partition on purpose: it would forbid DETACH PARTITION CONCURRENTLY. Brokers create
+-- partitions ahead (ferry_ensure_segments); a produce that finds none creates it and retries.
+
+-- The first offset each queue wrote in each segment: tells a reader which segments hold an
+-- offset range (partition pruning), and retention which topics a segment holds.
+CREATE TABLE queue_segments (
+  topic_id     bigint NOT NULL,
+  queue_id     int NOT NULL,
+  segment      int NOT NULL,
+  first_offset bigint NOT NULL,
+  PRIMARY KEY (topic_id, queue_id, segment),
+  FOREIGN KEY (topic_id, queue_id) REFERENCES queues ON DELETE CASCADE
 );
+CREATE INDEX queue_segments_segment ON queue_segments (segment);
+
+-- Creates the partitions of the current segment and the next `ahead` ones if missing. Cheap
+-- when they exist (no lock taken), so producers may call it on a queue's first write into a
+-- segment, as a fallback for the broker's maintenance, which creates them ahead.
+CREATE FUNCTION ferry_ensure_segments(ahead int DEFAULT 2) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  s int;
+  made int := 0;
+BEGIN
+  FOR s IN SELECT generate_series(ferry_current_segment(), ferry_current_segment() + ahead) LOOP
+    IF to_regclass('messages_s' || s) IS NULL THEN
+      PERFORM pg_advisory_xact_lock(hashtext('ferry_ensure_segments'));
+      IF to_regclass('messages_s' || s) IS NULL THEN
+        EXECUTE format('CREATE TABLE %I PARTITION OF messages FOR VALUES FROM (%s) TO (%s)',
+                       'messages_s' || s, s, s + 1);
+        made := made + 1;
+      END IF;
+    END IF;
+  END LOOP;
+  RETURN made;
+END
+$$;
+SELECT ferry_ensure_segments();
 
 -- A dedup_id seen in a topic, and where its message went. Kept until expires_at (the topic's
 -- dedup window after the first send); a later send with the same id before then is a duplicate.

@@ -57,6 +57,7 @@ absl::Status BrokerServer::Start() {
     if (!lease.ok()) return lease.status();
   }
   store_ = std::make_unique<PgStore>(*pool_);
+  if (absl::Status s = store_->EnsureSegments(2); !s.ok()) return s;
   auto key = store_->ReceiptKey();
   if (!key.ok()) return key.status();
   Limits limits;
@@ -108,9 +109,9 @@ void BrokerServer::Maintain() {
     auto retention = store_->ApplyRetention(10000);
     if (!retention.ok()) {
       logger->warn("event=retention_failed error=\"{}\"", std::string(retention.status().message()));
-    } else if (retention->messages > 0 || retention->leases > 0) {
-      logger->info("event=retention_applied messages={} leases={}", retention->messages,
-                   retention->leases);
+    } else if (retention->segments > 0 || retention->messages > 0 || retention->leases > 0) {
+      logger->info("event=retention_applied segments_dropped={} messages_deleted={} leases={}",
+                   retention->segments, retention->messages, retention->leases);
     }
     auto deleted = store_->DeleteExpiredDedup(10000);
     if (!deleted.ok()) {

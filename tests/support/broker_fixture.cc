@@ -86,6 +86,18 @@ std::vector<std::string> BrokerFixture::Query(const std::string& sql) {
   return out;
 }
 
+void BrokerFixture::Exec(const std::string& sql) {
+  pqxx::connection c(db.conninfo());
+  pqxx::work tx(c);
+  tx.exec(sql);
+  tx.commit();
+}
+
+void BrokerFixture::UseOneSecondSegments() {
+  Exec("UPDATE broker_settings SET value = 1 WHERE key = 'segment_seconds'");
+  Exec("SELECT ferry_ensure_segments(2)");
+}
+
 int64_t BrokerFixture::StoredMessages() {
   return std::stoll(Query("SELECT count(*) FROM messages").at(0));
 }

@@ -37,6 +37,10 @@ class BrokerFixture {
                           const std::string& reason = "");
   // Rows of `sql` (one column, as text), on the test database.
   std::vector<std::string> Query(const std::string& sql);
+  // Runs `sql` in its own transaction on the test database.
+  void Exec(const std::string& sql);
+  // Makes time segments one second long (retention and partition tests).
+  void UseOneSecondSegments();
   int64_t StoredMessages();
 };
 

@@ -71,19 +71,29 @@ constexpr pg::Statement kSelectDedup{
 
 constexpr pg::Statement kLockQueues{
     "broker_lock_queues",
-    "SELECT queue_id, next_offset FROM queues WHERE topic_id = $1 AND queue_id = ANY($2::int[])"
-    " ORDER BY queue_id FOR UPDATE"};
+    "SELECT queue_id, next_offset, segment, ferry_current_segment() FROM queues"
+    " WHERE topic_id = $1 AND queue_id = ANY($2::int[]) ORDER BY queue_id FOR UPDATE"};
 
 constexpr pg::Statement kAdvanceQueues{
     "broker_advance_queues",
-    "UPDATE queues SET next_offset = c.next FROM unnest($2::int[], $3::bigint[]) AS c(q, next)"
-    " WHERE topic_id = $1 AND queue_id = c.q"};
+    "UPDATE queues SET next_offset = c.next, segment = $4"
+    " FROM unnest($2::int[], $3::bigint[]) AS c(q, next) WHERE topic_id = $1 AND queue_id = c.q"};
+
+// The first write of a queue into a segment records where the segment starts for it.
+constexpr pg::Statement kInsertQueueSegments{
+    "broker_insert_queue_segments",
+    "INSERT INTO queue_segments (topic_id, queue_id, segment, first_offset)"
+    " SELECT $1, q, $2, o FROM unnest($3::int[], $4::bigint[]) AS x(q, o) ON CONFLICT DO NOTHING"};
 
 constexpr pg::Statement kInsertMessages{
     "broker_insert_messages",
-    "INSERT INTO messages (topic_id, queue_id, msg_offset, key, payload, headers, dedup_id)"
-    " SELECT $1, q, o, k, p, h, d FROM unnest($2::int[], $3::bigint[], $4::text[], $5::bytea[],"
-    " $6::jsonb[], $7::text[]) AS m(q, o, k, p, h, d)"};
+    "INSERT INTO messages (topic_id, queue_id, msg_offset, segment, key, payload, headers,"
+    " dedup_id)"
+    " SELECT $1, q, o, $8, k, p, h, d FROM unnest($2::int[], $3::bigint[], $4::text[],"
+    " $5::bytea[], $6::jsonb[], $7::text[]) AS m(q, o, k, p, h, d)"};
+
+constexpr pg::Statement kEnsureSegments{
+    "broker_ensure_segments", "SELECT ferry_ensure_segments($1)"};
 
 constexpr pg::Statement kUpsertDedup{
     "broker_upsert_dedup",
@@ -183,7 +193,12 @@ constexpr pg::Statement kSelectMessagesAt{
     "SELECT m.queue_id, m.msg_offset, m.key, m.payload, m.headers::text,"
     " (extract(epoch FROM m.produced_at) * 1000000)::bigint"
     " FROM unnest($2::int[], $3::bigint[]) AS r(q, o)"
-    " JOIN messages m ON m.topic_id = $1 AND m.queue_id = r.q AND m.msg_offset = r.o"};
+    " JOIN messages m ON m.topic_id = $1 AND m.queue_id = r.q AND m.msg_offset = r.o"
+    // Segments before the one holding the lowest offset asked for cannot hold any of them:
+    // the init plan's value prunes those partitions at run time.
+    " WHERE m.segment >= (SELECT COALESCE(min(x.seg), 0) FROM unnest($2::int[], $3::bigint[])"
+    "  AS u(q, o) CROSS JOIN LATERAL (SELECT max(s.segment) AS seg FROM queue_segments s"
+    "  WHERE s.topic_id = $1 AND s.queue_id = u.q AND s.first_offset <= u.o) x)"};
 
 constexpr pg::Statement kRenewLeases{
     "broker_renew_leases",
@@ -196,16 +211,17 @@ constexpr pg::Statement kRenewLeases{
 
 constexpr pg::Statement kSelectReadableQueues{
     "broker_select_readable_queues",
-    "SELECT gq.queue_id, gq.delivered_offset, q.next_offset FROM group_queues gq"
-    " JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
-    " WHERE gq.group_id = $1 AND gq.topic_id = $2 AND gq.delivered_offset < q.next_offset"
+    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), q.next_offset"
+    " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
+    " WHERE gq.group_id = $1 AND gq.topic_id = $2"
+    " AND greatest(gq.delivered_offset, q.first_offset) < q.next_offset"
     " ORDER BY gq.queue_id FOR UPDATE OF gq SKIP LOCKED"};
 
 // Ordered mode, step 1: lock every queue of the group nobody else is reading right now.
 constexpr pg::Statement kLockOrderedQueues{
     "broker_lock_ordered_queues",
-    "SELECT gq.queue_id, gq.delivered_offset, q.next_offset FROM group_queues gq"
-    " JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
+    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), q.next_offset"
+    " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
     " WHERE gq.group_id = $1 AND gq.topic_id = $2"
     " ORDER BY gq.queue_id FOR UPDATE OF gq SKIP LOCKED"};
 
@@ -232,6 +248,9 @@ constexpr pg::Statement kSelectMessageRanges{
     " FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS r(q, first, stop)"
     " JOIN messages m ON m.topic_id = $1 AND m.queue_id = r.q"
     "  AND m.msg_offset >= r.first AND m.msg_offset < r.stop"
+    " WHERE m.segment >= (SELECT COALESCE(min(x.seg), 0) FROM unnest($2::int[], $3::bigint[])"
+    "  AS u(q, o) CROSS JOIN LATERAL (SELECT max(s.segment) AS seg FROM queue_segments s"
+    "  WHERE s.topic_id = $1 AND s.queue_id = u.q AND s.first_offset <= u.o) x)"
     " ORDER BY m.queue_id, m.msg_offset"};
 
 constexpr pg::Statement kAdvanceDelivered{
@@ -408,8 +427,41 @@ constexpr pg::Statement kExpireQueuePrefix{
     " gone AS (DELETE FROM messages m USING cut WHERE m.topic_id = $1 AND m.queue_id = $2"
     "  AND m.msg_offset >= $3 AND m.msg_offset < cut.upto RETURNING 1),"
     " released AS (DELETE FROM group_leases l USING cut WHERE l.topic_id = $1 AND l.queue_id = $2"
-    "  AND l.msg_offset < cut.upto RETURNING 1)"
-    " SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM released)"};
+    "  AND l.msg_offset < cut.upto RETURNING 1),"
+    " mark AS (UPDATE queues q SET first_offset = greatest(q.first_offset, cut.upto) FROM cut"
+    "  WHERE q.topic_id = $1 AND q.queue_id = $2 RETURNING 1)"
+    " SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM released),"
+    " (SELECT count(*) FROM mark)"};
+
+// Segments (partitions) that exist, the current one, and the segment length.
+constexpr pg::Statement kListSegments{
+    "broker_list_segments",
+    "SELECT substring(c.relname FROM 11)::int, ferry_current_segment(),"
+    " (SELECT value FROM broker_settings WHERE key = 'segment_seconds'),"
+    " (extract(epoch FROM now()) * 1000)::bigint"
+    " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+    " WHERE i.inhparent = 'messages'::regclass AND c.relname ~ '^messages_s[0-9]+$'"
+    " ORDER BY 1"};
+
+// -1: no topic wrote into the segment.
+constexpr pg::Statement kSegmentRetention{
+    "broker_segment_retention",
+    "SELECT COALESCE(max(t.retention_ms), -1) FROM queue_segments qs JOIN topics t"
+    " USING (topic_id) WHERE qs.segment = $1"};
+
+// Before a segment is dropped: forget it, move each affected queue's low watermark to where
+// its remaining messages start, and end the deliveries of what goes with it.
+constexpr pg::Statement kRetireSegment{
+    "broker_retire_segment",
+    "WITH gone AS (DELETE FROM queue_segments WHERE segment = $1 RETURNING topic_id, queue_id),"
+    " marked AS (UPDATE queues q SET first_offset = greatest(q.first_offset, COALESCE("
+    "   (SELECT min(s.first_offset) FROM queue_segments s WHERE s.topic_id = q.topic_id"
+    "    AND s.queue_id = q.queue_id AND s.segment <> $1), q.next_offset))"
+    "  FROM (SELECT DISTINCT topic_id, queue_id FROM gone) g"
+    "  WHERE q.topic_id = g.topic_id AND q.queue_id = g.queue_id"
+    "  RETURNING q.topic_id, q.queue_id, q.first_offset)"
+    " DELETE FROM group_leases l USING marked m WHERE l.topic_id = m.topic_id"
+    " AND l.queue_id = m.queue_id AND l.msg_offset < m.first_offset"};
 
 constexpr pg::Statement kReceiptKey{
     "broker_select_receipt_key", "SELECT value FROM broker_meta WHERE key = 'receipt_hmac_key'"};
@@ -582,14 +634,29 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
     return out;
   }
   std::vector<int64_t> next_offsets;
+  std::vector<uint32_t> new_segment_queues;
+  std::vector<int64_t> new_segment_firsts;
+  int32_t segment = 0;
   for (const auto& row : locked) {
     const uint32_t q = row[0].as<uint32_t>();
     int64_t next = row[1].as<int64_t>();
+    segment = row[3].as<int32_t>();  // the same for every row: now() is the transaction's
+    if (row[2].as<int32_t>() != segment) {
+      new_segment_queues.push_back(q);
+      new_segment_firsts.push_back(next);
+    }
     for (size_t i : by_queue[q]) out[i] = Appended{q, next++, false, false, 0};
     next_offsets.push_back(next);
   }
   tx.exec_prepared(kAdvanceQueues.name, topic.topic_id, IntArray(queue_ids),
-                   IntArray(next_offsets));
+                   IntArray(next_offsets), segment);
+  if (!new_segment_queues.empty()) {
+    // A queue's first write into this segment: make sure its partition exists (normally
+    // created ahead by maintenance; then this is a catalog lookup and nothing more).
+    tx.exec_prepared(kEnsureSegments.name, 0);
+    tx.exec_prepared(kInsertQueueSegments.name, topic.topic_id, segment,
+                     IntArray(new_segment_queues), IntArray(new_segment_firsts));
+  }
   std::vector<int64_t> qs, offsets;
   std::vector<std::optional<std::string>> keys, headers, dedups;
   std::vector<const std::string*> payloads;
@@ -603,7 +670,8 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
     dedups.push_back(m.dedup_id.empty() ? std::nullopt : std::optional<std::string>(m.dedup_id));
   }
   tx.exec_prepared(kInsertMessages.name, topic.topic_id, IntArray(qs), IntArray(offsets),
-                   TextArray(keys), ByteaArray(payloads), TextArray(headers), TextArray(dedups));
+                   TextArray(keys), ByteaArray(payloads), TextArray(headers), TextArray(dedups),
+                   segment);
   tx.exec_prepared(kNotifyMessages.name, topic.topic_id);
   *topic_gone = false;
   return out;
@@ -814,7 +882,8 @@ std::vector<pg::Statement> PgStore::Statements() {
           kGroupDelayed,         kLockGroupPositions,  kFirstOffsetAt,       kReleaseGroupLeases,
           kListDeadLetters,      kTakeDeadLetters,     kRedriveLeases,       kDeleteDeadLetters,
           kNotifyTopics,         kRetentionQueues,     kExpireQueuePrefix,   kReceiptKey,
-          kDeleteExpiredDedup};
+          kDeleteExpiredDedup,   kInsertQueueSegments, kEnsureSegments,      kListSegments,
+          kSegmentRetention,     kRetireSegment};
 }
 
 // ---- topics -------------------------------------------------------------------------------
@@ -1731,10 +1800,97 @@ absl::StatusOr<int64_t> PgStore::DeleteExpiredDedup(int64_t limit) {
   return deleted;
 }
 
+absl::Status PgStore::EnsureSegments(int ahead) {
+  return pg::WithConnection(pool_, "create segments", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_prepared(kEnsureSegments.name, ahead);
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+namespace {
+
+// One broker at a time drops segments (session advisory lock on the connection it runs on).
+constexpr long long kRetentionLockKey = 0x6665727279 + 1;
+
+// Drops every segment whose messages are all past their topics' retention. Runs DDL outside
+// any transaction (DETACH PARTITION CONCURRENTLY does not block producers or consumers).
+int64_t DropExpiredSegments(pqxx::connection& c) {
+  int64_t dropped = 0;
+  {
+    pqxx::nontransaction nt(c);
+    if (!nt.exec("SELECT pg_try_advisory_lock(" + std::to_string(kRetentionLockKey) + ")")[0][0]
+             .as<bool>()) {
+      return 0;  // another broker is at it
+    }
+  }
+  struct Unlock {
+    pqxx::connection& c;
+    ~Unlock() {
+      try {
+        pqxx::nontransaction nt(c);
+        nt.exec("SELECT pg_advisory_unlock(" + std::to_string(kRetentionLockKey) + ")");
+      } catch (...) {
+        // The lock goes with the session if the connection broke.
+      }
+    }
+  } unlock{c};
+  std::vector<int32_t> segments;
+  int32_t current = 0;
+  int64_t segment_ms = 0, now_ms = 0;
+  {
+    pqxx::read_transaction tx(c);
+    for (const auto& row : tx.exec_prepared(kListSegments.name)) {
+      segments.push_back(row[0].as<int32_t>());
+      current = row[1].as<int32_t>();
+      segment_ms = row[2].as<int64_t>() * 1000;
+      now_ms = row[3].as<int64_t>();
+    }
+  }
+  for (int32_t s : segments) {
+    if (s >= current) break;
+    {
+      pqxx::work tx(c);
+      const int64_t retention = tx.exec_prepared(kSegmentRetention.name, s)[0][0].as<int64_t>();
+      const int64_t end_ms = (static_cast<int64_t>(s) + 1) * segment_ms;
+      if (end_ms + std::max<int64_t>(retention, 0) > now_ms) continue;  // still needed
+      tx.exec_prepared(kRetireSegment.name, s);
+      tx.commit();
+    }
+    // One statement per nontransaction: libpqxx allows one open transaction per connection.
+    const std::string partition = c.quote_name("messages_s" + std::to_string(s));
+    auto run = [&c](const std::string& sql) {
+      pqxx::nontransaction nt(c);
+      nt.exec(sql);
+    };
+    try {
+      run("ALTER TABLE messages DETACH PARTITION " + partition + " CONCURRENTLY");
+    } catch (const pqxx::sql_error&) {
+      run("ALTER TABLE messages DETACH PARTITION " + partition + " FINALIZE");  // was pending
+    }
+    run("DROP TABLE IF EXISTS " + partition);
+    ++dropped;
+  }
+  return dropped;
+}
+
+}  // namespace
+
 absl::StatusOr<RetentionReport> PgStore::ApplyRetention(int64_t batch) {
   RetentionReport report;
   absl::Status status = pg::WithConnection(pool_, "retention", [&](pqxx::connection& c) {
     report = RetentionReport{};
+    {
+      pqxx::work tx(c);
+      tx.exec_prepared(kEnsureSegments.name, 2);
+      tx.commit();
+    }
+    // 1. Whole segments past retention: dropped, no row by row work, no dead tuples.
+    report.segments = DropExpiredSegments(c);
+
+    // 2. Topics with a shorter retention than others in the same segment: their expired prefix
+    //    is deleted by offset range (index range, one short transaction per queue).
     struct Expiring {
       int64_t topic_id;
       uint32_t queue;
@@ -1749,7 +1905,6 @@ absl::StatusOr<RetentionReport> PgStore::ApplyRetention(int64_t batch) {
                                   row[4].as<int64_t>()});
       }
     }
-    // One short transaction per queue: nothing holds back vacuum for long.
     for (const Expiring& q : queues) {
       pqxx::work tx(c);
       pqxx::result r = tx.exec_prepared(kExpireQueuePrefix.name, q.topic_id, q.queue, q.first,

@@ -185,7 +185,8 @@ struct DeadLetterRow {
 };
 
 struct RetentionReport {
-  int64_t messages = 0;  // removed from queues
+  int64_t segments = 0;  // whole segments (partitions) dropped
+  int64_t messages = 0;  // removed row by row (topics sharing a segment with longer retention)
   int64_t leases = 0;    // deliveries and retries that ended with their message
 };
 
@@ -273,8 +274,13 @@ class PgStore {
   // The receipt signing key shared by every broker on this database.
   absl::StatusOr<std::string> ReceiptKey();
 
-  // Removes messages older than their topic's retention, up to `batch` per queue per call,
-  // and the leases and retries of those messages (they end "expired by retention").
+  // Creates the partitions of the current time segment and the next `ahead` if missing.
+  absl::Status EnsureSegments(int ahead);
+
+  // Removes messages older than their topic's retention, and the leases and retries of those
+  // messages (they end "expired by retention"): drops each segment whose messages are all
+  // expired; deletes the expired prefix of queues whose topic's retention is shorter than the
+  // others' in the segment (up to `batch` per queue per call). Also creates segments ahead.
   absl::StatusOr<RetentionReport> ApplyRetention(int64_t batch);
 
   // Deletes up to `limit` dedup entries whose window has passed. Returns how many.

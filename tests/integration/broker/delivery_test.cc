@@ -475,7 +475,8 @@ TEST_CASE("ResetGroup: earliest - latest - timestamp - offsets", "[integration][
   }));
 }
 
-TEST_CASE("retention: expired messages and their leases are removed from storage",
+TEST_CASE("retention: a topic sharing its segment with a longer-lived one loses its expired "
+          "messages and their leases",
           "[integration][delivery][retention]") {
   BrokerFixture f([](broker::BrokerOptions& o) { o.maintenance_interval_ms = 200; });
   f.CreateTopic("short", 2, /*retention_ms=*/1000);
@@ -505,6 +506,75 @@ TEST_CASE("retention: expired messages and their leases are removed from storage
   auto got = f.Consume("g", "short", 10, 2000);
   REQUIRE(got.messages_size() == 1);
   CHECK(got.messages(0).payload() == "e");
+}
+
+TEST_CASE("retention drops whole segments: the partition and its storage are gone",
+          "[integration][delivery][retention]") {
+  BrokerFixture f([](broker::BrokerOptions& o) { o.maintenance_interval_ms = 200; });
+  f.UseOneSecondSegments();
+  f.CreateTopic("short", 2, /*retention_ms=*/1000);
+  f.Consume("late", "short", 1);  // a group that falls behind
+  f.Produce("short", {"a", "b", "c", "d"});
+  const std::vector<std::string> segments = f.Query("SELECT DISTINCT segment FROM messages");
+  REQUIRE_FALSE(segments.empty());
+  auto leased = f.Consume("g", "short", 1, 0, 60000);
+  REQUIRE(leased.messages_size() == 1);
+  auto exists = [&](const std::string& segment) {
+    return f.Query("SELECT to_regclass('messages_s" + segment + "') IS NOT NULL").at(0) == "t";
+  };
+  for (const auto& s : segments) CHECK(exists(s));
+  const auto give_up = Clock::now() + std::chrono::seconds(15);
+  auto any_left = [&] {
+    for (const auto& s : segments) {
+      if (exists(s)) return true;
+    }
+    return false;
+  };
+  while (any_left() && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK_FALSE(any_left());  // dropped: not a row left behind for vacuum
+  CHECK(f.StoredMessages() == 0);
+  CHECK(f.Query("SELECT count(*) FROM group_leases").at(0) == "0");
+  CHECK(f.Query("SELECT count(*) FROM queues WHERE first_offset <> next_offset").at(0) == "0");
+  CHECK(f.Settle("g", leased.messages(0).receipt(), v1::ACK).status() == v1::ALREADY_COMMITTED);
+  // The group that fell behind resumes at what is still stored, at once.
+  f.Produce("short", {"e"});
+  auto got = f.Consume("late", "short", 10, 2000);
+  REQUIRE(got.messages_size() == 1);
+  CHECK(got.messages(0).payload() == "e");
+}
+
+TEST_CASE("reads span segments: every message - in order - and redelivery from an older one",
+          "[integration][delivery][retention]") {
+  BrokerFixture f;
+  f.UseOneSecondSegments();
+  f.CreateTopic("t", 1);
+  std::vector<std::string> sent;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::string> batch;
+    for (int i = 0; i < 5; ++i) batch.push_back(std::to_string(round * 5 + i));
+    f.Produce("t", batch);
+    sent.insert(sent.end(), batch.begin(), batch.end());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    f.Exec("SELECT ferry_ensure_segments(2)");
+  }
+  CHECK(std::stoi(f.Query("SELECT count(DISTINCT segment) FROM messages").at(0)) >= 3);
+  auto first = f.Consume("g", "t", 3, 0, 1000);  // from the oldest segment, not committed
+  REQUIRE(first.messages_size() == 3);
+  std::vector<std::string> got;
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (got.size() < sent.size() && Clock::now() < give_up) {
+    auto batch = f.Consume("g", "t", 100, 2000);
+    for (const auto& m : batch.messages()) {
+      got.push_back(m.payload());
+      f.Settle("g", m.receipt(), v1::ACK);
+    }
+  }
+  std::sort(got.begin(), got.end(), [](const std::string& a, const std::string& b) {
+    return std::stoi(a) < std::stoi(b);
+  });
+  CHECK(got == sent);  // the three redelivered ones came back from the oldest segment
 }
 
 TEST_CASE("group policy: create - describe - update - bad input", "[integration][delivery]") {
