@@ -17,10 +17,11 @@ ALTER TABLE topics ADD COLUMN ordered boolean NOT NULL DEFAULT false;
 
 -- delivered: leased to a consumer until deadline (then due again: a failed attempt);
 -- retrying:  RETRY was asked; due again at deadline;
--- redriven:  put back from the dead letters (attempt 0); due at deadline.
+-- redriven:  put back from the dead letters (attempt 0); due at deadline;
+-- in_txn:    ACKed inside a transaction not decided yet (deadline infinity: held).
 ALTER TABLE group_leases
   ADD COLUMN state text NOT NULL DEFAULT 'delivered'
-    CHECK (state IN ('delivered', 'retrying', 'redriven'));
+    CHECK (state IN ('delivered', 'retrying', 'redriven', 'in_txn'));
 
 -- Messages a group gave up on, with a copy of the message (it outlives retention and topic
 -- deletion) and why. Redrive or purge them with ferryctl dlq.
@@ -91,8 +92,8 @@ CROSS JOIN LATERAL (
                       AND l.queue_id = gq.queue_id), gq.delivered_offset) AS committed_offset
 ) c
 CROSS JOIN LATERAL (
-  SELECT count(*) FILTER (WHERE l.state = 'delivered') AS in_flight,
-         count(*) FILTER (WHERE l.state <> 'delivered') AS retrying
+  SELECT count(*) FILTER (WHERE l.state IN ('delivered', 'in_txn')) AS in_flight,
+         count(*) FILTER (WHERE l.state IN ('retrying', 'redriven')) AS retrying
   FROM group_leases l
   WHERE l.group_id = gq.group_id AND l.topic_id = gq.topic_id AND l.queue_id = gq.queue_id
 ) s;

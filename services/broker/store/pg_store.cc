@@ -1,6 +1,8 @@
 #include "broker/store/pg_store.h"
 
+#include "broker/store/pg_store_internal.h"
 #include "common/log.h"
+#include "common/pg/arrays.h"
 
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
@@ -15,19 +17,18 @@
 #include <unordered_map>
 
 namespace ferry::broker {
+
+using namespace store_internal;  // NOLINT: the store's own internals
+using pg::ByteaArray;
+using pg::IntArray;
+using pg::TextArray;
+
 namespace {
 
 // ---- statements (the only SQL of the broker) ------------------------------------------------
 
-#define FERRY_TOPIC_COLUMNS                                                   \
-  "topic_id, name, queue_count, retention_ms, dedup_window_ms,"               \
-  " (extract(epoch FROM created_at) * 1000)::bigint, ordered"
 
-constexpr pg::Statement kSelectTopic{
-    "broker_select_topic", "SELECT " FERRY_TOPIC_COLUMNS " FROM topics WHERE name = $1"};
 
-constexpr pg::Statement kSelectTopicById{
-    "broker_select_topic_by_id", "SELECT " FERRY_TOPIC_COLUMNS " FROM topics WHERE topic_id = $1"};
 
 constexpr pg::Statement kInsertTopic{
     "broker_insert_topic",
@@ -104,8 +105,6 @@ constexpr pg::Statement kUpsertDedup{
     " msg_offset = EXCLUDED.msg_offset, delayed_id = EXCLUDED.delayed_id,"
     " expires_at = EXCLUDED.expires_at"};
 
-constexpr pg::Statement kNotifyMessages{
-    "broker_notify_messages", "SELECT pg_notify('ferry_messages', $1::text)"};
 
 constexpr pg::Statement kNextDelayedIds{
     "broker_next_delayed_ids",
@@ -143,13 +142,7 @@ constexpr pg::Statement kCancelDelayedCheck{
     "broker_cancel_delayed_check",
     "SELECT 1 FROM delayed_messages WHERE topic_id = $1 AND delayed_id = $2"};
 
-#define FERRY_GROUP_COLUMNS                                                             \
-  "group_id, name, max_delivery_attempts, array_to_string(backoff_ms, ','),"          \
-  " backoff_min_ms, backoff_max_ms, ordered, start_latest,"                            \
-  " (extract(epoch FROM created_at) * 1000)::bigint"
 
-constexpr pg::Statement kSelectGroup{
-    "broker_select_group", "SELECT " FERRY_GROUP_COLUMNS " FROM consumer_groups WHERE name = $1"};
 
 constexpr pg::Statement kInsertGroup{
     "broker_insert_group",
@@ -268,12 +261,6 @@ constexpr pg::Statement kInsertLeases{
     " RETURNING queue_id, msg_offset, lease_token"};
 
 // The leases named by receipts (token included), locked for settling.
-constexpr pg::Statement kSelectLeasesAt{
-    "broker_select_leases_at",
-    "SELECT l.topic_id, l.queue_id, l.msg_offset, l.lease_token, l.attempt, l.state"
-    " FROM group_leases l JOIN unnest($2::bigint[], $3::int[], $4::bigint[]) AS r(t, q, o)"
-    " ON l.topic_id = r.t AND l.queue_id = r.q AND l.msg_offset = r.o WHERE l.group_id = $1"
-    " FOR UPDATE OF l"};
 
 constexpr pg::Statement kDeleteLeases{
     "broker_delete_leases",
@@ -471,112 +458,7 @@ constexpr pg::Statement kDeleteExpiredDedup{
     "DELETE FROM dedup WHERE ctid = ANY(ARRAY(SELECT ctid FROM dedup WHERE expires_at <= now()"
     " LIMIT $1))"};
 
-// ---- array literals for unnest() -----------------------------------------------------------
 
-void AppendQuoted(std::string& out, const std::string& s) {
-  out.push_back('"');
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  out.push_back('"');
-}
-
-std::string TextArray(const std::vector<std::optional<std::string>>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    if (values[i].has_value()) {
-      AppendQuoted(out, *values[i]);
-    } else {
-      out += "NULL";
-    }
-  }
-  out.push_back('}');
-  return out;
-}
-
-std::string TextArray(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    AppendQuoted(out, values[i]);
-  }
-  out.push_back('}');
-  return out;
-}
-
-// bytea elements in hex form: "\\x0a1b..." (the backslash escaped for the array syntax).
-std::string ByteaArray(const std::vector<const std::string*>& values) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  size_t size = 2;
-  for (const std::string* v : values) size += v->size() * 2 + 6;
-  std::string out;
-  out.reserve(size);
-  out.push_back('{');
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    out += "\"\\\\x";
-    for (unsigned char c : *values[i]) {
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
-    out.push_back('"');
-  }
-  out.push_back('}');
-  return out;
-}
-
-template <typename T>
-std::string IntArray(const std::vector<T>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    out += std::to_string(values[i]);
-  }
-  out.push_back('}');
-  return out;
-}
-
-template <typename T>
-std::string IntArray(const std::vector<std::optional<T>>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    out += values[i] ? std::to_string(*values[i]) : "NULL";
-  }
-  out.push_back('}');
-  return out;
-}
-
-TopicInfo TopicFromRow(const pqxx::row& row) {
-  TopicInfo t;
-  t.topic_id = row[0].as<int64_t>();
-  t.name = row[1].as<std::string>();
-  t.queue_count = row[2].as<uint32_t>();
-  t.retention_ms = row[3].as<int64_t>();
-  t.dedup_window_ms = row[4].as<int64_t>();
-  t.created_at_ms = row[5].as<int64_t>();
-  t.ordered = row[6].as<bool>();
-  return t;
-}
-
-GroupPolicy GroupFromRow(const pqxx::row& row) {
-  GroupPolicy g;
-  g.group_id = row[0].as<int64_t>();
-  g.name = row[1].as<std::string>();
-  g.max_delivery_attempts = row[2].as<uint32_t>();
-  for (absl::string_view part : absl::StrSplit(row[3].as<std::string>(), ',', absl::SkipEmpty())) {
-    int64_t v = 0;
-    if (absl::SimpleAtoi(part, &v)) g.backoff_ms.push_back(v);
-  }
-  g.backoff_min_ms = row[4].as<int64_t>();
-  g.backoff_max_ms = row[5].as<int64_t>();
-  g.ordered = row[6].as<bool>();
-  g.start_latest = row[7].as<bool>();
-  g.created_at_ms = row[8].as<int64_t>();
-  return g;
-}
 
 LeasedMessage MessageFromRow(const pqxx::row& row) {
   LeasedMessage m;
@@ -589,16 +471,7 @@ LeasedMessage MessageFromRow(const pqxx::row& row) {
   return m;
 }
 
-absl::Status TopicNotFound(const std::string& name) {
-  return absl::NotFoundError(absl::StrCat("topic \"", name,
-                                          "\" does not exist; create it with "
-                                          "`ferryctl topic create ",
-                                          name, "`"));
-}
 
-absl::Status GroupNotFound(const std::string& name) {
-  return absl::NotFoundError(absl::StrCat("group \"", name, "\" does not exist"));
-}
 
 std::string OptText(const std::optional<bool>& v) { return v ? (*v ? "true" : "false") : ""; }
 template <typename T>
@@ -606,11 +479,6 @@ std::string OptText(const std::optional<T>& v) {
   return v ? std::to_string(*v) : "";
 }
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 using QueueOffset = std::pair<uint32_t, int64_t>;
 using Position = std::tuple<int64_t, uint32_t, int64_t>;  // topic, queue, offset
@@ -854,6 +722,56 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id,
 
 }  // namespace
 
+namespace store_internal {
+
+TopicInfo TopicFromRow(const pqxx::row& row) {
+  TopicInfo t;
+  t.topic_id = row[0].as<int64_t>();
+  t.name = row[1].as<std::string>();
+  t.queue_count = row[2].as<uint32_t>();
+  t.retention_ms = row[3].as<int64_t>();
+  t.dedup_window_ms = row[4].as<int64_t>();
+  t.created_at_ms = row[5].as<int64_t>();
+  t.ordered = row[6].as<bool>();
+  return t;
+}
+
+GroupPolicy GroupFromRow(const pqxx::row& row) {
+  GroupPolicy g;
+  g.group_id = row[0].as<int64_t>();
+  g.name = row[1].as<std::string>();
+  g.max_delivery_attempts = row[2].as<uint32_t>();
+  for (absl::string_view part : absl::StrSplit(row[3].as<std::string>(), ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (absl::SimpleAtoi(part, &v)) g.backoff_ms.push_back(v);
+  }
+  g.backoff_min_ms = row[4].as<int64_t>();
+  g.backoff_max_ms = row[5].as<int64_t>();
+  g.ordered = row[6].as<bool>();
+  g.start_latest = row[7].as<bool>();
+  g.created_at_ms = row[8].as<int64_t>();
+  return g;
+}
+
+absl::Status TopicNotFound(const std::string& name) {
+  return absl::NotFoundError(absl::StrCat("topic \"", name,
+                                          "\" does not exist; create it with "
+                                          "`ferryctl topic create ",
+                                          name, "`"));
+}
+
+absl::Status GroupNotFound(const std::string& name) {
+  return absl::NotFoundError(absl::StrCat("group \"", name, "\" does not exist"));
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace store_internal
+
 int64_t RetryDelayMs(const GroupPolicy& policy, bool ordered, int32_t attempt) {
   if (ordered) return kOrderedRetryMs;
   const int32_t n = std::max(attempt, 1);
@@ -884,6 +802,12 @@ std::vector<pg::Statement> PgStore::Statements() {
           kNotifyTopics,         kRetentionQueues,     kExpireQueuePrefix,   kReceiptKey,
           kDeleteExpiredDedup,   kInsertQueueSegments, kEnsureSegments,      kListSegments,
           kSegmentRetention,     kRetireSegment};
+}
+
+std::vector<pg::Statement> PgStore::AllStatements() {
+  std::vector<pg::Statement> all = Statements();
+  for (const pg::Statement& st : TxnStatements()) all.push_back(st);
+  return all;
 }
 
 // ---- topics -------------------------------------------------------------------------------
@@ -955,115 +879,128 @@ absl::Status PgStore::DeleteTopic(const std::string& name) {
 
 // ---- produce and delayed messages ----------------------------------------------------------
 
+namespace store_internal {
+
+absl::StatusOr<std::vector<Appended>> AppendToTopic(pqxx::work& tx, const TopicInfo& info,
+                                                    const std::vector<NewMessage>& messages,
+                                                    const QueueChooser& choose_queue,
+                                                    int64_t now_ms) {
+  std::vector<Appended> out(messages.size());
+
+  // 1. Dedup: the first message with a dedup_id in this call owns it; later ones in the call,
+  //    and every one already stored (or waiting delayed) within the window, are duplicates.
+  std::vector<bool> store(messages.size(), true);
+  std::unordered_map<std::string, size_t> owner;  // dedup_id -> index of first message
+  std::vector<std::string> dedup_ids;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& d = messages[i].dedup_id;
+    if (d.empty()) continue;
+    if (owner.emplace(d, i).second) dedup_ids.push_back(d);
+  }
+  std::unordered_map<std::string, Appended> stored_before;
+  if (!dedup_ids.empty()) {
+    const std::string ids = TextArray(dedup_ids);
+    tx.exec_prepared(kLockDedupIds.name, info.topic_id, ids);
+    for (const auto& row : tx.exec_prepared(kSelectDedup.name, info.topic_id, ids)) {
+      Appended a;
+      a.duplicate = true;
+      if (!row[3].is_null()) {
+        a.delayed = true;
+        a.delayed_id = row[3].as<int64_t>();
+      } else {
+        a.queue = row[1].as<uint32_t>();
+        a.offset = row[2].as<int64_t>();
+      }
+      stored_before.emplace(row[0].as<std::string>(), a);
+    }
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& d = messages[i].dedup_id;
+    if (!d.empty() && (stored_before.count(d) != 0 || owner[d] != i)) store[i] = false;
+  }
+
+  // 2. Due now: into the queues. Later: into delayed_messages.
+  std::vector<size_t> now_idx, later_idx;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (!store[i]) continue;
+    (messages[i].deliver_at_ms > now_ms ? later_idx : now_idx).push_back(i);
+  }
+  if (!now_idx.empty()) {
+    std::vector<const NewMessage*> rows;
+    for (size_t i : now_idx) rows.push_back(&messages[i]);
+    bool gone = false;
+    std::vector<Appended> appended = AppendRows(tx, info, rows, choose_queue, &gone);
+    if (gone) return TopicNotFound(info.name);
+    for (size_t k = 0; k < now_idx.size(); ++k) out[now_idx[k]] = appended[k];
+  }
+  if (!later_idx.empty()) {
+    std::vector<int64_t> ids;
+    for (const auto& row : tx.exec_prepared(kNextDelayedIds.name, later_idx.size())) {
+      ids.push_back(row[0].as<int64_t>());
+    }
+    std::vector<std::optional<std::string>> keys, headers, dedups;
+    std::vector<const std::string*> payloads;
+    std::vector<int64_t> at;
+    for (size_t k = 0; k < later_idx.size(); ++k) {
+      const NewMessage& m = messages[later_idx[k]];
+      keys.push_back(m.key);
+      payloads.push_back(&m.payload);
+      headers.push_back(m.headers_json);
+      dedups.push_back(m.dedup_id.empty() ? std::nullopt
+                                          : std::optional<std::string>(m.dedup_id));
+      at.push_back(m.deliver_at_ms);
+      out[later_idx[k]] = Appended{0, 0, false, true, ids[k]};
+    }
+    tx.exec_prepared(kInsertDelayed.name, info.topic_id, IntArray(ids), TextArray(keys),
+                     ByteaArray(payloads), TextArray(headers), TextArray(dedups), IntArray(at));
+  }
+
+  // 3. Record the new dedup claims (a delayed one points at its delayed_id until moved).
+  std::vector<std::string> claim_ids;
+  std::vector<std::optional<int64_t>> claim_q, claim_o, claim_delayed;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (!store[i] || messages[i].dedup_id.empty()) continue;
+    claim_ids.push_back(messages[i].dedup_id);
+    if (out[i].delayed) {
+      claim_q.push_back(std::nullopt);
+      claim_o.push_back(std::nullopt);
+      claim_delayed.push_back(out[i].delayed_id);
+    } else {
+      claim_q.push_back(out[i].queue);
+      claim_o.push_back(out[i].offset);
+      claim_delayed.push_back(std::nullopt);
+    }
+  }
+  if (!claim_ids.empty()) {
+    tx.exec_prepared(kUpsertDedup.name, info.topic_id, TextArray(claim_ids), IntArray(claim_q),
+                     IntArray(claim_o), IntArray(claim_delayed), info.dedup_window_ms);
+  }
+
+  // 4. Duplicates get the original position.
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (store[i]) continue;
+    const std::string& d = messages[i].dedup_id;
+    auto before = stored_before.find(d);
+    out[i] = before != stored_before.end() ? before->second : out[owner[d]];
+    out[i].duplicate = true;
+  }
+  return out;
+}
+
+}  // namespace store_internal
+
 absl::StatusOr<std::vector<Appended>> PgStore::Append(const std::string& topic,
                                                       const std::vector<NewMessage>& messages,
                                                       const QueueChooser& choose_queue) {
   std::vector<Appended> out;
   const int64_t now_ms = NowMs();
   absl::Status status = pg::WithConnection(pool_, "produce", [&](pqxx::connection& c) {
-    out.assign(messages.size(), Appended{});
     pqxx::work tx(c);
     pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
     if (t.empty()) return TopicNotFound(topic);
-    const TopicInfo info = TopicFromRow(t[0]);
-
-    // 1. Dedup: the first message with a dedup_id in this call owns it; later ones in the call,
-    //    and every one already stored (or waiting delayed) within the window, are duplicates.
-    std::vector<bool> store(messages.size(), true);
-    std::unordered_map<std::string, size_t> owner;  // dedup_id -> index of first message
-    std::vector<std::string> dedup_ids;
-    for (size_t i = 0; i < messages.size(); ++i) {
-      const std::string& d = messages[i].dedup_id;
-      if (d.empty()) continue;
-      if (owner.emplace(d, i).second) dedup_ids.push_back(d);
-    }
-    std::unordered_map<std::string, Appended> stored_before;
-    if (!dedup_ids.empty()) {
-      const std::string ids = TextArray(dedup_ids);
-      tx.exec_prepared(kLockDedupIds.name, info.topic_id, ids);
-      for (const auto& row : tx.exec_prepared(kSelectDedup.name, info.topic_id, ids)) {
-        Appended a;
-        a.duplicate = true;
-        if (!row[3].is_null()) {
-          a.delayed = true;
-          a.delayed_id = row[3].as<int64_t>();
-        } else {
-          a.queue = row[1].as<uint32_t>();
-          a.offset = row[2].as<int64_t>();
-        }
-        stored_before.emplace(row[0].as<std::string>(), a);
-      }
-    }
-    for (size_t i = 0; i < messages.size(); ++i) {
-      const std::string& d = messages[i].dedup_id;
-      if (!d.empty() && (stored_before.count(d) != 0 || owner[d] != i)) store[i] = false;
-    }
-
-    // 2. Due now: into the queues. Later: into delayed_messages.
-    std::vector<size_t> now_idx, later_idx;
-    for (size_t i = 0; i < messages.size(); ++i) {
-      if (!store[i]) continue;
-      (messages[i].deliver_at_ms > now_ms ? later_idx : now_idx).push_back(i);
-    }
-    if (!now_idx.empty()) {
-      std::vector<const NewMessage*> rows;
-      for (size_t i : now_idx) rows.push_back(&messages[i]);
-      bool gone = false;
-      std::vector<Appended> appended = AppendRows(tx, info, rows, choose_queue, &gone);
-      if (gone) return TopicNotFound(topic);
-      for (size_t k = 0; k < now_idx.size(); ++k) out[now_idx[k]] = appended[k];
-    }
-    if (!later_idx.empty()) {
-      std::vector<int64_t> ids;
-      for (const auto& row : tx.exec_prepared(kNextDelayedIds.name, later_idx.size())) {
-        ids.push_back(row[0].as<int64_t>());
-      }
-      std::vector<std::optional<std::string>> keys, headers, dedups;
-      std::vector<const std::string*> payloads;
-      std::vector<int64_t> at;
-      for (size_t k = 0; k < later_idx.size(); ++k) {
-        const NewMessage& m = messages[later_idx[k]];
-        keys.push_back(m.key);
-        payloads.push_back(&m.payload);
-        headers.push_back(m.headers_json);
-        dedups.push_back(m.dedup_id.empty() ? std::nullopt
-                                            : std::optional<std::string>(m.dedup_id));
-        at.push_back(m.deliver_at_ms);
-        out[later_idx[k]] = Appended{0, 0, false, true, ids[k]};
-      }
-      tx.exec_prepared(kInsertDelayed.name, info.topic_id, IntArray(ids), TextArray(keys),
-                       ByteaArray(payloads), TextArray(headers), TextArray(dedups), IntArray(at));
-    }
-
-    // 3. Record the new dedup claims (a delayed one points at its delayed_id until moved).
-    std::vector<std::string> claim_ids;
-    std::vector<std::optional<int64_t>> claim_q, claim_o, claim_delayed;
-    for (size_t i = 0; i < messages.size(); ++i) {
-      if (!store[i] || messages[i].dedup_id.empty()) continue;
-      claim_ids.push_back(messages[i].dedup_id);
-      if (out[i].delayed) {
-        claim_q.push_back(std::nullopt);
-        claim_o.push_back(std::nullopt);
-        claim_delayed.push_back(out[i].delayed_id);
-      } else {
-        claim_q.push_back(out[i].queue);
-        claim_o.push_back(out[i].offset);
-        claim_delayed.push_back(std::nullopt);
-      }
-    }
-    if (!claim_ids.empty()) {
-      tx.exec_prepared(kUpsertDedup.name, info.topic_id, TextArray(claim_ids), IntArray(claim_q),
-                       IntArray(claim_o), IntArray(claim_delayed), info.dedup_window_ms);
-    }
-
-    // 4. Duplicates get the original position.
-    for (size_t i = 0; i < messages.size(); ++i) {
-      if (store[i]) continue;
-      const std::string& d = messages[i].dedup_id;
-      auto before = stored_before.find(d);
-      out[i] = before != stored_before.end() ? before->second : out[owner[d]];
-      out[i].duplicate = true;
-    }
+    auto appended = AppendToTopic(tx, TopicFromRow(t[0]), messages, choose_queue, now_ms);
+    if (!appended.ok()) return appended.status();
+    out = *std::move(appended);
     tx.commit();
     return absl::OkStatus();
   });

@@ -195,12 +195,63 @@ struct RedriveReport {
   std::vector<std::pair<int64_t, std::string>> failures;  // id -> why it stayed
 };
 
+// Back-check timing of transactions (broker flags --txn-*).
+struct TxnTiming {
+  int64_t check_after_ms = 6000;     // first check this long after begin (unless timeout_ms)
+  int64_t check_interval_ms = 30000;  // then again this often
+  int32_t max_checks = 15;            // UNKNOWN (or unanswered) checks before CHECK_EXHAUSTED
+};
+
+enum class TxnState { kPrepared, kCommitted, kRolledBack, kCheckExhausted };
+enum class TxnDecision { kCommit, kRollback, kUnknown };
+
+struct TxnBegin {
+  std::string producer_group;
+  std::string check_ref;
+  int64_t timeout_ms = 0;  // 0: TxnTiming::check_after_ms
+};
+
+struct TxnOutcome {
+  TxnState state = TxnState::kPrepared;
+  int64_t messages = 0;  // made visible or discarded by this call
+};
+
+struct TxnCheck {
+  int64_t check_id = 0;
+  std::string txn_id;
+  std::string check_ref;
+  std::string producer_group;
+  std::vector<std::string> topics;
+  int64_t message_count = 0;
+  std::vector<std::pair<std::string, NewMessage>> sample;  // (topic, message), first few
+  int32_t check_number = 0;
+  int64_t began_at_ms = 0;
+};
+
+struct TxnEventRow {
+  int64_t at_ms = 0;
+  std::string kind, actor, detail;
+};
+
+struct TxnRow {
+  std::string txn_id, producer_group, check_ref;
+  TxnState state = TxnState::kPrepared;
+  int64_t began_at_ms = 0, ended_at_ms = 0, next_check_at_ms = 0;
+  int32_t checks_sent = 0;
+  int64_t messages = 0, attached_acks = 0;
+  std::vector<std::string> topics;
+  bool checker_connected = false;
+  std::vector<TxnEventRow> events;
+};
+
 class PgStore {
  public:
-  explicit PgStore(pg::ConnectionPool& pool) : pool_(pool) {}
+  explicit PgStore(pg::ConnectionPool& pool, TxnTiming timing = {})
+      : pool_(pool), timing_(timing) {}
 
-  // The prepared statements this store uses; give them to the pool's constructor.
+  // The prepared statements this store uses; give AllStatements() to the pool's constructor.
   static std::vector<pg::Statement> Statements();
+  static std::vector<pg::Statement> AllStatements();
 
   // ALREADY_EXISTS if a topic has that name. Fills created_at_ms and topic_id.
   absl::StatusOr<TopicInfo> CreateTopic(TopicInfo topic);
@@ -271,6 +322,52 @@ class PgStore {
   // NOT_FOUND if the group (or the topic) does not exist.
   absl::StatusOr<GroupLagReport> GroupLag(const std::string& group, const std::string& topic);
 
+  // ---- transactions (pg_store_txn.cc) ----
+
+  // Begins a PREPARED transaction; returns its id (a UUID).
+  absl::StatusOr<std::string> BeginTransaction(const TxnBegin& begin);
+
+  // Stores `messages` as half messages of transaction `txn_id`, or of a new one when `begin` is
+  // set. Returns the transaction id. NOT_FOUND (topic or transaction), FAILED_PRECONDITION when
+  // the transaction is no longer PREPARED.
+  absl::StatusOr<std::string> AppendHalf(const std::string& txn_id, const TxnBegin* begin,
+                                         const std::string& topic,
+                                         const std::vector<NewMessage>& messages);
+
+  // Attaches ACKs to a PREPARED transaction: each current lease is held (state in_txn) until
+  // the transaction ends. kCommitted in the result means "attached" here.
+  absl::StatusOr<std::vector<SettleResult>> AttachAcks(const std::string& txn_id,
+                                                       const std::string& group,
+                                                       const std::vector<DeliveryRef>& refs);
+
+  // COMMIT: half messages appended to their queues (dedup, delayed as in Append) and attached
+  // ACKs applied, in one transaction. ROLLBACK: half messages discarded, attached ACKs released
+  // (delivered again). The same decision again returns the state; another decision on a final
+  // state is FAILED_PRECONDITION. `by_admin` may also decide a CHECK_EXHAUSTED transaction.
+  absl::StatusOr<TxnOutcome> EndTransaction(const std::string& txn_id, TxnDecision decision,
+                                            const std::string& actor, const std::string& reason,
+                                            bool by_admin, const QueueChooser& choose_queue);
+
+  // Claims up to `limit` due PREPARED transactions of `groups` for a back-check by this broker
+  // (counted as sent, next check scheduled); those past max_checks become CHECK_EXHAUSTED.
+  absl::StatusOr<std::vector<TxnCheck>> ClaimDueChecks(const std::vector<std::string>& groups,
+                                                       const std::string& broker_id,
+                                                       int64_t limit);
+  // A claimed check could not be sent: not counted, due again now.
+  absl::Status UnclaimCheck(const std::string& txn_id, const std::string& broker_id);
+  // A checker's answer. COMMIT / ROLLBACK end the transaction; UNKNOWN is recorded, and past
+  // max_checks makes it CHECK_EXHAUSTED.
+  absl::Status AnswerCheck(const std::string& txn_id, int64_t check_id, TxnDecision decision,
+                           const std::string& actor, const QueueChooser& choose_queue);
+  // This broker has `checkers` connected per producer group (for "no checker" in the admin view).
+  absl::Status TouchCheckers(const std::string& broker_id,
+                             const std::vector<std::pair<std::string, int>>& checkers);
+  absl::StatusOr<std::vector<TxnRow>> ListTransactions(std::optional<TxnState> state,
+                                                       const std::string& producer_group,
+                                                       int64_t limit);
+  // CHECK_EXHAUSTED -> PREPARED, checks reset. FAILED_PRECONDITION from another state.
+  absl::Status RearmChecks(const std::string& txn_id, const std::string& actor);
+
   // The receipt signing key shared by every broker on this database.
   absl::StatusOr<std::string> ReceiptKey();
 
@@ -288,6 +385,7 @@ class PgStore {
 
  private:
   pg::ConnectionPool& pool_;
+  const TxnTiming timing_;
   // (group_id, topic_id) pairs whose group_queues rows exist: skips the insert on later calls.
   std::mutex known_mu_;
   std::set<std::pair<int64_t, int64_t>> known_positions_;
