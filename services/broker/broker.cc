@@ -48,6 +48,21 @@ absl::Status Broker::Produce(const v1::ProduceRequest& req, v1::ProduceResponse*
     }
     messages.push_back(std::move(n));
   }
+  if (!req.transaction_id().empty() || req.has_transactional()) {
+    // Half messages: durable, invisible until the transaction commits.
+    TxnBegin begin;
+    if (req.has_transactional()) {
+      begin.producer_group = req.transactional().producer_group();
+      begin.check_ref = req.transactional().check_ref();
+      begin.timeout_ms = static_cast<int64_t>(req.transactional().timeout_ms());
+    }
+    auto id = store_.AppendHalf(req.transaction_id(), req.has_transactional() ? &begin : nullptr,
+                                req.topic(), messages);
+    if (!id.ok()) return id.status();
+    resp->set_transaction_id(*id);
+    for (int i = 0; i < req.messages_size(); ++i) resp->add_results()->set_half(true);
+    return absl::OkStatus();
+  }
   auto appended = store_.Append(req.topic(), messages, Chooser());
   if (!appended.ok()) return appended.status();
   for (const Appended& a : *appended) {
@@ -151,11 +166,74 @@ absl::Status Broker::Commit(const v1::CommitRequest& req, v1::CommitResponse* re
     settlements.push_back(std::move(st));
   }
   if (settlements.empty()) return absl::OkStatus();
+  if (!req.transaction_id().empty()) {
+    // ACKs attached to a transaction (validation allowed only ACK outcomes here).
+    std::vector<DeliveryRef> refs;
+    for (const Settlement& st : settlements) refs.push_back(st.ref);
+    auto attached = store_.AttachAcks(req.transaction_id(), req.group(), refs);
+    if (!attached.ok()) return attached.status();
+    for (int i = 0; i < req.entries_size(); ++i) {
+      if (index_of[i] < 0) continue;
+      const SettleResult& r = (*attached)[index_of[i]];
+      v1::CommitResult* out = resp->mutable_results(i);
+      if (r.status == SettleStatus::kCommitted) {
+        out->set_status(v1::TRANSACTION_PENDING);
+        out->set_detail("applied when transaction " + req.transaction_id() + " commits");
+      } else {
+        ToProto(r, out);
+      }
+    }
+    return absl::OkStatus();
+  }
   auto settled = store_.Settle(req.group(), settlements);
   if (!settled.ok()) return settled.status();
   for (int i = 0; i < req.entries_size(); ++i) {
     if (index_of[i] >= 0) ToProto((*settled)[index_of[i]], resp->mutable_results(i));
   }
+  return absl::OkStatus();
+}
+
+v1::TransactionState ToProto(TxnState state) {
+  switch (state) {
+    case TxnState::kPrepared:
+      return v1::TXN_PREPARED;
+    case TxnState::kCommitted:
+      return v1::TXN_COMMITTED;
+    case TxnState::kRolledBack:
+      return v1::TXN_ROLLED_BACK;
+    case TxnState::kCheckExhausted:
+      return v1::TXN_CHECK_EXHAUSTED;
+  }
+  return v1::TRANSACTION_STATE_UNSPECIFIED;
+}
+
+TxnDecision FromProto(v1::TransactionDecision decision) {
+  switch (decision) {
+    case v1::TRANSACTION_COMMIT:
+      return TxnDecision::kCommit;
+    case v1::TRANSACTION_ROLLBACK:
+      return TxnDecision::kRollback;
+    default:
+      return TxnDecision::kUnknown;  // never COMMIT by accident
+  }
+}
+
+absl::Status Broker::BeginTransaction(const v1::BeginTransactionRequest& req,
+                                      v1::BeginTransactionResponse* resp) {
+  auto id = store_.BeginTransaction(
+      TxnBegin{req.producer_group(), req.check_ref(), static_cast<int64_t>(req.timeout_ms())});
+  if (!id.ok()) return id.status();
+  resp->set_transaction_id(*id);
+  return absl::OkStatus();
+}
+
+absl::Status Broker::EndTransaction(const v1::EndTransactionRequest& req,
+                                    v1::EndTransactionResponse* resp) {
+  auto ended = store_.EndTransaction(req.transaction_id(), FromProto(req.decision()), "producer",
+                                     "", /*by_admin=*/false, Chooser());
+  if (!ended.ok()) return ended.status();
+  resp->set_state(ToProto(ended->state));
+  resp->set_messages(static_cast<uint32_t>(ended->messages));
   return absl::OkStatus();
 }
 

@@ -31,6 +31,12 @@ class Broker {
   // Settles receipts (ACK, RETRY, DEAD_LETTER); one result per entry.
   absl::Status Commit(const v1::CommitRequest& req, v1::CommitResponse* resp);
 
+  // Transactions. Produce and Commit above take transaction_id / transactional themselves.
+  absl::Status BeginTransaction(const v1::BeginTransactionRequest& req,
+                                v1::BeginTransactionResponse* resp);
+  absl::Status EndTransaction(const v1::EndTransactionRequest& req,
+                              v1::EndTransactionResponse* resp);
+
   // Extends the leases of current receipts; one result per receipt.
   absl::Status ExtendLease(const v1::ExtendLeaseRequest& req, v1::ExtendLeaseResponse* resp);
 
@@ -51,6 +57,9 @@ inline constexpr uint64_t kMaxConsumeReplyBytes = 32u << 20;
 // Header maps as stored (a JSON object of strings) and back.
 std::string HeadersToJson(const google::protobuf::Map<std::string, std::string>& headers);
 void HeadersFromJson(const std::string& text, google::protobuf::Map<std::string, std::string>* out);
+
+v1::TransactionState ToProto(TxnState state);
+TxnDecision FromProto(v1::TransactionDecision decision);  // anything else: kUnknown
 
 // Fills a CommitResult from a store result.
 void ToProto(const SettleResult& r, v1::CommitResult* out);

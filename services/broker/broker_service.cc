@@ -86,6 +86,27 @@ grpc::ServerUnaryReactor* BrokerService::ExtendLease(grpc::CallbackServerContext
                [this, req, resp] { return broker_.ExtendLease(*req, resp); });
 }
 
+grpc::ServerUnaryReactor* BrokerService::BeginTransaction(grpc::CallbackServerContext* ctx,
+                                                          const v1::BeginTransactionRequest* req,
+                                                          v1::BeginTransactionResponse* resp) {
+  return Unary(ctx, executor_, "BeginTransaction",
+               ValidateBeginTransaction("", req->producer_group(), req->check_ref(),
+                                        req->timeout_ms()),
+               [this, req, resp] { return broker_.BeginTransaction(*req, resp); });
+}
+
+grpc::ServerUnaryReactor* BrokerService::EndTransaction(grpc::CallbackServerContext* ctx,
+                                                        const v1::EndTransactionRequest* req,
+                                                        v1::EndTransactionResponse* resp) {
+  return Unary(ctx, executor_, "EndTransaction", ValidateEndTransaction(*req),
+               [this, req, resp] { return broker_.EndTransaction(*req, resp); });
+}
+
+grpc::ServerBidiReactor<v1::CheckTransactionRequest, v1::CheckTransactionResponse>*
+BrokerService::CheckTransaction(grpc::CallbackServerContext* ctx) {
+  return checks_.Open(ctx);
+}
+
 struct BrokerService::ConsumeCall {
   grpc::CallbackServerContext* ctx;
   grpc::ServerUnaryReactor* reactor;
@@ -416,6 +437,84 @@ grpc::ServerUnaryReactor* AdminService::CancelDelayed(grpc::CallbackServerContex
   return Unary(ctx, executor_, "CancelDelayed", ValidateCancelDelayed(*req), [this, req] {
     return store_.CancelDelayed(req->topic(), static_cast<int64_t>(req->delayed_id()));
   });
+}
+
+}  // namespace ferry::broker
+
+namespace ferry::broker {
+
+grpc::ServerUnaryReactor* AdminService::ListTransactions(grpc::CallbackServerContext* ctx,
+                                                         const v1::ListTransactionsRequest* req,
+                                                         v1::ListTransactionsResponse* resp) {
+  return Unary(ctx, executor_, "ListTransactions", ValidateListTransactions(*req),
+               [this, req, resp]() -> absl::Status {
+                 std::optional<TxnState> state;
+                 switch (req->state()) {
+                   case v1::TXN_PREPARED:
+                     state = TxnState::kPrepared;
+                     break;
+                   case v1::TXN_COMMITTED:
+                     state = TxnState::kCommitted;
+                     break;
+                   case v1::TXN_ROLLED_BACK:
+                     state = TxnState::kRolledBack;
+                     break;
+                   case v1::TXN_CHECK_EXHAUSTED:
+                     state = TxnState::kCheckExhausted;
+                     break;
+                   default:
+                     break;
+                 }
+                 auto rows = store_.ListTransactions(state, req->producer_group(),
+                                                     req->limit() == 0 ? 100 : req->limit());
+                 if (!rows.ok()) return rows.status();
+                 for (const TxnRow& r : *rows) {
+                   auto* t = resp->add_transactions();
+                   t->set_transaction_id(r.txn_id);
+                   t->set_producer_group(r.producer_group);
+                   t->set_check_ref(r.check_ref);
+                   t->set_state(ToProto(r.state));
+                   t->set_began_at_unix_ms(static_cast<uint64_t>(r.began_at_ms));
+                   t->set_ended_at_unix_ms(static_cast<uint64_t>(r.ended_at_ms));
+                   t->set_checks_sent(static_cast<uint32_t>(r.checks_sent));
+                   t->set_next_check_at_unix_ms(static_cast<uint64_t>(r.next_check_at_ms));
+                   t->set_messages(static_cast<uint32_t>(r.messages));
+                   t->set_attached_acks(static_cast<uint32_t>(r.attached_acks));
+                   for (const auto& topic : r.topics) t->add_topics(topic);
+                   t->set_checker_connected(r.checker_connected);
+                   for (const TxnEventRow& e : r.events) {
+                     auto* ev = t->add_events();
+                     ev->set_at_unix_ms(static_cast<uint64_t>(e.at_ms));
+                     ev->set_kind(e.kind);
+                     ev->set_actor(e.actor);
+                     ev->set_detail(e.detail);
+                   }
+                 }
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::ResolveTransaction(
+    grpc::CallbackServerContext* ctx, const v1::ResolveTransactionRequest* req,
+    v1::ResolveTransactionResponse* resp) {
+  return Unary(ctx, executor_, "ResolveTransaction", ValidateResolveTransaction(*req),
+               [this, req, resp]() -> absl::Status {
+                 auto ended = store_.EndTransaction(req->transaction_id(),
+                                                    FromProto(req->decision()), "admin",
+                                                    req->reason(), /*by_admin=*/true,
+                                                    broker_.Chooser());
+                 if (!ended.ok()) return ended.status();
+                 resp->set_state(ToProto(ended->state));
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::RearmTransactionChecks(
+    grpc::CallbackServerContext* ctx, const v1::RearmTransactionChecksRequest* req,
+    v1::RearmTransactionChecksResponse* /*resp*/) {
+  return Unary(ctx, executor_, "RearmTransactionChecks",
+               ValidateTransactionId("transaction_id", req->transaction_id()),
+               [this, req] { return store_.RearmChecks(req->transaction_id(), "admin"); });
 }
 
 }  // namespace ferry::broker

@@ -7,6 +7,7 @@
 
 #include "broker/broker.h"
 #include "broker/long_poll.h"
+#include "broker/txn_checks.h"
 #include "common/executor.h"
 #include "ferry/v1/admin.grpc.pb.h"
 #include "ferry/v1/broker.grpc.pb.h"
@@ -15,8 +16,8 @@ namespace ferry::broker {
 
 class BrokerService final : public v1::Broker::CallbackService {
  public:
-  BrokerService(Broker& broker, Executor& executor, LongPoller& poller)
-      : broker_(broker), executor_(executor), poller_(poller) {}
+  BrokerService(Broker& broker, Executor& executor, LongPoller& poller, TxnChecks& checks)
+      : broker_(broker), executor_(executor), poller_(poller), checks_(checks) {}
 
   grpc::ServerUnaryReactor* Produce(grpc::CallbackServerContext* ctx,
                                     const v1::ProduceRequest* req,
@@ -29,6 +30,14 @@ class BrokerService final : public v1::Broker::CallbackService {
   grpc::ServerUnaryReactor* ExtendLease(grpc::CallbackServerContext* ctx,
                                         const v1::ExtendLeaseRequest* req,
                                         v1::ExtendLeaseResponse* resp) override;
+  grpc::ServerUnaryReactor* BeginTransaction(grpc::CallbackServerContext* ctx,
+                                             const v1::BeginTransactionRequest* req,
+                                             v1::BeginTransactionResponse* resp) override;
+  grpc::ServerUnaryReactor* EndTransaction(grpc::CallbackServerContext* ctx,
+                                           const v1::EndTransactionRequest* req,
+                                           v1::EndTransactionResponse* resp) override;
+  grpc::ServerBidiReactor<v1::CheckTransactionRequest, v1::CheckTransactionResponse>*
+  CheckTransaction(grpc::CallbackServerContext* ctx) override;
 
  private:
   struct ConsumeCall;
@@ -37,6 +46,7 @@ class BrokerService final : public v1::Broker::CallbackService {
   Broker& broker_;
   Executor& executor_;
   LongPoller& poller_;
+  TxnChecks& checks_;
 };
 
 class AdminService final : public v1::Admin::CallbackService {
@@ -83,6 +93,15 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* CancelDelayed(grpc::CallbackServerContext* ctx,
                                           const v1::CancelDelayedRequest* req,
                                           v1::CancelDelayedResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTransactions(grpc::CallbackServerContext* ctx,
+                                             const v1::ListTransactionsRequest* req,
+                                             v1::ListTransactionsResponse* resp) override;
+  grpc::ServerUnaryReactor* ResolveTransaction(grpc::CallbackServerContext* ctx,
+                                               const v1::ResolveTransactionRequest* req,
+                                               v1::ResolveTransactionResponse* resp) override;
+  grpc::ServerUnaryReactor* RearmTransactionChecks(
+      grpc::CallbackServerContext* ctx, const v1::RearmTransactionChecksRequest* req,
+      v1::RearmTransactionChecksResponse* resp) override;
 
  private:
   PgStore& store_;

@@ -35,6 +35,15 @@ int main(int argc, char** argv) {
   app.add_option("--maintenance-interval-ms", o.maintenance_interval_ms,
                  "how often retention and dedup expiry run, ms")
       ->envname("FERRY_MAINTENANCE_INTERVAL_MS")->capture_default_str();
+  app.add_option("--txn-check-after-ms", o.txn_check_after_ms,
+                 "first back-check of an undecided transaction after this long, ms")
+      ->envname("FERRY_TXN_CHECK_AFTER_MS")->capture_default_str();
+  app.add_option("--txn-check-interval-ms", o.txn_check_interval_ms,
+                 "then a back-check this often, ms")
+      ->envname("FERRY_TXN_CHECK_INTERVAL_MS")->capture_default_str();
+  app.add_option("--txn-max-checks", o.txn_max_checks,
+                 "UNKNOWN or unanswered checks before CHECK_EXHAUSTED")
+      ->envname("FERRY_TXN_MAX_CHECKS")->capture_default_str();
   app.add_option("--migrate", o.migrate, "apply database migrations at start (true|false)")
       ->envname("FERRY_MIGRATE")->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")

@@ -25,6 +25,15 @@ absl::Status Validate(const BrokerOptions& o) {
   if (o.shutdown_grace_ms < 0 || o.shutdown_grace_ms > 600000) {
     return absl::InvalidArgumentError("--shutdown-grace-ms must be between 0 and 600000");
   }
+  if (o.txn_check_after_ms < 10 || o.txn_check_after_ms > 86400000) {
+    return absl::InvalidArgumentError("--txn-check-after-ms must be between 10 and 86400000");
+  }
+  if (o.txn_check_interval_ms < 10 || o.txn_check_interval_ms > 86400000) {
+    return absl::InvalidArgumentError("--txn-check-interval-ms must be between 10 and 86400000");
+  }
+  if (o.txn_max_checks < 1 || o.txn_max_checks > 1000) {
+    return absl::InvalidArgumentError("--txn-max-checks must be between 1 and 1000");
+  }
   if (o.delayed_poll_ms < 10 || o.delayed_poll_ms > 10000) {
     return absl::InvalidArgumentError("--delayed-poll-ms must be between 10 and 10000");
   }
@@ -48,7 +57,10 @@ std::string Describe(const BrokerOptions& o) {
                       " poll_interval_ms=", o.poll_interval_ms,
                       " shutdown_grace_ms=", o.shutdown_grace_ms,
                       " delayed_poll_ms=", o.delayed_poll_ms,
-                      " maintenance_interval_ms=", o.maintenance_interval_ms, " migrate=", o.migrate,
+                      " maintenance_interval_ms=", o.maintenance_interval_ms,
+                      " txn_check_after_ms=", o.txn_check_after_ms,
+                      " txn_check_interval_ms=", o.txn_check_interval_ms,
+                      " txn_max_checks=", o.txn_max_checks, " migrate=", o.migrate,
                       " log_level=", o.log_level);
 }
 

@@ -20,6 +20,9 @@ struct BrokerOptions {
   int shutdown_grace_ms = 5000;           // FERRY_SHUTDOWN_GRACE_MS: in-flight calls get this long
   int delayed_poll_ms = 100;              // FERRY_DELAYED_POLL_MS: due delayed messages moved
   int maintenance_interval_ms = 10000;    // FERRY_MAINTENANCE_INTERVAL_MS: retention, dedup expiry
+  int64_t txn_check_after_ms = 6000;      // FERRY_TXN_CHECK_AFTER_MS: first back-check
+  int64_t txn_check_interval_ms = 30000;  // FERRY_TXN_CHECK_INTERVAL_MS: then every
+  int txn_max_checks = 15;                // FERRY_TXN_MAX_CHECKS: then CHECK_EXHAUSTED
   bool migrate = true;                    // FERRY_MIGRATE: apply migrations at start
   std::string log_level = "info";         // FERRY_LOG_LEVEL: trace|debug|info|warn|error
 };

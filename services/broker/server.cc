@@ -7,6 +7,9 @@
 #include "broker/broker_service.h"
 #include "broker/long_poll.h"
 #include "broker/store/pg_store.h"
+#include "broker/txn_checks.h"
+
+#include <unistd.h>
 #include "common/executor.h"
 #include "common/log.h"
 #include "common/pg/migrate.h"
@@ -56,7 +59,9 @@ absl::Status BrokerServer::Start() {
     auto lease = pool_->Acquire(std::chrono::seconds(10));
     if (!lease.ok()) return lease.status();
   }
-  store_ = std::make_unique<PgStore>(*pool_);
+  store_ = std::make_unique<PgStore>(
+      *pool_, TxnTiming{options_.txn_check_after_ms, options_.txn_check_interval_ms,
+                        options_.txn_max_checks});
   if (absl::Status s = store_->EnsureSegments(2); !s.ok()) return s;
   auto key = store_->ReceiptKey();
   if (!key.ok()) return key.status();
@@ -67,7 +72,14 @@ absl::Status BrokerServer::Start() {
                                          static_cast<size_t>(options_.max_queued_calls));
   poller_ = std::make_unique<LongPoller>(std::chrono::milliseconds(options_.poll_interval_ms));
   listener_ = std::make_unique<NotificationListener>(*pool_, *poller_);
-  broker_service_ = std::make_unique<BrokerService>(*broker_, *executor_, *poller_);
+  char host[256] = "localhost";
+  gethostname(host, sizeof(host) - 1);
+  // The id this broker signs back-checks with in the audit trail: host/pid.
+  broker_id_ = std::string(host) + "/" + std::to_string(getpid());
+  checks_ = std::make_unique<TxnChecks>(
+      *store_, *broker_, *executor_, broker_id_,
+      std::chrono::milliseconds(std::clamp<int64_t>(options_.txn_check_interval_ms / 4, 20, 250)));
+  broker_service_ = std::make_unique<BrokerService>(*broker_, *executor_, *poller_, *checks_);
   admin_service_ = std::make_unique<AdminService>(*store_, *broker_, *executor_);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -153,6 +165,7 @@ void BrokerServer::Shutdown() {
   // let in-flight ones finish; then the workers, the listener, and the connections.
   if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
   if (poller_) poller_->Stop();
+  if (checks_) checks_->Stop();  // open streams would keep Shutdown() waiting
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(options_.shutdown_grace_ms));
@@ -164,6 +177,7 @@ void BrokerServer::Shutdown() {
   if (listener_) listener_->Stop();
   listener_.reset();
   server_.reset();
+  checks_.reset();
   admin_service_.reset();
   broker_service_.reset();
   poller_.reset();

@@ -33,6 +33,7 @@ class AdminService;
 class LongPoller;
 class NotificationListener;
 class PgStore;
+class TxnChecks;
 
 // Applies the broker migrations to options.database_url and returns.
 absl::Status MigrateDatabase(const BrokerOptions& options);
@@ -64,12 +65,14 @@ class BrokerServer {
 
   const BrokerOptions options_;
   int port_ = 0;
+  std::string broker_id_;
   std::unique_ptr<pg::ConnectionPool> pool_;
   std::unique_ptr<PgStore> store_;
   std::unique_ptr<Broker> broker_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<LongPoller> poller_;
   std::unique_ptr<NotificationListener> listener_;
+  std::unique_ptr<TxnChecks> checks_;
   std::unique_ptr<BrokerService> broker_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -38,6 +38,20 @@ absl::Status ValidateName(const std::string& field, const std::string& value) {
 
 absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits) {
   if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
+  if (!req.transaction_id().empty() && req.has_transactional()) {
+    return absl::InvalidArgumentError("set transaction_id or transactional, not both");
+  }
+  if (!req.transaction_id().empty()) {
+    if (auto s = ValidateTransactionId("transaction_id", req.transaction_id()); !s.ok()) return s;
+  }
+  if (req.has_transactional()) {
+    const auto& t = req.transactional();
+    if (auto s = ValidateBeginTransaction("transactional.", t.producer_group(), t.check_ref(),
+                                          t.timeout_ms());
+        !s.ok()) {
+      return s;
+    }
+  }
   const int n = req.messages_size();
   if (n == 0) return absl::InvalidArgumentError("messages: at least one message is required");
   if (static_cast<uint32_t>(n) > limits.max_messages_per_produce) {
@@ -109,6 +123,85 @@ absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits
   return absl::OkStatus();
 }
 
+absl::Status ValidateTransactionId(const std::string& field, const std::string& id) {
+  // A UUID as the broker hands it out: 8-4-4-4-12 hex digits.
+  bool ok = id.size() == 36;
+  for (size_t i = 0; ok && i < id.size(); ++i) {
+    const char c = id[i];
+    ok = (i == 8 || i == 13 || i == 18 || i == 23)
+             ? c == '-'
+             : ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " \"", id.substr(0, 64), "\" is not a transaction id (a UUID)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBeginTransaction(const std::string& field_prefix, const std::string& group,
+                                      const std::string& check_ref, uint64_t timeout_ms) {
+  if (auto s = ValidateName(field_prefix + "producer_group", group); !s.ok()) return s;
+  if (check_ref.size() > 1024) {
+    return absl::InvalidArgumentError(field_prefix + "check_ref is longer than 1024 bytes");
+  }
+  if (auto s = NoNul(field_prefix + "check_ref", check_ref); !s.ok()) return s;
+  if (timeout_ms > kMaxRetryDelayMs) {
+    return absl::InvalidArgumentError(field_prefix + "timeout_ms is longer than one day");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEndTransaction(const v1::EndTransactionRequest& req) {
+  if (auto s = ValidateTransactionId("transaction_id", req.transaction_id()); !s.ok()) return s;
+  if (req.decision() != v1::TRANSACTION_COMMIT && req.decision() != v1::TRANSACTION_ROLLBACK) {
+    return absl::InvalidArgumentError("decision must be TRANSACTION_COMMIT or TRANSACTION_ROLLBACK");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCheckSubscribe(const v1::CheckSubscribe& sub) {
+  if (sub.producer_groups_size() == 0 || sub.producer_groups_size() > 100) {
+    return absl::InvalidArgumentError("subscribe.producer_groups: give 1 to 100 groups");
+  }
+  for (int i = 0; i < sub.producer_groups_size(); ++i) {
+    if (auto s = ValidateName(absl::StrCat("subscribe.producer_groups[", i, "]"),
+                              sub.producer_groups(i));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (sub.checker_id().size() > 256) {
+    return absl::InvalidArgumentError("subscribe.checker_id is longer than 256 bytes");
+  }
+  return NoNul("subscribe.checker_id", sub.checker_id());
+}
+
+absl::Status ValidateListTransactions(const v1::ListTransactionsRequest& req) {
+  if (!v1::TransactionState_IsValid(req.state())) {
+    return absl::InvalidArgumentError("state is not a known TransactionState");
+  }
+  if (!req.producer_group().empty()) {
+    if (auto s = ValidateName("producer_group", req.producer_group()); !s.ok()) return s;
+  }
+  if (req.limit() > 1000) return absl::InvalidArgumentError("limit: at most 1000 (0 means 100)");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateResolveTransaction(const v1::ResolveTransactionRequest& req) {
+  if (auto s = ValidateTransactionId("transaction_id", req.transaction_id()); !s.ok()) return s;
+  if (req.decision() != v1::TRANSACTION_COMMIT && req.decision() != v1::TRANSACTION_ROLLBACK) {
+    return absl::InvalidArgumentError("decision must be TRANSACTION_COMMIT or TRANSACTION_ROLLBACK");
+  }
+  if (req.reason().empty()) {
+    return absl::InvalidArgumentError("reason is required: it is kept in the audit trail");
+  }
+  if (req.reason().size() > 4096) {
+    return absl::InvalidArgumentError("reason is longer than 4096 bytes");
+  }
+  return NoNul("reason", req.reason());
+}
+
 absl::Status ValidateConsume(const v1::ConsumeRequest& req, const Limits& limits) {
   if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
   if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
@@ -137,6 +230,16 @@ absl::Status ValidateConsume(const v1::ConsumeRequest& req, const Limits& limits
 
 absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits) {
   if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
+  if (!req.transaction_id().empty()) {
+    if (auto s = ValidateTransactionId("transaction_id", req.transaction_id()); !s.ok()) return s;
+    for (int i = 0; i < req.entries_size(); ++i) {
+      const auto o = req.entries(i).outcome();
+      if (o != v1::ACK && o != v1::COMMIT_OUTCOME_UNSPECIFIED) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "entries[", i, "].outcome: only ACK can be attached to a transaction"));
+      }
+    }
+  }
   if (req.entries_size() == 0) {
     return absl::InvalidArgumentError("entries: at least one receipt is required");
   }

@@ -54,6 +54,13 @@ absl::Status ValidateListDeadLetters(const v1::ListDeadLettersRequest& req);
 absl::Status ValidateRedrive(const v1::RedriveDeadLettersRequest& req);
 absl::Status ValidatePurge(const v1::PurgeDeadLettersRequest& req);
 absl::Status ValidateCancelDelayed(const v1::CancelDelayedRequest& req);
+absl::Status ValidateTransactionId(const std::string& field, const std::string& id);
+absl::Status ValidateBeginTransaction(const std::string& field_prefix, const std::string& group,
+                                      const std::string& check_ref, uint64_t timeout_ms);
+absl::Status ValidateEndTransaction(const v1::EndTransactionRequest& req);
+absl::Status ValidateCheckSubscribe(const v1::CheckSubscribe& sub);
+absl::Status ValidateListTransactions(const v1::ListTransactionsRequest& req);
+absl::Status ValidateResolveTransaction(const v1::ResolveTransactionRequest& req);
 
 // "" -> 0; a decimal id -> that id; anything else INVALID_ARGUMENT naming page_token.
 absl::StatusOr<int64_t> ParsePageToken(const std::string& token);
