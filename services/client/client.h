@@ -42,6 +42,8 @@ class Client {
 
   // Admin calls beyond the common ones, with this client's deadline.
   v1::Admin::Stub& admin() { return *admin_; }
+  v1::Broker::Stub& broker() { return *broker_; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   // Convenience: ACKs every receipt for `group`; returns the per-receipt results.
