@@ -252,3 +252,133 @@ TEST_CASE("kill -9 of the broker while delayed messages wait: they are delivered
   CHECK(seen.size() == 20);
   for (const auto& [payload, count] : seen) CHECK(count == 1);
 }
+
+namespace {
+
+std::string BeginTxn(Client& c, const std::string& group) {
+  v1::BeginTransactionRequest req;
+  req.set_producer_group(group);
+  v1::BeginTransactionResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Status s = c.broker().BeginTransaction(&ctx, req, &resp);
+  if (!s.ok()) throw std::runtime_error(s.error_message());
+  return resp.transaction_id();
+}
+
+grpc::Status EndTxn(Client& c, const std::string& txn, v1::TransactionDecision d) {
+  v1::EndTransactionRequest req;
+  req.set_transaction_id(txn);
+  req.set_decision(d);
+  v1::EndTransactionResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return c.broker().EndTransaction(&ctx, req, &resp);
+}
+
+std::map<std::string, v1::TransactionState> TxnStates(Client& c) {
+  v1::ListTransactionsRequest req;
+  req.set_limit(1000);
+  v1::ListTransactionsResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = c.admin().ListTransactions(&ctx, req, &resp);
+  if (!s.ok()) throw std::runtime_error(s.error_message());
+  std::map<std::string, v1::TransactionState> out;
+  for (const auto& t : resp.transactions()) out[t.transaction_id()] = t.state();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 between half messages and EndTransaction: the transaction waits - then commits",
+          "[e2e][txn]") {
+  TempDatabase db;
+  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("txn-pending"));
+  std::string txn;
+  {
+    Client c(broker.address());
+    CreateTopic(c, "orders", 2);
+    txn = BeginTxn(c, "shop");
+    v1::ProduceRequest p;
+    p.set_topic("orders");
+    p.set_transaction_id(txn);
+    p.add_messages()->set_payload("order-1");
+    REQUIRE(c.Produce(p).ok());
+  }
+  broker.Kill();
+  broker.Start();
+  Client c(broker.address());
+  CHECK(TxnStates(c)[txn] == v1::TXN_PREPARED);
+  CHECK(Drain(broker.address(), "g", "orders", 1, SIZE_MAX).empty());  // still invisible
+  REQUIRE(EndTxn(c, txn, v1::TRANSACTION_COMMIT).ok());
+  auto seen = Drain(broker.address(), "g", "orders", 1, 1);
+  CHECK(seen.size() == 1);
+  CHECK(seen.count("order-1") == 1);
+}
+
+TEST_CASE("kill -9 during commits: every transaction is all or nothing - and resolvable",
+          "[e2e][txn]") {
+  TempDatabase db;
+  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("txn-commit"));
+  constexpr int kTxns = 30, kPerTopic = 100;
+  std::vector<std::string> txns;
+  {
+    Client c(broker.address());
+    CreateTopic(c, "a", 2);
+    CreateTopic(c, "b", 2);
+    for (int t = 0; t < kTxns; ++t) {
+      txns.push_back(BeginTxn(c, "bulk"));
+      for (const std::string topic : {"a", "b"}) {
+        v1::ProduceRequest p;
+        p.set_topic(topic);
+        p.set_transaction_id(txns.back());
+        for (int i = 0; i < kPerTopic; ++i) {
+          p.add_messages()->set_payload("t" + std::to_string(t) + "-" + topic + std::to_string(i));
+        }
+        REQUIRE(c.Produce(p).ok());
+      }
+    }
+  }
+  std::atomic<int> ended{0};
+  std::thread committer([&] {
+    Client c(broker.address());
+    for (const auto& t : txns) {
+      if (!EndTxn(c, t, v1::TRANSACTION_COMMIT).ok()) return;  // the broker died
+      ++ended;
+    }
+  });
+  while (ended.load() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  broker.Kill();  // in the middle of the commits
+  committer.join();
+  REQUIRE(ended.load() < kTxns);  // the kill really came in the middle
+
+  broker.Start();
+  Client c(broker.address());
+  auto states = TxnStates(c);
+  auto count_by_txn = [&](const std::string& group) {
+    std::map<int, int> per_txn;
+    for (const std::string topic : {"a", "b"}) {
+      for (const auto& [payload, n] : Drain(broker.address(), group, topic, 1, SIZE_MAX)) {
+        per_txn[std::stoi(payload.substr(1, payload.find('-') - 1))] += n;
+      }
+    }
+    return per_txn;
+  };
+  auto visible = count_by_txn("before");
+  int committed = 0;
+  for (int t = 0; t < kTxns; ++t) {
+    INFO("transaction " << t);
+    const auto state = states[txns[t]];
+    REQUIRE((state == v1::TXN_COMMITTED || state == v1::TXN_PREPARED));
+    if (state == v1::TXN_COMMITTED) {
+      ++committed;
+      CHECK(visible[t] == 2 * kPerTopic);  // all of it
+    } else {
+      CHECK(visible[t] == 0);  // none of it
+      CHECK(EndTxn(c, txns[t], v1::TRANSACTION_COMMIT).ok());
+    }
+  }
+  CHECK(committed >= 5);
+  auto after = count_by_txn("after");
+  for (int t = 0; t < kTxns; ++t) CHECK(after[t] == 2 * kPerTopic);
+}
