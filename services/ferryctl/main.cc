@@ -232,6 +232,15 @@ int main(int argc, char** argv) {
   auto* delay_opt = produce->add_option("--delay-ms", delay_ms, "deliver no earlier than this");
   produce->add_option("--deliver-at", deliver_at, "deliver no earlier than this RFC 3339 time")
       ->excludes(delay_opt);
+  std::string txn_group, check_ref, txn_id;
+  auto* txn_group_opt = produce->add_option(
+      "--txn-group", txn_group,
+      "begin a transaction for this producer group and store the messages as half messages "
+      "(prints the transaction id; end it with `ferryctl txn end`)");
+  produce->add_option("--check-ref", check_ref, "with --txn-group: handed back in back-checks")
+      ->needs(txn_group_opt);
+  produce->add_option("--txn", txn_id, "add the messages to this open transaction")
+      ->excludes(txn_group_opt);
 
   // consume
   auto* consume = app.add_subcommand(
@@ -331,6 +340,28 @@ int main(int argc, char** argv) {
   delayed_cancel->add_option("TOPIC", name, "topic")->required();
   delayed_cancel->add_option("ID", delayed_id, "the id produce printed")->required();
 
+  // txn ...
+  auto* txn = app.add_subcommand("txn", "transactions: end, list, resolve, rearm");
+  txn->require_subcommand(1);
+  bool commit_flag = false, rollback_flag = false;
+  std::string txn_state, reason;
+  uint32_t txn_limit = 20;
+  auto* txn_end = txn->add_subcommand("end", "decide a transaction as its producer");
+  txn_end->add_option("ID", txn_id, "transaction id")->required();
+  auto* c1 = txn_end->add_flag("--commit", commit_flag, "make its messages visible");
+  txn_end->add_flag("--rollback", rollback_flag, "discard its messages")->excludes(c1);
+  auto* txn_list = txn->add_subcommand("list", "transactions, newest first, with check history");
+  txn_list->add_option("--state", txn_state, "PREPARED|COMMITTED|ROLLED_BACK|CHECK_EXHAUSTED");
+  txn_list->add_option("--group", txn_group, "producer group");
+  txn_list->add_option("--limit", txn_limit, "at most this many")->capture_default_str();
+  auto* txn_resolve = txn->add_subcommand("resolve", "an administrator's decision, with a reason");
+  txn_resolve->add_option("ID", txn_id, "transaction id")->required();
+  auto* c2 = txn_resolve->add_flag("--commit", commit_flag, "make its messages visible");
+  txn_resolve->add_flag("--rollback", rollback_flag, "discard its messages")->excludes(c2);
+  txn_resolve->add_option("--reason", reason, "kept in the audit trail")->required();
+  auto* txn_rearm = txn->add_subcommand("rearm", "CHECK_EXHAUSTED: start back-checks again");
+  txn_rearm->add_option("ID", txn_id, "transaction id")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -411,6 +442,27 @@ int main(int argc, char** argv) {
       }
       auto send = [&](ferry::v1::ProduceRequest& req) {
         auto r = Check(client.Produce(req), "produce");
+        if (!r.transaction_id().empty()) {
+          // Half messages: one line with the transaction; later batches join it.
+          if (req.has_transactional()) {
+            if (as_json) {
+              std::cout << Dump(json{{"transaction_id", r.transaction_id()},
+                                     {"half_messages", r.results_size()}})
+                        << "\n";
+            } else {
+              std::cout << "transaction " << r.transaction_id() << " (" << r.results_size()
+                        << " half messages; end it with: ferryctl txn end "
+                        << r.transaction_id() << " --commit | --rollback)\n";
+            }
+            req.clear_transactional();
+            req.set_transaction_id(r.transaction_id());
+          } else if (!as_json) {
+            std::cout << r.results_size() << " more half messages in " << r.transaction_id()
+                      << "\n";
+          }
+          req.clear_messages();
+          return;
+        }
         for (const auto& res : r.results()) {
           if (as_json) {
             json j{{"duplicate", res.duplicate()}};
@@ -433,6 +485,11 @@ int main(int argc, char** argv) {
       };
       ferry::v1::ProduceRequest req;
       req.set_topic(name);
+      req.set_transaction_id(txn_id);
+      if (!txn_group.empty()) {
+        req.mutable_transactional()->set_producer_group(txn_group);
+        req.mutable_transactional()->set_check_ref(check_ref);
+      }
       if (value_opt->count() > 0) {
         auto* m = req.add_messages();
         *m = base;
@@ -733,6 +790,93 @@ int main(int argc, char** argv) {
       req.set_delayed_id(delayed_id);
       AdminCall(client, &ferry::v1::Admin::Stub::CancelDelayed, req, "delayed cancel");
       if (!as_json) std::cout << "cancelled " << delayed_id << "\n";
+    }
+    if (txn_end->parsed() || txn_resolve->parsed()) {
+      if (!commit_flag && !rollback_flag) throw Failure{"give --commit or --rollback"};
+      const auto decision =
+          commit_flag ? ferry::v1::TRANSACTION_COMMIT : ferry::v1::TRANSACTION_ROLLBACK;
+      ferry::v1::TransactionState state;
+      if (txn_end->parsed()) {
+        ferry::v1::EndTransactionRequest req;
+        req.set_transaction_id(txn_id);
+        req.set_decision(decision);
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + client.timeout());
+        ferry::v1::EndTransactionResponse resp;
+        grpc::Status st = client.broker().EndTransaction(&ctx, req, &resp);
+        if (!st.ok()) {
+          throw Failure{"txn end: " +
+                        std::string(absl::StatusCodeToString(
+                            static_cast<absl::StatusCode>(st.error_code()))) +
+                        ": " + st.error_message()};
+        }
+        state = resp.state();
+      } else {
+        ferry::v1::ResolveTransactionRequest req;
+        req.set_transaction_id(txn_id);
+        req.set_decision(decision);
+        req.set_reason(reason);
+        state = AdminCall(client, &ferry::v1::Admin::Stub::ResolveTransaction, req, "txn resolve")
+                    .state();
+      }
+      std::cout << (as_json ? Dump(json{{"transaction_id", txn_id},
+                                        {"state", ferry::v1::TransactionState_Name(state)}})
+                            : txn_id + " " + ferry::v1::TransactionState_Name(state))
+                << "\n";
+    } else if (txn_list->parsed()) {
+      ferry::v1::ListTransactionsRequest req;
+      if (!txn_state.empty()) {
+        ferry::v1::TransactionState st;
+        if (!ferry::v1::TransactionState_Parse("TXN_" + txn_state, &st)) {
+          throw Failure{"--state must be PREPARED, COMMITTED, ROLLED_BACK or CHECK_EXHAUSTED"};
+        }
+        req.set_state(st);
+      }
+      req.set_producer_group(txn_group);
+      req.set_limit(txn_limit);
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::ListTransactions, req, "txn list");
+      std::vector<std::vector<std::string>> rows{
+          {"ID", "GROUP", "STATE", "MESSAGES", "ACKS", "CHECKS", "CHECKER", "CHECK_REF"}};
+      for (const auto& t : r.transactions()) {
+        if (as_json) {
+          json events = json::array();
+          for (const auto& e : t.events()) {
+            events.push_back(json{{"at_ms", e.at_unix_ms()},
+                                  {"kind", e.kind()},
+                                  {"actor", e.actor()},
+                                  {"detail", e.detail()}});
+          }
+          std::cout << Dump(json{{"transaction_id", t.transaction_id()},
+                                 {"producer_group", t.producer_group()},
+                                 {"state", ferry::v1::TransactionState_Name(t.state())},
+                                 {"check_ref", t.check_ref()},
+                                 {"messages", t.messages()},
+                                 {"attached_acks", t.attached_acks()},
+                                 {"topics", std::vector<std::string>(t.topics().begin(),
+                                                                     t.topics().end())},
+                                 {"checks_sent", t.checks_sent()},
+                                 {"checker_connected", t.checker_connected()},
+                                 {"began_at_ms", t.began_at_unix_ms()},
+                                 {"ended_at_ms", t.ended_at_unix_ms()},
+                                 {"events", events}})
+                    << "\n";
+        } else {
+          rows.push_back({t.transaction_id(), t.producer_group(),
+                          ferry::v1::TransactionState_Name(t.state()).substr(4),
+                          std::to_string(t.messages()), std::to_string(t.attached_acks()),
+                          std::to_string(t.checks_sent()),
+                          t.state() == ferry::v1::TXN_PREPARED
+                              ? (t.checker_connected() ? "connected" : "no checker")
+                              : "-",
+                          t.check_ref()});
+        }
+      }
+      if (!as_json) PrintTable(rows);
+    } else if (txn_rearm->parsed()) {
+      ferry::v1::RearmTransactionChecksRequest req;
+      req.set_transaction_id(txn_id);
+      AdminCall(client, &ferry::v1::Admin::Stub::RearmTransactionChecks, req, "txn rearm");
+      if (!as_json) std::cout << txn_id << " PREPARED: back-checks start again\n";
     }
   } catch (const Failure& f) {
     std::cerr << "ferryctl: " << f.message << "\n";

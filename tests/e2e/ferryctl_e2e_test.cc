@@ -74,7 +74,8 @@ TEST_CASE("ferryctl: create - produce from stdin - dedup - consume as JSON - lag
   auto lag = Run(b, "--json lag --group g");
   REQUIRE(lag.exit_code == 0);
   uint64_t total = 0;
-  for (const auto& q : nlohmann::json::parse(lag.lines.at(0)).at("queues")) {
+  const auto lag_json = nlohmann::json::parse(lag.lines.at(0));
+  for (const auto& q : lag_json.at("queues")) {
     total += q.at("lag").get<uint64_t>();
   }
   CHECK(total == 0);
@@ -139,4 +140,54 @@ TEST_CASE("ferryctl: group policy - retry - dead letters - redrive - delayed - r
   REQUIRE(replay.lines.size() == 1);
   CHECK(nlohmann::json::parse(replay.lines[0]).at("value") == "job-1");
   CHECK(Run(b, "group create bad --backoff nonsense").exit_code != 0);
+}
+
+TEST_CASE("ferryctl: half messages - txn list - end - resolve - conflicting decisions",
+          "[e2e][ferryctl][txn]") {
+  ferry::test::TempDatabase db;
+  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
+                                    "/tmp/ferry-e2e-ferryctl3.log");
+  const std::string b = broker.address();
+  REQUIRE(Run(b, "topic create orders --queues 1").exit_code == 0);
+  auto half = Run(b, "--json produce orders --txn-group shop --check-ref order-1 --value o1");
+  REQUIRE(half.exit_code == 0);
+  const std::string id =
+      nlohmann::json::parse(half.lines.at(0)).at("transaction_id").get<std::string>();
+  CHECK(Run(b, "consume orders --group g --wait-ms 300").lines.empty());  // invisible
+
+  auto listed = Run(b, "--json txn list --state PREPARED");
+  REQUIRE(listed.lines.size() == 1);
+  auto t = nlohmann::json::parse(listed.lines[0]);
+  CHECK(t.at("transaction_id") == id);
+  CHECK(t.at("check_ref") == "order-1");
+  CHECK(t.at("messages") == 1);
+  CHECK(t.at("checker_connected") == false);
+
+  auto ended = Run(b, "txn end " + id + " --commit");
+  REQUIRE(ended.exit_code == 0);
+  CHECK(ended.lines.at(0) == id + " TXN_COMMITTED");
+  auto got = Run(b, "--json consume orders --group g --wait-ms 2000");
+  REQUIRE(got.lines.size() == 1);
+  CHECK(nlohmann::json::parse(got.lines[0]).at("value") == "o1");
+  auto conflicting = Run(b, "txn end " + id + " --rollback");
+  CHECK(conflicting.exit_code == 1);
+  CHECK(conflicting.lines.at(0).find("FAILED_PRECONDITION") != std::string::npos);
+
+  auto second = Run(b, "--json produce orders --txn-group shop --value o2");
+  const std::string id2 =
+      nlohmann::json::parse(second.lines.at(0)).at("transaction_id").get<std::string>();
+  CHECK(Run(b, "txn resolve " + id2 + " --rollback").exit_code != 0);  // --reason is required
+  REQUIRE(Run(b, "txn resolve " + id2 + " --rollback --reason 'order 2 cancelled'").exit_code ==
+          0);
+  auto history = Run(b, "--json txn list --state ROLLED_BACK");
+  REQUIRE(history.lines.size() == 1);
+  const auto rolled_back = nlohmann::json::parse(history.lines[0]);
+  bool audited = false;
+  for (const auto& e : rolled_back.at("events")) {
+    audited = audited || (e.at("actor") == "admin" &&
+                          e.at("detail").get<std::string>().find("order 2 cancelled") !=
+                              std::string::npos);
+  }
+  CHECK(audited);
+  CHECK(Run(b, "consume orders --group g --wait-ms 300").lines.empty());
 }
