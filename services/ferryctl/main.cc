@@ -15,6 +15,11 @@
 #include <sstream>
 
 #include "client/client.h"
+#include "client/transactions.h"
+
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 namespace {
 
@@ -361,6 +366,14 @@ int main(int argc, char** argv) {
   txn_resolve->add_option("--reason", reason, "kept in the audit trail")->required();
   auto* txn_rearm = txn->add_subcommand("rearm", "CHECK_EXHAUSTED: start back-checks again");
   txn_rearm->add_option("ID", txn_id, "transaction id")->required();
+  auto* txn_checker = txn->add_subcommand(
+      "checker", "answer back-checks for producer groups (asks on stdin unless --answer)");
+  std::vector<std::string> checker_groups;
+  std::string answer;
+  uint32_t answer_count = 0;
+  txn_checker->add_option("--group", checker_groups, "producer group (repeatable)")->required();
+  txn_checker->add_option("--answer", answer, "commit|rollback|unknown for every check");
+  txn_checker->add_option("--count", answer_count, "stop after this many answers (0: never)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -872,6 +885,42 @@ int main(int argc, char** argv) {
         }
       }
       if (!as_json) PrintTable(rows);
+    } else if (txn_checker->parsed()) {
+      if (!answer.empty() && answer != "commit" && answer != "rollback" && answer != "unknown") {
+        throw Failure{"--answer must be commit, rollback or unknown"};
+      }
+      std::mutex io;
+      std::atomic<bool> input_closed{false};
+      auto decide = [&](const ferry::v1::TransactionCheck& check) {
+        std::lock_guard<std::mutex> lock(io);
+        std::cout << Dump(json{{"transaction_id", check.transaction_id()},
+                               {"producer_group", check.producer_group()},
+                               {"check_ref", check.check_ref()},
+                               {"check_number", check.check_number()},
+                               {"topics", std::vector<std::string>(check.topics().begin(),
+                                                                   check.topics().end())},
+                               {"messages", check.message_count()}})
+                  << std::endl;
+        std::string said = answer;
+        if (said.empty()) {
+          std::cout << "commit, rollback or unknown? " << std::flush;
+          if (!std::getline(std::cin, said)) {
+            input_closed = true;
+            said = "unknown";
+          }
+        }
+        std::cout << "answered " << said << std::endl;
+        return said == "commit"     ? ferry::v1::TRANSACTION_COMMIT
+               : said == "rollback" ? ferry::v1::TRANSACTION_ROLLBACK
+                                    : ferry::v1::TRANSACTION_UNKNOWN;
+      };
+      ferry::TransactionChecker checker(ferry::MakeChannel(broker), checker_groups,
+                                        "ferryctl", decide);
+      checker.Start();
+      while (!input_closed && (answer_count == 0 || checker.answered() < answer_count)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      checker.Stop();
     } else if (txn_rearm->parsed()) {
       ferry::v1::RearmTransactionChecksRequest req;
       req.set_transaction_id(txn_id);

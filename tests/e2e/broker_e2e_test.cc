@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "client/client.h"
+#include "client/transactions.h"
 #include "support/broker_process.h"
 #include "support/test_db.h"
 
@@ -381,4 +382,44 @@ TEST_CASE("kill -9 during commits: every transaction is all or nothing - and res
   CHECK(committed >= 5);
   auto after = count_by_txn("after");
   for (int t = 0; t < kTxns; ++t) CHECK(after[t] == 2 * kPerTopic);
+}
+
+TEST_CASE("two brokers: a checker connected to one gets the checks of a transaction begun on the "
+          "other - each check sent once",
+          "[e2e][txn]") {
+  TempDatabase db;
+  // First check soon; a second one (which would ask again) only after 5 s.
+  const std::vector<std::string> fast = {"--txn-check-after-ms", "300", "--txn-check-interval-ms",
+                                         "5000", "--txn-max-checks", "5"};
+  BrokerProcess a(db.conninfo(), test::FreePort(), LogPath("txn-a"), fast);
+  BrokerProcess b(db.conninfo(), test::FreePort(), LogPath("txn-b"), fast);
+  Client ca(a.address());
+  CreateTopic(ca, "orders", 1);
+  TransactionProducer producer(ca, "shop");
+  v1::ProducedMessage m;
+  m.set_payload("order-9");
+  auto txn = producer.Send("orders", {m}, "order-9",
+                           [](const std::string&) { return LocalResult::kUnknown; });
+  REQUIRE(txn.ok());
+  std::atomic<int> asked{0};
+  // Two checkers, one on each broker: the transaction is checked by exactly one of them.
+  TransactionChecker on_b(MakeChannel(b.address()), {"shop"}, "checker-b",
+                          [&](const v1::TransactionCheck&) {
+                            ++asked;
+                            return v1::TRANSACTION_COMMIT;
+                          });
+  TransactionChecker on_a(MakeChannel(a.address()), {"shop"}, "checker-a",
+                          [&](const v1::TransactionCheck&) {
+                            ++asked;
+                            return v1::TRANSACTION_COMMIT;
+                          });
+  on_b.Start();
+  on_a.Start();
+  auto seen = Drain(b.address(), "g", "orders", 1, 1);
+  for (int i = 0; i < 20 && seen.empty(); ++i) seen = Drain(b.address(), "g", "orders", 1, 1);
+  on_a.Stop();
+  on_b.Stop();
+  CHECK(seen.count("order-9") == 1);
+  CHECK(asked == 1);  // committed at the first check: nobody was asked twice
+  CHECK(TxnStates(ca)[*txn] == v1::TXN_COMMITTED);
 }
