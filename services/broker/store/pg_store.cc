@@ -770,6 +770,23 @@ int64_t NowMs() {
       .count();
 }
 
+RefColumns ColumnsForGroup(const std::vector<DeliveryRef>& refs, int64_t group_id,
+                           std::vector<SettleResult>& out) {
+  RefColumns c;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (refs[i].group_id != group_id) {
+      out[i].status = SettleStatus::kWrongGroup;
+      continue;
+    }
+    c.index.push_back(i);
+    c.topics.push_back(refs[i].topic_id);
+    c.queues.push_back(refs[i].queue);
+    c.offsets.push_back(refs[i].offset);
+    c.tokens.push_back(refs[i].lease_token);
+  }
+  return c;
+}
+
 }  // namespace store_internal
 
 int64_t RetryDelayMs(const GroupPolicy& policy, bool ordered, int32_t attempt) {
@@ -1355,20 +1372,8 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::ExtendLeases(
     pqxx::result g = tx.exec_prepared(kSelectGroup.name, group_name);
     if (g.empty()) return absl::OkStatus();
     const int64_t group_id = g[0][0].as<int64_t>();
-    std::vector<int64_t> t, o, k;
-    std::vector<uint32_t> q;
-    std::vector<size_t> mine;
-    for (size_t i = 0; i < refs.size(); ++i) {
-      if (refs[i].group_id != group_id) {
-        out[i].status = SettleStatus::kWrongGroup;
-        continue;
-      }
-      mine.push_back(i);
-      t.push_back(refs[i].topic_id);
-      q.push_back(refs[i].queue);
-      o.push_back(refs[i].offset);
-      k.push_back(refs[i].lease_token);
-    }
+    const RefColumns cols = ColumnsForGroup(refs, group_id, out);
+    const auto& [mine, t, o, k, q] = cols;
     if (mine.empty()) return absl::OkStatus();
     std::set<Position> extended, leased;
     std::set<std::pair<int64_t, uint32_t>> positions;

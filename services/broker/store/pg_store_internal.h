@@ -51,6 +51,16 @@ absl::StatusOr<std::vector<Appended>> AppendToTopic(pqxx::work& tx, const TopicI
                                                     const QueueChooser& choose_queue,
                                                     int64_t now_ms);
 
+// Receipts issued to `group_id`, as columns for unnest(); results of the others are set to
+// kWrongGroup in `out` (sized like `refs`).
+struct RefColumns {
+  std::vector<size_t> index;  // into refs
+  std::vector<int64_t> topics, offsets, tokens;
+  std::vector<uint32_t> queues;
+};
+RefColumns ColumnsForGroup(const std::vector<DeliveryRef>& refs, int64_t group_id,
+                           std::vector<SettleResult>& out);
+
 // Statements of the transaction part of the store (pg_store_txn.cc).
 std::vector<pg::Statement> TxnStatements();
 

@@ -351,20 +351,8 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(const std::string&
     pqxx::result g = tx.exec_prepared(kSelectGroup.name, group_name);
     if (g.empty()) return absl::OkStatus();  // kTopicGone for all: the group is gone
     const int64_t group_id = g[0][0].as<int64_t>();
-    std::vector<int64_t> t, o, k;
-    std::vector<uint32_t> q;
-    std::vector<size_t> mine;
-    for (size_t i = 0; i < refs.size(); ++i) {
-      if (refs[i].group_id != group_id) {
-        out[i].status = SettleStatus::kWrongGroup;
-        continue;
-      }
-      mine.push_back(i);
-      t.push_back(refs[i].topic_id);
-      q.push_back(refs[i].queue);
-      o.push_back(refs[i].offset);
-      k.push_back(refs[i].lease_token);
-    }
+    const RefColumns cols = ColumnsForGroup(refs, group_id, out);
+    const auto& [mine, t, o, k, q] = cols;
     if (mine.empty()) return absl::OkStatus();
     using Key = std::tuple<int64_t, uint32_t, int64_t>;
     std::set<Key> pinned, leased;
