@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   ferry::broker::BrokerOptions o;
   CLI::App app{"ferry-broker: durable message broker on PostgreSQL (gRPC ferry.v1)"};
   app.set_config("--config", "", "read options from this INI/TOML file");
+  app.fallthrough();  // `migrate --database-url X`: options after the subcommand apply too
   app.add_option("--listen", o.listen, "gRPC listen address HOST:PORT")
       ->envname("FERRY_LISTEN")->capture_default_str();
   app.add_option("--database-url", o.database_url,

@@ -1,0 +1,341 @@
+#include "relay/relay.h"
+
+#include <unistd.h>
+
+#include <absl/strings/ascii.h>
+#include <absl/strings/match.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common/log.h"
+
+namespace ferry::relay {
+
+absl::Status Validate(const RelayOptions& o) {
+  if (o.broker.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError("--broker must be HOST:PORT");
+  }
+  if (o.batch_size < 1 || o.batch_size > 1000) {
+    return absl::InvalidArgumentError("--batch-size must be between 1 and 1000");
+  }
+  if (o.poll_interval_ms < 10 || o.lease_ms < 1000 || o.publish_timeout_ms < 100 ||
+      o.publish_timeout_ms >= o.lease_ms) {
+    return absl::InvalidArgumentError(
+        "--poll-interval-ms >= 10, --lease-ms >= 1000, and --publish-timeout-ms between 100 and "
+        "--lease-ms (a publish must end before its claim does)");
+  }
+  if (o.max_attempts < 1 || o.backoff_min_ms < 1 || o.backoff_max_ms < o.backoff_min_ms) {
+    return absl::InvalidArgumentError(
+        "--max-attempts >= 1 and 1 <= --backoff-min-ms <= --backoff-max-ms");
+  }
+  for (const auto& g : o.producer_groups) {
+    if (g.empty() || g.size() > 128) {
+      return absl::InvalidArgumentError("--producer-group names are 1 to 128 characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MigrateOutbox(const std::string& database_url) {
+  try {
+    pqxx::connection conn(database_url);
+    return pg::ApplyMigrations(conn, "ferry_outbox_migrations", OutboxMigrations());
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    return absl::UnavailableError("cannot connect to the application database: " +
+                                  why.substr(0, why.find('\n')));
+  }
+}
+
+v1::TransactionDecision AnswerCheck(pqxx::connection& conn, const std::string& check_ref,
+                                    const std::string& check_query) {
+  try {
+    const bool is_xid = !check_ref.empty() && check_ref.size() <= 20 &&
+                        check_ref.find_first_not_of("0123456789") == std::string::npos;
+    pqxx::nontransaction tx(conn);
+    if (is_xid) {
+      pqxx::result r = tx.exec_params("SELECT pg_xact_status($1::xid8)", check_ref);
+      if (r.empty() || r[0][0].is_null()) return v1::TRANSACTION_UNKNOWN;  // too old to know
+      const std::string s = r[0][0].as<std::string>();
+      if (s == "committed") return v1::TRANSACTION_COMMIT;
+      if (s == "aborted") return v1::TRANSACTION_ROLLBACK;
+      return v1::TRANSACTION_UNKNOWN;  // in progress: ask again later
+    }
+    if (!check_query.empty()) {
+      pqxx::result r = tx.exec_params(check_query, check_ref);
+      if (r.empty() || r[0][0].is_null()) return v1::TRANSACTION_UNKNOWN;
+      const std::string s = absl::AsciiStrToUpper(r[0][0].as<std::string>());
+      if (s == "COMMIT") return v1::TRANSACTION_COMMIT;
+      if (s == "ROLLBACK") return v1::TRANSACTION_ROLLBACK;
+    }
+  } catch (const std::exception& e) {
+    ferry::log::Get("relay.check")->warn("event=check_failed ref={} error=\"{}\"", check_ref,
+                                         e.what());
+  }
+  return v1::TRANSACTION_UNKNOWN;
+}
+
+Relay::Relay(RelayOptions options) : options_(std::move(options)) {}
+
+Relay::~Relay() { Stop(); }
+
+absl::Status Relay::Start() {
+  std::string id = options_.relay_id;
+  if (id.empty()) {
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    id = std::string(host) + "/" + std::to_string(getpid());
+  }
+  pool_ = std::make_unique<pg::ConnectionPool>(options_.database_url, 2, "ferry-relay",
+                                               PgOutboxStore::Statements());
+  {
+    auto lease = pool_->Acquire(std::chrono::seconds(10));
+    if (!lease.ok()) return lease.status();
+  }
+  store_ = std::make_unique<PgOutboxStore>(*pool_, id, options_.max_attempts);
+  client_ = std::make_unique<Client>(options_.broker);
+  client_->set_timeout(std::chrono::milliseconds(options_.publish_timeout_ms));
+  if (!options_.producer_groups.empty()) {
+    check_conn_ = pool_->OpenDedicated("checks");
+    checker_ = std::make_unique<TransactionChecker>(
+        MakeChannel(options_.broker), options_.producer_groups, "ferry-relay " + id,
+        [this](const v1::TransactionCheck& check) {
+          std::lock_guard<std::mutex> lock(check_mu_);
+          try {
+            if (!check_conn_->is_open()) check_conn_ = pool_->OpenDedicated("checks");
+          } catch (...) {
+            return v1::TRANSACTION_UNKNOWN;
+          }
+          return AnswerCheck(*check_conn_, check.check_ref(), options_.check_query);
+        });
+    checker_->Start();
+  }
+  listener_ = std::thread([this] { Listen(); });
+  loop_ = std::thread([this] { Loop(); });
+  ferry::log::Get("relay")->info("event=started relay_id={} broker={} groups={}", id,
+                                 options_.broker, options_.producer_groups.size());
+  return absl::OkStatus();
+}
+
+void Relay::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (loop_.joinable()) loop_.join();
+  if (checker_) checker_->Stop();
+  if (listener_.joinable()) listener_.join();
+}
+
+bool Relay::Wait(std::chrono::milliseconds ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, ms, [this] { return stopping_ || woken_; });
+  woken_ = false;
+  return !stopping_;
+}
+
+namespace {
+class Wakeup : public pqxx::notification_receiver {
+ public:
+  Wakeup(pqxx::connection_base& c, std::function<void()> wake)
+      : pqxx::notification_receiver(c, "ferry_outbox"), wake_(std::move(wake)) {}
+  void operator()(const std::string&, int) override { wake_(); }
+
+ private:
+  std::function<void()> wake_;
+};
+}  // namespace
+
+void Relay::Listen() {
+  auto logger = ferry::log::Get("relay.listen");
+  auto stopping = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
+  };
+  while (!stopping()) {
+    try {
+      auto conn = pool_->OpenDedicated("listen");
+      Wakeup wakeup(*conn, [this] {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          woken_ = true;
+        }
+        cv_.notify_all();
+      });
+      while (!stopping()) conn->await_notification(0, 200000);
+    } catch (const std::exception& e) {
+      logger->warn("event=listen_failed error=\"{}\"", e.what());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  }
+}
+
+int64_t Relay::Backoff(int32_t attempts) {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  double d = options_.backoff_min_ms;
+  for (int i = 1; i < attempts && d < options_.backoff_max_ms; ++i) d *= 2;
+  d = std::min<double>(d, options_.backoff_max_ms);
+  return static_cast<int64_t>(d * std::uniform_real_distribution<double>(0.5, 1.0)(rng));
+}
+
+void Relay::Loop() {
+  auto logger = ferry::log::Get("relay");
+  int64_t breaker_ms = 0;  // > 0 while the broker is unreachable
+  auto last_cleanup = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+    }
+    if (std::chrono::steady_clock::now() - last_cleanup > std::chrono::seconds(10)) {
+      last_cleanup = std::chrono::steady_clock::now();
+      auto deleted = store_->DeleteSent(options_.sent_retention_ms, 10000);
+      if (deleted.ok() && *deleted > 0) logger->info("event=cleanup sent_rows_deleted={}", *deleted);
+    }
+    auto rows = store_->Claim(options_.batch_size, options_.lease_ms);
+    if (!rows.ok()) {
+      logger->warn("event=claim_failed error=\"{}\"", std::string(rows.status().message()));
+      if (!Wait(std::chrono::milliseconds(1000))) return;
+      continue;
+    }
+    if (rows->empty()) {
+      if (!Wait(std::chrono::milliseconds(options_.poll_interval_ms))) return;
+      continue;
+    }
+    const bool full = static_cast<int>(rows->size()) == options_.batch_size;
+    if (!Publish(std::move(*rows))) {
+      // Circuit open: the broker is unreachable. Nothing was spent; wait, growing to 5 s.
+      breaker_ms = breaker_ms == 0 ? 100 : std::min<int64_t>(breaker_ms * 2, 5000);
+      logger->warn("event=broker_unavailable pause_ms={}", breaker_ms);
+      if (!Wait(std::chrono::milliseconds(breaker_ms))) return;
+      continue;
+    }
+    breaker_ms = 0;
+    if (!full && !Wait(std::chrono::milliseconds(0))) return;
+  }
+}
+
+namespace {
+
+bool BrokerUnreachable(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kAborted:
+      return true;
+    case absl::StatusCode::kResourceExhausted:
+      return absl::StrContains(s.message(), "busy");
+    default:
+      return false;
+  }
+}
+
+bool Permanent(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kOutOfRange:
+      return true;
+    case absl::StatusCode::kResourceExhausted:
+      return !absl::StrContains(s.message(), "busy");  // too large
+    default:
+      return false;
+  }
+}
+
+v1::ProducedMessage ToMessage(const OutboxRow& r) {
+  v1::ProducedMessage m;
+  if (r.key) m.set_key(*r.key);
+  m.set_payload(r.payload);
+  m.set_dedup_id(r.id);  // a re-send after a crash is recognised, not stored twice
+  const auto headers = nlohmann::json::parse(r.headers_json, nullptr, false);
+  if (headers.is_object()) {
+    for (const auto& [k, v] : headers.items()) {
+      (*m.mutable_headers())[k] = v.is_string() ? v.get<std::string>() : v.dump();
+    }
+  }
+  (*m.mutable_headers())["ferry-outbox-id"] = r.id;  // the consumer's inbox key
+  return m;
+}
+
+}  // namespace
+
+bool Relay::Publish(std::vector<OutboxRow> rows) {
+  auto logger = ferry::log::Get("relay");
+  std::map<std::string, std::vector<OutboxRow>> by_topic;
+  for (auto& r : rows) by_topic[r.topic].push_back(std::move(r));
+  bool reachable = true;
+  for (auto& [topic, batch] : by_topic) {
+    if (!reachable) {  // give the rest back without spending attempts
+      std::vector<RetryRow> back;
+      for (const auto& r : batch) back.push_back(RetryRow{r.id, r.attempts, 0});
+      (void)store_->Retry(back, /*refund=*/true, "broker unavailable");
+      continue;
+    }
+    // A permanent rejection of a batch is narrowed down row by row, so one bad row does not
+    // fail its neighbours.
+    std::vector<std::vector<const OutboxRow*>> calls(1);
+    for (const auto& r : batch) calls[0].push_back(&r);
+    for (size_t c = 0; c < calls.size(); ++c) {
+      v1::ProduceRequest req;
+      req.set_topic(topic);
+      for (const OutboxRow* r : calls[c]) *req.add_messages() = ToMessage(*r);
+      auto resp = client_->Produce(req);
+      if (resp.ok()) {
+        std::vector<SentRow> sent;
+        for (int i = 0; i < resp->results_size(); ++i) {
+          sent.push_back(SentRow{calls[c][i]->id, calls[c][i]->attempts,
+                                 resp->results(i).queue(),
+                                 static_cast<int64_t>(resp->results(i).offset())});
+        }
+        absl::Status marked = store_->MarkSent(sent);
+        if (!marked.ok()) {
+          // Published but not marked: the claim expires and the re-send is a duplicate the
+          // broker recognises (dedup_id).
+          logger->warn("event=mark_failed rows={} error=\"{}\"", sent.size(),
+                       std::string(marked.message()));
+        }
+        published_ += static_cast<int64_t>(sent.size());
+        continue;
+      }
+      const absl::Status& err = resp.status();
+      const std::string error = std::string(absl::StatusCodeToString(err.code())) + ": " +
+                                std::string(err.message());
+      if (BrokerUnreachable(err)) {
+        std::vector<RetryRow> back;
+        for (size_t k = c; k < calls.size(); ++k) {
+          for (const OutboxRow* r : calls[k]) back.push_back(RetryRow{r->id, r->attempts, 0});
+        }
+        (void)store_->Retry(back, /*refund=*/true, error);
+        reachable = false;
+        break;
+      }
+      if (Permanent(err) && calls[c].size() > 1) {
+        const std::vector<const OutboxRow*> split = calls[c];  // push_back may reallocate
+        for (const OutboxRow* r : split) calls.push_back({r});
+        continue;
+      }
+      std::vector<RetryRow> rows_of_call;
+      for (const OutboxRow* r : calls[c]) {
+        rows_of_call.push_back(RetryRow{r->id, r->attempts, Backoff(r->attempts)});
+      }
+      if (Permanent(err)) {
+        logger->warn("event=row_failed id={} error=\"{}\"", calls[c][0]->id, error);
+        (void)store_->MarkFailed(rows_of_call, error);
+      } else {
+        (void)store_->Retry(rows_of_call, /*refund=*/false, error);
+      }
+    }
+  }
+  return reachable;
+}
+
+}  // namespace ferry::relay

@@ -1,0 +1,149 @@
+#include "relay/store/pg_outbox_store.h"
+
+#include "common/pg/arrays.h"
+
+namespace ferry::relay {
+namespace {
+
+using pg::IntArray;
+using pg::TextArray;
+
+constexpr pg::Statement kClaim{
+    "relay_claim_outbox",
+    "WITH c AS (SELECT o.id FROM ferry_outbox o"
+    "  WHERE o.status = 'pending' AND o.next_attempt_at <= now()"
+    "  AND (o.claimed_until IS NULL OR o.claimed_until < now())"
+    "  AND (o.key IS NULL OR NOT EXISTS (SELECT 1 FROM ferry_outbox p WHERE p.key = o.key"
+    "       AND p.key_seq < o.key_seq AND p.status IN ('pending', 'failed')))"
+    "  ORDER BY o.next_attempt_at LIMIT $1 FOR UPDATE OF o SKIP LOCKED)"
+    " UPDATE ferry_outbox o SET attempts = o.attempts + 1, claimed_by = $2,"
+    " claimed_until = now() + $3 * interval '1 millisecond'"
+    " FROM c WHERE o.id = c.id"
+    " RETURNING o.id::text, o.topic, o.key, o.payload, o.headers::text, o.attempts, o.key_seq"};
+
+constexpr pg::Statement kMarkSent{
+    "relay_mark_sent",
+    "UPDATE ferry_outbox o SET status = 'sent', sent_at = now(), broker_queue = r.q,"
+    " broker_offset = r.off, claimed_by = NULL, claimed_until = NULL, last_error = NULL"
+    " FROM unnest($1::uuid[], $2::int[], $3::int[], $4::bigint[]) AS r(id, a, q, off)"
+    " WHERE o.id = r.id AND o.claimed_by = $5 AND o.attempts = r.a AND o.status = 'pending'"};
+
+constexpr pg::Statement kRetry{
+    "relay_retry_outbox",
+    "UPDATE ferry_outbox o SET claimed_by = NULL, claimed_until = NULL, last_error = $4,"
+    " attempts = o.attempts - CASE WHEN $5 THEN 1 ELSE 0 END,"
+    " next_attempt_at = now() + r.d * interval '1 millisecond',"
+    " status = CASE WHEN NOT $5 AND o.attempts >= $6 THEN 'failed' ELSE 'pending' END"
+    " FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS r(id, a, d)"
+    " WHERE o.id = r.id AND o.claimed_by = $7 AND o.attempts = r.a AND o.status = 'pending'"};
+
+constexpr pg::Statement kMarkFailed{
+    "relay_mark_failed",
+    "UPDATE ferry_outbox o SET status = 'failed', claimed_by = NULL, claimed_until = NULL,"
+    " last_error = $3 FROM unnest($1::uuid[], $2::int[]) AS r(id, a)"
+    " WHERE o.id = r.id AND o.claimed_by = $4 AND o.attempts = r.a AND o.status = 'pending'"};
+
+constexpr pg::Statement kDeleteSent{
+    "relay_delete_sent",
+    "DELETE FROM ferry_outbox WHERE id IN (SELECT id FROM ferry_outbox WHERE status = 'sent'"
+    " AND sent_at < now() - $1 * interval '1 millisecond' LIMIT $2)"};
+
+}  // namespace
+
+std::vector<pg::Statement> PgOutboxStore::Statements() {
+  return {kClaim, kMarkSent, kRetry, kMarkFailed, kDeleteSent};
+}
+
+absl::StatusOr<std::vector<OutboxRow>> PgOutboxStore::Claim(int32_t limit, int64_t lease_ms) {
+  std::vector<OutboxRow> out;
+  absl::Status status = pg::WithConnection(pool_, "claim", [&](pqxx::connection& c) {
+    out.clear();
+    pqxx::work tx(c);
+    for (const auto& row : tx.exec_prepared(kClaim.name, limit, relay_id_, lease_ms)) {
+      OutboxRow r;
+      r.id = row[0].as<std::string>();
+      r.topic = row[1].as<std::string>();
+      if (!row[2].is_null()) r.key = row[2].as<std::string>();
+      r.payload = pqxx::binarystring(row[3]).str();
+      r.headers_json = row[4].as<std::string>();
+      r.attempts = row[5].as<int32_t>();
+      out.push_back(std::move(r));
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::Status PgOutboxStore::MarkSent(const std::vector<SentRow>& rows) {
+  if (rows.empty()) return absl::OkStatus();
+  std::vector<std::string> ids;
+  std::vector<int32_t> attempts;
+  std::vector<uint32_t> queues;
+  std::vector<int64_t> offsets;
+  for (const auto& r : rows) {
+    ids.push_back(r.id);
+    attempts.push_back(r.attempts);
+    queues.push_back(r.queue);
+    offsets.push_back(r.offset);
+  }
+  return pg::WithConnection(pool_, "mark sent", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_prepared(kMarkSent.name, TextArray(ids), IntArray(attempts), IntArray(queues),
+                     IntArray(offsets), relay_id_);
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PgOutboxStore::Retry(const std::vector<RetryRow>& rows, bool refund,
+                                  const std::string& error) {
+  if (rows.empty()) return absl::OkStatus();
+  std::vector<std::string> ids;
+  std::vector<int32_t> attempts;
+  std::vector<int64_t> delays;
+  for (const auto& r : rows) {
+    ids.push_back(r.id);
+    attempts.push_back(r.attempts);
+    delays.push_back(r.delay_ms);
+  }
+  return pg::WithConnection(pool_, "retry", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_prepared(kRetry.name, TextArray(ids), IntArray(attempts), IntArray(delays), error,
+                     refund, max_attempts_, relay_id_);
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PgOutboxStore::MarkFailed(const std::vector<RetryRow>& rows,
+                                       const std::string& error) {
+  if (rows.empty()) return absl::OkStatus();
+  std::vector<std::string> ids;
+  std::vector<int32_t> attempts;
+  for (const auto& r : rows) {
+    ids.push_back(r.id);
+    attempts.push_back(r.attempts);
+  }
+  return pg::WithConnection(pool_, "mark failed", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_prepared(kMarkFailed.name, TextArray(ids), IntArray(attempts), error, relay_id_);
+    tx.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int64_t> PgOutboxStore::DeleteSent(int64_t retention_ms, int64_t limit) {
+  int64_t deleted = 0;
+  absl::Status status = pg::WithConnection(pool_, "delete sent", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    deleted = tx.exec_prepared(kDeleteSent.name, retention_ms, limit).affected_rows();
+    tx.commit();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return deleted;
+}
+
+}  // namespace ferry::relay

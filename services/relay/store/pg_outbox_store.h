@@ -1,0 +1,73 @@
+// PgOutboxStore: ferry-relay's only SQL, against the application's database (ferry_outbox).
+// Every method is one short transaction on a pooled connection; none is held while the broker
+// is called. Thread-safe.
+#pragma once
+
+#include <absl/status/statusor.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/pg/migrate.h"
+#include "common/pg/pool.h"
+
+namespace ferry::relay {
+
+const std::vector<pg::Migration>& OutboxMigrations();  // generated from migrations/outbox
+
+struct OutboxRow {
+  std::string id;  // uuid: the broker dedup_id and the consumer's inbox key
+  std::string topic;
+  std::optional<std::string> key;
+  std::string payload;
+  std::string headers_json;
+  int32_t attempts = 0;  // including this one
+};
+
+struct SentRow {
+  std::string id;
+  int32_t attempts;
+  uint32_t queue;
+  int64_t offset;
+};
+
+struct RetryRow {
+  std::string id;
+  int32_t attempts;
+  int64_t delay_ms;
+};
+
+class PgOutboxStore {
+ public:
+  PgOutboxStore(pg::ConnectionPool& pool, std::string relay_id, int32_t max_attempts)
+      : pool_(pool), relay_id_(std::move(relay_id)), max_attempts_(max_attempts) {}
+
+  static std::vector<pg::Statement> Statements();
+
+  // Claims up to `limit` due pending rows for `lease_ms` (attempts + 1): rows nobody else holds,
+  // and for a key only its first open row (by key_seq, i.e. commit order), so one row per key
+  // is in flight and keys go in order.
+  absl::StatusOr<std::vector<OutboxRow>> Claim(int32_t limit, int64_t lease_ms);
+
+  // Published: status sent, with the broker position. Only rows this relay still holds with the
+  // same attempt are changed (a claim that expired and was taken over is left alone).
+  absl::Status MarkSent(const std::vector<SentRow>& rows);
+
+  // Not published, try again after each row's delay. `refund`: the broker was unreachable, so
+  // the attempt does not count. Rows whose attempts reached the maximum become failed instead.
+  absl::Status Retry(const std::vector<RetryRow>& rows, bool refund, const std::string& error);
+
+  // Permanently failed (the broker rejected it): status failed with `error`.
+  absl::Status MarkFailed(const std::vector<RetryRow>& rows, const std::string& error);
+
+  // Deletes up to `limit` sent rows older than `retention_ms`. Returns how many.
+  absl::StatusOr<int64_t> DeleteSent(int64_t retention_ms, int64_t limit);
+
+ private:
+  pg::ConnectionPool& pool_;
+  const std::string relay_id_;
+  const int32_t max_attempts_;
+};
+
+}  // namespace ferry::relay
