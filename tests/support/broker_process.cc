@@ -14,8 +14,8 @@
 
 #include "client/client.h"
 
-#ifndef FERRY_BROKER_BIN
-#error "FERRY_BROKER_BIN must name the ferry-broker binary"
+#if !defined(FERRY_BROKER_BIN) || !defined(FERRY_RELAY_BIN)
+#error "FERRY_BROKER_BIN and FERRY_RELAY_BIN must name the binaries"
 #endif
 
 namespace ferry::test {
@@ -44,25 +44,58 @@ BrokerProcess::BrokerProcess(const std::string& conninfo, int port, const std::s
 
 BrokerProcess::~BrokerProcess() { Kill(); }
 
-void BrokerProcess::Start() {
-  const std::string listen = address();
-  std::vector<std::string> args = {FERRY_BROKER_BIN, "--listen", listen, "--database-url",
-                                   conninfo_};
-  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
+            const std::string& log_path) {
+  std::vector<std::string> all = {binary};
+  all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : all) argv.push_back(a.data());
   argv.push_back(nullptr);
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execv(FERRY_BROKER_BIN, argv.data());
+    execv(binary.c_str(), argv.data());
     _exit(127);
   }
+  return pid;
+}
+
+namespace {
+void KillAndReap(pid_t& pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  pid = -1;
+}
+int TerminateAndReap(pid_t& pid) {
+  if (pid <= 0) return -1;
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  pid = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+}  // namespace
+
+RelayProcess::RelayProcess(std::vector<std::string> args, std::string log_path)
+    : args_(std::move(args)), log_path_(std::move(log_path)) {
+  Start();
+}
+RelayProcess::~RelayProcess() { Kill(); }
+void RelayProcess::Start() { pid_ = Spawn(FERRY_RELAY_BIN, args_, log_path_); }
+void RelayProcess::Kill() { KillAndReap(pid_); }
+int RelayProcess::Terminate() { return TerminateAndReap(pid_); }
+
+void BrokerProcess::Start() {
+  const std::string listen = address();
+  std::vector<std::string> args = {"--listen", listen, "--database-url", conninfo_};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  pid_ = Spawn(FERRY_BROKER_BIN, args, log_path_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
@@ -80,20 +113,8 @@ void BrokerProcess::Start() {
   throw std::runtime_error("ferry-broker did not answer within 20 s; see " + log_path_);
 }
 
-void BrokerProcess::Kill() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
-  pid_ = -1;
-}
+void BrokerProcess::Kill() { KillAndReap(pid_); }
 
-int BrokerProcess::Terminate() {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int BrokerProcess::Terminate() { return TerminateAndReap(pid_); }
 
 }  // namespace ferry::test

@@ -12,6 +12,25 @@ namespace ferry::test {
 // A TCP port on 127.0.0.1 that nothing listens on right now.
 int FreePort();
 
+// Starts `binary args...` with stdout and stderr appended to `log_path`; returns its pid.
+pid_t Spawn(const std::string& binary, const std::vector<std::string>& args,
+            const std::string& log_path);
+
+// ferry-relay in a child process (ready as soon as it runs: it needs no port).
+class RelayProcess {
+ public:
+  RelayProcess(std::vector<std::string> args, std::string log_path);
+  ~RelayProcess();  // SIGKILL if still running
+  void Start();
+  void Kill();
+  int Terminate();
+
+ private:
+  std::vector<std::string> args_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+};
+
 class BrokerProcess {
  public:
   // Starts ferry-broker on 127.0.0.1:`port` against `conninfo`, and waits until it answers

@@ -22,7 +22,7 @@ std::string AdminConninfo() {
   return admin;
 }
 
-TempDatabase::TempDatabase() : admin_(AdminConninfo()) {
+TempDatabase::TempDatabase(bool broker_schema) : admin_(AdminConninfo()) {
   static std::atomic<int> counter{0};
   name_ = "ferry_test_" + std::to_string(getpid()) + "_" + std::to_string(counter++);
   {
@@ -32,6 +32,7 @@ TempDatabase::TempDatabase() : admin_(AdminConninfo()) {
     tx.exec("CREATE DATABASE " + tx.quote_name(name_));
   }
   conninfo_ = admin_ + " dbname=" + name_;  // libpq: the last dbname wins
+  if (!broker_schema) return;
   broker::BrokerOptions options;
   options.database_url = conninfo_;
   absl::Status s = broker::MigrateDatabase(options);

@@ -9,7 +9,9 @@ namespace ferry::test {
 
 class TempDatabase {
  public:
-  TempDatabase();  // fails the test (throws) when FERRY_TEST_PG is missing
+  // With the broker schema (default), or an empty database (an application's: the relay's
+  // outbox migration is applied by the test). Throws when FERRY_TEST_PG is missing.
+  explicit TempDatabase(bool broker_schema = true);
   ~TempDatabase();
   TempDatabase(const TempDatabase&) = delete;
   TempDatabase& operator=(const TempDatabase&) = delete;

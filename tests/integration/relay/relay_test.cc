@@ -1,0 +1,301 @@
+// ferry-relay (in process) between a real application database and a real broker.
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "client/inbox.h"
+#include "relay/relay.h"
+#include "relay/store/pg_outbox_store.h"
+#include "support/broker_fixture.h"
+
+using namespace ferry;
+using test::BrokerFixture;
+using test::TempDatabase;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct RelayFixture {
+  explicit RelayFixture(const std::function<void(relay::RelayOptions&)>& tune = nullptr,
+                        const std::function<void(broker::BrokerOptions&)>& tune_broker = nullptr)
+      : broker(tune_broker), app(/*broker_schema=*/false) {
+    absl::Status s = relay::MigrateOutbox(app.conninfo());
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+    relay::RelayOptions o;
+    o.database_url = app.conninfo();
+    o.broker = broker.address();
+    o.poll_interval_ms = 200;
+    o.backoff_min_ms = 50;
+    o.backoff_max_ms = 200;
+    if (tune) tune(o);
+    options = o;
+  }
+  void StartRelay() {
+    relay_ = std::make_unique<relay::Relay>(options);
+    absl::Status s = relay_->Start();
+    if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+  }
+  void Sql(const std::string& sql) {
+    pqxx::connection c(app.conninfo());
+    pqxx::work tx(c);
+    tx.exec(sql);
+    tx.commit();
+  }
+  std::string One(const std::string& sql) {
+    pqxx::connection c(app.conninfo());
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec(sql);
+    return r.empty() || r[0][0].is_null() ? "" : r[0][0].c_str();
+  }
+
+  BrokerFixture broker;
+  TempDatabase app;
+  relay::RelayOptions options;
+  std::unique_ptr<relay::Relay> relay_;
+};
+
+std::vector<std::string> Payloads(BrokerFixture& f, const std::string& group,
+                                  const std::string& topic, size_t want) {
+  std::vector<std::string> out;
+  const auto give_up = Clock::now() + std::chrono::seconds(15);
+  while (out.size() < want && Clock::now() < give_up) {
+    auto got = f.Consume(group, topic, 100, 500);
+    for (const auto& m : got.messages()) {
+      out.push_back(m.payload());
+      f.Settle(group, m.receipt(), v1::ACK);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("committed rows are published in commit order per key - rolled back ones never - a "
+          "failing row fails alone",
+          "[integration][relay]") {
+  RelayFixture f;
+  f.broker.CreateTopic("orders", 4, 0, /*ordered=*/true);
+  f.StartRelay();
+  for (int i = 0; i < 30; ++i) {
+    pqxx::connection c(f.app.conninfo());
+    pqxx::work tx(c);
+    tx.exec_params("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('orders', $1, $2)",
+                   "customer-" + std::to_string(i % 3), std::to_string(i));
+    if (i % 5 == 4) {
+      tx.exec_params("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('orders', $1, $2)",
+                     "customer-" + std::to_string(i % 3), "rolled-back-" + std::to_string(i));
+      tx.abort();
+      continue;
+    }
+    tx.commit();
+  }
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('no.such.topic', 'x')");
+  const size_t committed = 30 - 6;
+  auto got = Payloads(f.broker, "shipping", "orders", committed);
+  REQUIRE(got.size() == committed);
+  std::map<int, int> last_of_key;  // per key: payloads increase
+  int out_of_order = 0;
+  for (const auto& p : got) {
+    REQUIRE(p.rfind("rolled-back", 0) != 0);
+    const int v = std::stoi(p);
+    auto it = last_of_key.find(v % 3);
+    if (it != last_of_key.end() && it->second > v) ++out_of_order;
+    last_of_key[v % 3] = v;
+  }
+  CHECK(out_of_order == 0);
+  CHECK(f.One("SELECT count(*) FROM ferry_outbox WHERE status = 'sent'") ==
+        std::to_string(committed));
+  CHECK(f.One("SELECT status FROM ferry_outbox WHERE topic = 'no.such.topic'") == "failed");
+  CHECK(f.One("SELECT last_error FROM ferry_outbox WHERE topic = 'no.such.topic'")
+            .find("NOT_FOUND") != std::string::npos);
+  // A person requeues it once the topic exists: then it flows.
+  f.broker.CreateTopic("no.such.topic", 1);
+  f.Sql("SELECT ferry_outbox_requeue(id) FROM ferry_outbox WHERE topic = 'no.such.topic'");
+  CHECK(Payloads(f.broker, "g", "no.such.topic", 1) == std::vector<std::string>{"x"});
+}
+
+TEST_CASE("a claim left by a crashed relay is taken over when its lease ends",
+          "[integration][relay]") {
+  RelayFixture f;
+  f.broker.CreateTopic("t", 1);
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('t', 'orphan')");
+  // Another relay claimed it and died (its lease still runs for a second).
+  f.Sql("UPDATE ferry_outbox SET attempts = 1, claimed_by = 'dead-relay',"
+        " claimed_until = now() + interval '1 second'");
+  f.StartRelay();
+  auto got = f.broker.Consume("g", "t", 1, 5000);
+  REQUIRE(got.messages_size() == 1);
+  CHECK(got.messages(0).payload() == "orphan");
+  CHECK(f.One("SELECT status || ' ' || attempts FROM ferry_outbox") == "sent 2");
+}
+
+TEST_CASE("retry rules: backoff keeps a row pending - an outage refunds the attempt - past max "
+          "attempts it fails with its error",
+          "[integration][relay]") {
+  TempDatabase app(false);
+  REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
+  pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
+  relay::PgOutboxStore store(pool, "me", /*max_attempts=*/2);
+  auto one = [&](const std::string& sql) {
+    pqxx::connection c(app.conninfo());
+    pqxx::work tx(c);
+    auto r = tx.exec(sql);
+    tx.commit();
+    return r.empty() || r[0][0].is_null() ? std::string() : std::string(r[0][0].c_str());
+  };
+  one("INSERT INTO ferry_outbox (topic, payload) VALUES ('t', 'x')");
+
+  auto claim = [&] {
+    auto rows = store.Claim(10, 30000);
+    REQUIRE(rows.ok());
+    return *rows;
+  };
+  auto rows = claim();
+  REQUIRE(rows.size() == 1);
+  CHECK(claim().empty());  // claimed: invisible to other relays
+  REQUIRE(store.Retry({{rows[0].id, rows[0].attempts, 0}}, /*refund=*/true, "UNAVAILABLE").ok());
+  CHECK(one("SELECT status || ' ' || attempts FROM ferry_outbox") == "pending 0");
+
+  rows = claim();
+  REQUIRE(rows.size() == 1);
+  REQUIRE(store.Retry({{rows[0].id, rows[0].attempts, 60000}}, false, "INTERNAL: boom").ok());
+  CHECK(one("SELECT status || ' ' || attempts FROM ferry_outbox") == "pending 1");
+  CHECK(claim().empty());  // backing off for a minute
+  one("UPDATE ferry_outbox SET next_attempt_at = now()");
+
+  rows = claim();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].attempts == 2);
+  REQUIRE(store.Retry({{rows[0].id, rows[0].attempts, 0}}, false, "INTERNAL: boom again").ok());
+  CHECK(one("SELECT status || ' ' || attempts || ' ' || last_error FROM ferry_outbox") ==
+        "failed 2 INTERNAL: boom again");
+  CHECK(claim().empty());
+  // Fencing: a stale holder (wrong attempt) cannot mark a row.
+  one("SELECT ferry_outbox_requeue(id) FROM ferry_outbox");
+  rows = claim();
+  REQUIRE(store.MarkSent({{rows[0].id, rows[0].attempts + 5, 0, 0}}).ok());
+  CHECK(one("SELECT status FROM ferry_outbox") == "pending");
+}
+
+TEST_CASE("an insert is published well before the poll interval (LISTEN/NOTIFY)",
+          "[integration][relay]") {
+  RelayFixture f([](relay::RelayOptions& o) { o.poll_interval_ms = 10000; });
+  f.broker.CreateTopic("fast", 1);
+  f.StartRelay();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the relay is idle, listening
+  const auto start = Clock::now();
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('fast', 'now')");
+  auto got = f.broker.Consume("g", "fast", 1, 8000);
+  const auto waited = Clock::now() - start;
+  REQUIRE(got.messages_size() == 1);
+  CHECK(waited < std::chrono::seconds(5));  // the fallback poll would take 10 s
+}
+
+TEST_CASE("back-checks answered from the application database: committed locally - rolled back "
+          "locally - still in progress",
+          "[integration][relay]") {
+  RelayFixture f(
+      [](relay::RelayOptions& o) {
+        o.producer_groups = {"shop"};
+        o.check_query =
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM app_orders WHERE ref = $1) THEN 'COMMIT'"
+            " ELSE 'UNKNOWN' END";
+      },
+      [](broker::BrokerOptions& o) {
+        o.txn_check_after_ms = 200;
+        o.txn_check_interval_ms = 200;
+        o.txn_max_checks = 100;
+      });
+  f.broker.CreateTopic("orders", 1);
+  f.Sql("CREATE TABLE app_orders (ref text PRIMARY KEY)");
+  f.StartRelay();
+
+  // The producer's pattern: half message carrying its own transaction id, local work, commit,
+  // and then it "dies" before EndTransaction.
+  auto half = [&](pqxx::work& tx, const std::string& payload) {
+    const std::string xid = tx.exec("SELECT pg_current_xact_id()::text")[0][0].c_str();
+    v1::ProduceRequest p;
+    p.set_topic("orders");
+    p.mutable_transactional()->set_producer_group("shop");
+    p.mutable_transactional()->set_check_ref(xid);
+    p.add_messages()->set_payload(payload);
+    auto r = f.broker.client->Produce(p);
+    if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
+    return r->transaction_id();
+  };
+  pqxx::connection c1(f.app.conninfo()), c2(f.app.conninfo()), c3(f.app.conninfo());
+  {
+    pqxx::work tx(c1);
+    half(tx, "committed-locally");
+    tx.exec("INSERT INTO app_orders VALUES ('a')");
+    tx.commit();
+  }
+  std::string rolled_back;
+  {
+    pqxx::work tx(c2);
+    rolled_back = half(tx, "rolled-back-locally");
+    tx.abort();
+  }
+  pqxx::work in_progress(c3);
+  const std::string pending = half(in_progress, "in-progress");
+
+  CHECK(Payloads(f.broker, "g", "orders", 1) == std::vector<std::string>{"committed-locally"});
+  auto state_of = [&](const std::string& id) {
+    v1::ListTransactionsRequest req;
+    v1::ListTransactionsResponse resp;
+    grpc::ClientContext ctx;
+    if (!f.broker.client->admin().ListTransactions(&ctx, req, &resp).ok()) return v1::TransactionInfo();
+    for (const auto& t : resp.transactions()) {
+      if (t.transaction_id() == id) return t;
+    }
+    return v1::TransactionInfo();
+  };
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (state_of(rolled_back).state() != v1::TXN_ROLLED_BACK && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(state_of(rolled_back).state() == v1::TXN_ROLLED_BACK);
+  // Still in progress: asked and answered UNKNOWN, several times, and not decided.
+  while (state_of(pending).checks_sent() < 3 && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(state_of(pending).checks_sent() >= 3);
+  CHECK(state_of(pending).state() == v1::TXN_PREPARED);
+  in_progress.commit();  // the local transaction ends: the next check commits it
+  CHECK(Payloads(f.broker, "g", "orders", 1) == std::vector<std::string>{"in-progress"});
+
+  // A check_ref that is not a transaction id goes to --check-query.
+  v1::ProduceRequest p;
+  p.set_topic("orders");
+  p.mutable_transactional()->set_producer_group("shop");
+  p.mutable_transactional()->set_check_ref("order-77");
+  p.add_messages()->set_payload("by-query");
+  REQUIRE(f.broker.client->Produce(p).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  CHECK(f.broker.Consume("g", "orders", 1).messages_size() == 0);  // UNKNOWN: no row yet
+  f.Sql("INSERT INTO app_orders VALUES ('order-77')");
+  CHECK(Payloads(f.broker, "g", "orders", 1) == std::vector<std::string>{"by-query"});
+}
+
+TEST_CASE("inbox: a message id is processed once per consumer group", "[integration][relay]") {
+  TempDatabase app(false);
+  REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
+  pqxx::connection c(app.conninfo());
+  int effects = 0;
+  for (int i = 0; i < 3; ++i) {
+    pqxx::work tx(c);
+    ProcessOnce(tx, "cart", "msg-1", [&](pqxx::work&) { ++effects; });
+    tx.commit();
+  }
+  {
+    pqxx::work tx(c);
+    CHECK(ProcessOnce(tx, "billing", "msg-1", [&](pqxx::work&) { ++effects; }));
+    tx.abort();  // rolled back: not recorded either
+  }
+  pqxx::work tx(c);
+  CHECK(ProcessOnce(tx, "billing", "msg-1", [&](pqxx::work&) { ++effects; }));
+  tx.commit();
+  CHECK(effects == 3);  // cart once, billing once + the rolled-back try
+}
