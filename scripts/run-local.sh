@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: a local PostgreSQL 15 cluster under .ferry/ (durable: fsync and synchronous
-# commit on; the server runs as an unprivileged user on a unix socket and 127.0.0.1), then
-# ferry-broker in the foreground. Ctrl-C stops the broker and then the database. The next run
-# reuses the same data.
+# commit on; the server runs as an unprivileged user on a unix socket and 127.0.0.1), with the
+# broker's database `ferry` and a demo application database `demo` holding ferry_outbox; then
+# ferry-broker and ferry-relay (publishing demo's outbox, answering back-checks of producer
+# group `demo`). Ctrl-C stops relay, broker, then the database. The next run reuses the data.
 #   FERRY_PG_PORT  PostgreSQL port (default 7432)   FERRY_LISTEN  broker address (127.0.0.1:7420)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,23 +25,44 @@ fi
 stop_db() { [ -z "$started_here" ] || { echo "run: stopping PostgreSQL"; ferry_pg_stop "$dir"; }; }
 trap stop_db EXIT
 
-if ! "$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -Atqc \
-    "SELECT 1 FROM pg_database WHERE datname = 'ferry'" postgres | grep -q 1; then
-  "$PG_BIN/createdb" -h "$dir" -p "$port" -U postgres ferry
-fi
+for db in ferry demo; do
+  if ! "$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -Atqc \
+      "SELECT 1 FROM pg_database WHERE datname = '$db'" postgres | grep -q 1; then
+    "$PG_BIN/createdb" -h "$dir" -p "$port" -U postgres "$db"
+  fi
+done
 url=$(ferry_pg_conninfo "$dir" "$port" ferry)
+app_url=$(ferry_pg_conninfo "$dir" "$port" demo)
+"$root/build/bin/ferry-relay" migrate --database-url "$app_url"
 
 cat <<MSG
 
-  Ferry: PostgreSQL on $dir (port $port, database ferry); broker on $listen.
-  In another terminal:
+  Ferry: PostgreSQL on $dir (port $port; databases ferry and demo); broker on $listen;
+  ferry-relay publishing demo.ferry_outbox. In another terminal:
     build/bin/ferryctl topic create orders --queues 4
     echo hello | build/bin/ferryctl produce orders
     build/bin/ferryctl consume orders --group billing
-    build/bin/ferryctl lag --group billing
-    psql -h $dir -p $port -U postgres ferry -c 'SELECT * FROM group_lag'
-  Ctrl-C stops the broker and the database.
+    psql -h $dir -p $port -U postgres demo \\
+      -c "INSERT INTO ferry_outbox (topic, key, payload) VALUES ('orders', 'order-1', 'from the outbox')"
+    build/bin/ferryctl consume orders --group billing --wait-ms 2000
+    psql -h $dir -p $port -U postgres demo -c 'SELECT * FROM ferry_outbox_health'
+  Ctrl-C stops the relay, the broker and the database.
 
 MSG
-# Not exec: the EXIT trap stops PostgreSQL after the broker has shut down.
-"$root/build/bin/ferry-broker" --listen "$listen" --database-url "$url"
+pids=()
+stop_all() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_db
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+"$root/build/bin/ferry-broker" --listen "$listen" --database-url "$url" &
+pids+=($!)
+for i in $(seq 1 100); do   # the relay starts once the broker answers
+  "$root/build/bin/ferryctl" --broker "$listen" topic list >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$root/build/bin/ferry-relay" --database-url "$app_url" --broker "$listen" --producer-group demo &
+pids+=($!)
+wait -n "${pids[@]}" || true   # either one stopping ends the run

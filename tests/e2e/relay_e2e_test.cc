@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "client/client.h"
-#include "client/inbox.h"
+#include "client/outbox.h"
 #include "relay/relay.h"
 #include "support/broker_process.h"
 #include "support/test_db.h"

@@ -5,7 +5,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
-#include "client/inbox.h"
+#include "client/outbox.h"
 #include "relay/relay.h"
 #include "relay/store/pg_outbox_store.h"
 #include "support/broker_fixture.h"
@@ -277,6 +277,32 @@ TEST_CASE("back-checks answered from the application database: committed locally
   CHECK(f.broker.Consume("g", "orders", 1).messages_size() == 0);  // UNKNOWN: no row yet
   f.Sql("INSERT INTO app_orders VALUES ('order-77')");
   CHECK(Payloads(f.broker, "g", "orders", 1) == std::vector<std::string>{"by-query"});
+}
+
+TEST_CASE("C++ Enqueue: the row is published with its headers - only if the transaction commits",
+          "[integration][relay]") {
+  RelayFixture f;
+  f.broker.CreateTopic("orders", 2);
+  f.StartRelay();
+  pqxx::connection c(f.app.conninfo());
+  std::string id;
+  {
+    pqxx::work tx(c);
+    Enqueue(tx, "orders", "order-1", "rolled back", {});
+    tx.abort();
+  }
+  {
+    pqxx::work tx(c);
+    id = Enqueue(tx, "orders", "order-2", std::string("bin\0ary", 7), {{"type", "created"}});
+    tx.commit();
+  }
+  auto got = f.broker.Consume("g", "orders", 10, 5000);
+  REQUIRE(got.messages_size() == 1);
+  CHECK(got.messages(0).payload() == std::string("bin\0ary", 7));
+  CHECK(got.messages(0).key() == "order-2");
+  CHECK(got.messages(0).headers().at("type") == "created");
+  CHECK(got.messages(0).headers().at("ferry-outbox-id") == id);
+  CHECK(f.broker.Consume("g", "orders", 10, 1000).messages_size() == 0);
 }
 
 TEST_CASE("inbox: a message id is processed once per consumer group", "[integration][relay]") {

@@ -1,5 +1,14 @@
-// The consumer side of effectively-once processing: the inbox (table ferry_inbox, created by
-// `ferry-relay migrate` beside ferry_outbox).
+// The transactional outbox from C++ (tables created by `ferry-relay migrate`).
+//
+// Producer side: enqueue messages in the same transaction as your business rows; ferry-relay
+// publishes them after commit (and never if the transaction rolls back).
+//
+//   pqxx::work tx(conn);
+//   tx.exec_params("INSERT INTO orders (id, total) VALUES ($1, $2)", id, total);
+//   ferry::Enqueue(tx, "orders", "order-" + id, payload, {{"type", "created"}});
+//   tx.commit();
+//
+// Consumer side (effectively-once processing): the inbox.
 //
 //   pqxx::work tx(conn);
 //   bool ran = ferry::ProcessOnce(tx, "cart", message.headers().at("ferry-outbox-id"),
@@ -9,10 +18,18 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
 
 namespace ferry {
+
+// Inserts one ferry_outbox row in `tx`; returns its id (the message's dedup_id at the broker
+// and its "ferry-outbox-id" header). Messages with the same key are published in commit order.
+std::string Enqueue(pqxx::work& tx, const std::string& topic, const std::optional<std::string>& key,
+                    const std::string& payload,
+                    const std::map<std::string, std::string>& headers = {});
 
 // Runs `handler` inside `tx` only if `consumer_group` has not processed `message_id` yet, and
 // records it in the same transaction. Returns true if the handler ran, false for a duplicate.
