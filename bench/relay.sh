@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Relay throughput and latency on this machine, durable settings (fsync and synchronous commit
+# on). Starts its own PostgreSQL, broker and one relay; pgbench plays the application.
+#   bench/relay.sh            # throughput: 20,000 rows, 4 connections, transactions of 10 rows
+#                             # latency:    500 rows/s for 10 s, transactions of 1 row
+# Prints rows/s and commit-to-sent latency (sent_at - created_at, from the outbox itself).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/scripts/pg.sh"
+dir=$(mktemp -d /tmp/ferry-bench.XXXXXX); chmod 755 "$dir"
+port=$(ferry_pg_free_port); bport=$(ferry_pg_free_port)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+            ferry_pg_stop "$dir"; rm -rf "$dir"; }
+trap cleanup EXIT
+ferry_pg_start "$dir" "$port" durable
+for db in ferry app; do "$PG_BIN/createdb" -h "$dir" -p "$port" -U postgres "$db"; done
+"$root/build/bin/ferry-broker" --listen "127.0.0.1:$bport" --log-level warn \
+  --database-url "$(ferry_pg_conninfo "$dir" "$port" ferry)" & pids+=($!)
+"$root/build/bin/ferry-relay" migrate --database-url "$(ferry_pg_conninfo "$dir" "$port" app)"
+until "$root/build/bin/ferryctl" --broker "127.0.0.1:$bport" topic create bench --queues 4 >/dev/null 2>&1; do sleep 0.1; done
+"$root/build/bin/ferry-relay" --broker "127.0.0.1:$bport" --log-level warn --batch-size 500 \
+  --database-url "$(ferry_pg_conninfo "$dir" "$port" app)" & pids+=($!)
+psql=("$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -Atq app)
+wait_sent() {
+  until [ "$("${psql[@]}" -c "SELECT count(*) FROM ferry_outbox WHERE status <> 'sent'")" = 0 ]; do sleep 0.05; done
+}
+report() {
+  "${psql[@]}" -F ' ' -c "SELECT count(*) AS rows,
+    round(count(*) / extract(epoch FROM max(sent_at) - min(created_at))) AS rows_per_s,
+    round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY sent_at - created_at))::numeric, 1) AS p50_ms,
+    round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY sent_at - created_at))::numeric, 1) AS p99_ms,
+    round(1000 * extract(epoch FROM max(sent_at - created_at))::numeric, 1) AS max_ms
+    FROM ferry_outbox"
+}
+echo "INSERT INTO ferry_outbox (topic, payload) SELECT 'bench', convert_to(repeat('x', 256), 'UTF8') FROM generate_series(1, 10);" > "$dir/ten.sql"
+echo "INSERT INTO ferry_outbox (topic, payload) VALUES ('bench', convert_to(repeat('x', 256), 'UTF8'));" > "$dir/one.sql"
+echo "== throughput: pgbench -c 4 -t 500, 10 rows per transaction (20,000 rows)"
+"$PG_BIN/pgbench" -h "$dir" -p "$port" -U postgres -n -c 4 -j 2 -t 500 -f "$dir/ten.sql" app >/dev/null
+wait_sent; echo "rows rows/s p50_ms p99_ms max_ms"; report
+"${psql[@]}" -c "DELETE FROM ferry_outbox" >/dev/null
+echo "== latency: pgbench --rate 500 -T 10, 1 row per transaction"
+"$PG_BIN/pgbench" -h "$dir" -p "$port" -U postgres -n -c 2 -j 2 -R 500 -T 10 -f "$dir/one.sql" app >/dev/null
+wait_sent; echo "rows rows/s p50_ms p99_ms max_ms"; report
