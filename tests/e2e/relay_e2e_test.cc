@@ -94,7 +94,7 @@ TEST_CASE("outbox under load with kill -9 of relays and the broker: every commit
       victim->Start();
       if (!broker_killed) {
         broker.Kill();
-        std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // down for a while
+        std::this_thread::sleep_for(std::chrono::seconds(3));  // down for several seconds
         broker.Start();
         broker_killed = true;
       }
