@@ -5,6 +5,7 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/match.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -191,7 +192,10 @@ void Relay::Loop() {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return;
     }
-    if (std::chrono::steady_clock::now() - last_cleanup > std::chrono::seconds(10)) {
+    // Sent rows past retention go in batches, every half retention (100 ms to 10 s).
+    const auto cleanup_every = std::chrono::milliseconds(
+        std::clamp<int64_t>(options_.sent_retention_ms / 2, 100, 10000));
+    if (std::chrono::steady_clock::now() - last_cleanup > cleanup_every) {
       last_cleanup = std::chrono::steady_clock::now();
       auto deleted = store_->DeleteSent(options_.sent_retention_ms, 10000);
       if (deleted.ok() && *deleted > 0) logger->info("event=cleanup sent_rows_deleted={}", *deleted);

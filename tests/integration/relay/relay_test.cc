@@ -305,6 +305,22 @@ TEST_CASE("C++ Enqueue: the row is published with its headers - only if the tran
   CHECK(f.broker.Consume("g", "orders", 10, 1000).messages_size() == 0);
 }
 
+TEST_CASE("sent rows are deleted after their retention - open and failed rows stay",
+          "[integration][relay]") {
+  RelayFixture f([](relay::RelayOptions& o) { o.sent_retention_ms = 500; });
+  f.broker.CreateTopic("t", 1);
+  f.StartRelay();
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) SELECT 't', 'x' FROM generate_series(1, 50)");
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('missing', 'stays failed')");
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (f.One("SELECT count(*) FROM ferry_outbox") != "1" && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(f.One("SELECT count(*) FROM ferry_outbox") == "1");
+  CHECK(f.One("SELECT status FROM ferry_outbox") == "failed");
+  CHECK(f.broker.Consume("g", "t", 100).messages_size() == 50);  // published before deletion
+}
+
 TEST_CASE("inbox: a message id is processed once per consumer group", "[integration][relay]") {
   TempDatabase app(false);
   REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
