@@ -3,13 +3,14 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: help deps build run demo bench-relay test test-unit test-integration test-e2e format clean up down
+.PHONY: help deps build run demo bench bench-relay test test-unit test-integration test-e2e format clean up down
 
 help:
 	@echo "make run               install, build, start PostgreSQL under .ferry/ and ferry-broker on 127.0.0.1:7420"
 	@echo "make test              install, build, run every test on a temporary PostgreSQL"
 	@echo "make test-unit | test-integration | test-e2e   one label only"
 	@echo "make demo              the order/cart example end to end (outbox, relay, inbox)"
+	@echo "make bench             the standard workloads (W1-W5, pg-limit) -> bench/RESULTS.md"
 	@echo "make bench-relay       relay throughput and latency on this machine"
 	@echo "make build | deps | format | clean | up | down"
 
@@ -25,6 +26,9 @@ run: build
 
 demo: build
 	@scripts/demo.sh
+
+bench: build
+	@bench/run.sh
 
 bench-relay: build
 	@bench/relay.sh

@@ -1,0 +1,518 @@
+// ferry-bench: Ferry's standard workloads against a running broker (and relay), each reported
+// also as a ratio to what PostgreSQL itself does with the same rows on the same machine.
+//
+//   W1 produce   N messages of 256 bytes, batches of 100, 4 producers, one topic of 4 queues
+//   W2 consume   drain them with one group of 4 consumers, one ACK call per batch
+//   W3 latency   2,000 messages/s for 10 s while consuming: produce call -> consumer receipt
+//   W4 relay     N outbox rows by 4 connections in transactions of 10 -> rows/s relayed;
+//                1,000 rows/s for 10 s -> commit-to-sent latency
+//   W5 backlog   W1 and W2 again with B messages already stored
+//   pg-limit     the same rows straight into a plain table by 4 connections, batches of 100
+//                from arrays, and read back in offset order in pages of 100
+// Broker CPU seconds per million messages and peak RSS come from /proc/<--broker-pid>.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "common/pg/arrays.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kThreads = 4;
+constexpr int kBatch = 100;
+constexpr size_t kPayloadBytes = 256;
+
+struct Options {
+  std::string broker = "127.0.0.1:7420";
+  std::string broker_db, app_db;
+  int broker_pid = 0;
+  int64_t messages = 200000;
+  int64_t backlog = 5000000;
+  std::string out;
+  std::string only = "pg,w1,w2,w3,w4,w5";
+  std::string command_line;
+};
+
+struct ProcStat {
+  double cpu_s = 0;
+  long peak_rss_kb = 0;
+};
+
+ProcStat ReadProc(int pid) {
+  ProcStat p;
+  if (pid <= 0) return p;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = s.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream rest(s.substr(close + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) utime = std::stol(field);
+      if (i == 15) stime = std::stol(field);
+    }
+    p.cpu_s = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+  }
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) p.peak_rss_kb = std::stol(line.substr(6));
+  }
+  return p;
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Payload(int64_t stamp_us) {
+  std::string p(kPayloadBytes, 'x');
+  std::memcpy(p.data(), &stamp_us, sizeof(stamp_us));
+  return p;
+}
+
+void Progress(const std::string& what, int64_t done, int64_t total) {
+  std::cerr << "\r  " << what << " " << done << "/" << total << "        " << std::flush;
+}
+
+struct Result {
+  std::string name;
+  double rate = 0;       // per second
+  std::string unit;
+  std::string detail;
+  double cpu_per_million = -1;
+};
+
+struct Percentiles {
+  double p50, p99, p999, max;
+};
+
+Percentiles Percentile(std::vector<double> v) {
+  if (v.empty()) return {0, 0, 0, 0};
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))]; };
+  return {at(0.5), at(0.99), at(0.999), v.back()};
+}
+
+void CreateTopic(ferry::Client& c, const std::string& name) {
+  ferry::v1::TopicConfig t;
+  t.set_name(name);
+  t.set_queues(4);
+  (void)c.DeleteTopic(name);
+  auto r = c.CreateTopic(t);
+  if (!r.ok()) throw std::runtime_error("create topic: " + std::string(r.status().message()));
+}
+
+Result Produce(const Options& o, const std::string& topic, const std::string& label) {
+  ferry::Client admin(o.broker);
+  CreateTopic(admin, topic);
+  const int64_t batches = o.messages / kBatch;
+  std::atomic<int64_t> next{0}, done{0};
+  const ProcStat before = ReadProc(o.broker_pid);
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      ferry::Client c(o.broker);
+      for (int64_t b = next++; b < batches; b = next++) {
+        ferry::v1::ProduceRequest req;
+        req.set_topic(topic);
+        for (int i = 0; i < kBatch; ++i) req.add_messages()->set_payload(Payload(NowUs()));
+        while (!c.Produce(req).ok()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        done += kBatch;
+      }
+    });
+  }
+  while (done.load() < batches * kBatch) {
+    Progress(label, done.load(), batches * kBatch);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  for (auto& t : threads) t.join();
+  const double secs = Seconds(Clock::now() - start);
+  const ProcStat after = ReadProc(o.broker_pid);
+  std::cerr << "\n";
+  Result r{label, batches * kBatch / secs, "messages/s",
+           std::to_string(batches * kBatch) + " messages in " + std::to_string(secs).substr(0, 5) +
+               " s"};
+  if (o.broker_pid > 0) r.cpu_per_million = (after.cpu_s - before.cpu_s) * 1e6 / (batches * kBatch);
+  return r;
+}
+
+Result Consume(const Options& o, const std::string& topic, const std::string& group,
+               const std::string& label) {
+  const int64_t total = o.messages / kBatch * kBatch;
+  std::atomic<int64_t> done{0};
+  const ProcStat before = ReadProc(o.broker_pid);
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      ferry::Client c(o.broker);
+      while (done.load() < total) {
+        ferry::v1::ConsumeRequest req;
+        req.set_group(group);
+        req.set_topic(topic);
+        req.set_max_messages(kBatch);
+        req.set_max_wait_ms(500);
+        req.set_visibility_timeout_ms(60000);
+        auto got = c.Consume(req);
+        if (!got.ok() || got->messages_size() == 0) continue;
+        std::vector<std::string> receipts;
+        for (const auto& m : got->messages()) receipts.push_back(m.receipt());
+        while (!c.Ack(group, receipts).ok()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        done += got->messages_size();
+      }
+    });
+  }
+  while (done.load() < total) {
+    Progress(label, done.load(), total);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  for (auto& t : threads) t.join();
+  const double secs = Seconds(Clock::now() - start);
+  const ProcStat after = ReadProc(o.broker_pid);
+  std::cerr << "\n";
+  Result r{label, total / secs, "messages/s",
+           std::to_string(total) + " messages in " + std::to_string(secs).substr(0, 5) + " s"};
+  if (o.broker_pid > 0) r.cpu_per_million = (after.cpu_s - before.cpu_s) * 1e6 / total;
+  return r;
+}
+
+Result Latency(const Options& o) {
+  ferry::Client admin(o.broker);
+  CreateTopic(admin, "w3");
+  {  // the group exists before the first message
+    ferry::v1::ConsumeRequest req;
+    req.set_group("w3");
+    req.set_topic("w3");
+    (void)admin.Consume(req);
+  }
+  constexpr int kRate = 2000, kSeconds = 10, kPerSend = 10;
+  const int64_t total = static_cast<int64_t>(kRate) * kSeconds;
+  std::mutex mu;
+  std::vector<double> latencies_ms;
+  std::atomic<int64_t> received{0};
+  std::vector<std::thread> consumers;
+  for (int t = 0; t < 2; ++t) {
+    consumers.emplace_back([&] {
+      ferry::Client c(o.broker);
+      const auto give_up = Clock::now() + std::chrono::seconds(kSeconds + 20);
+      while (received.load() < total && Clock::now() < give_up) {
+        ferry::v1::ConsumeRequest req;
+        req.set_group("w3");
+        req.set_topic("w3");
+        req.set_max_messages(kBatch);
+        req.set_max_wait_ms(1000);
+        auto got = c.Consume(req);
+        const int64_t now = NowUs();
+        if (!got.ok()) continue;
+        std::vector<std::string> receipts;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          for (const auto& m : got->messages()) {
+            int64_t sent = 0;
+            std::memcpy(&sent, m.payload().data(), sizeof(sent));
+            latencies_ms.push_back((now - sent) / 1000.0);
+            receipts.push_back(m.receipt());
+          }
+        }
+        received += got->messages_size();
+        if (!receipts.empty()) (void)c.Ack("w3", receipts);
+      }
+    });
+  }
+  ferry::Client producer(o.broker);
+  auto next = Clock::now();
+  for (int64_t sent = 0; sent < total; sent += kPerSend) {
+    std::this_thread::sleep_until(next);
+    next += std::chrono::microseconds(1000000 * kPerSend / kRate);
+    ferry::v1::ProduceRequest req;
+    req.set_topic("w3");
+    for (int i = 0; i < kPerSend; ++i) req.add_messages()->set_payload(Payload(NowUs()));
+    (void)producer.Produce(req);
+    if (sent % 2000 == 0) Progress("W3 latency at 2,000 msg/s", sent, total);
+  }
+  for (auto& t : consumers) t.join();
+  std::cerr << "\n";
+  const Percentiles p = Percentile(latencies_ms);
+  std::ostringstream d;
+  d << std::fixed << std::setprecision(1) << "p50 " << p.p50 << " ms, p99 " << p.p99
+    << " ms, p999 " << p.p999 << " ms, max " << p.max << " ms (" << latencies_ms.size()
+    << " messages)";
+  return Result{"W3 latency", p.p99, "ms p99", d.str()};
+}
+
+std::vector<Result> Relay(const Options& o) {
+  std::vector<Result> out;
+  ferry::Client admin(o.broker);
+  CreateTopic(admin, "w4");
+  {
+    pqxx::connection c(o.app_db);
+    pqxx::work tx(c);
+    tx.exec("DELETE FROM ferry_outbox");
+    tx.commit();
+  }
+  auto wait_sent = [&](const std::string& label, int64_t total) {
+    pqxx::connection c(o.app_db);
+    for (;;) {
+      pqxx::nontransaction tx(c);
+      const int64_t open =
+          tx.exec("SELECT count(*) FROM ferry_outbox WHERE status <> 'sent'")[0][0].as<int64_t>();
+      Progress(label, total - open, total);
+      if (open == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::cerr << "\n";
+  };
+  const int64_t txns = o.messages / 10;
+  std::atomic<int64_t> next{0};
+  const auto start = Clock::now();
+  std::vector<std::thread> writers;
+  const std::string payload(kPayloadBytes, 'x');
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&] {
+      pqxx::connection c(o.app_db);
+      for (int64_t i = next++; i < txns; i = next++) {
+        pqxx::work tx(c);
+        tx.exec_params(
+            "INSERT INTO ferry_outbox (topic, payload) SELECT 'w4', convert_to($1, 'UTF8')"
+            " FROM generate_series(1, 10)",
+            payload);
+        tx.commit();
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  wait_sent("W4 relay throughput", txns * 10);
+  const double secs = Seconds(Clock::now() - start);
+  out.push_back(Result{"W4 relay", txns * 10 / secs, "rows/s",
+                       std::to_string(txns * 10) + " rows, first insert to last sent"});
+  {
+    pqxx::connection c(o.app_db);
+    pqxx::work tx(c);
+    tx.exec("DELETE FROM ferry_outbox");
+    tx.commit();
+  }
+  pqxx::connection c(o.app_db);
+  auto next_at = Clock::now();
+  for (int i = 0; i < 10000; ++i) {
+    std::this_thread::sleep_until(next_at);
+    next_at += std::chrono::milliseconds(1);
+    pqxx::work tx(c);
+    tx.exec_params("INSERT INTO ferry_outbox (topic, payload) VALUES ('w4', convert_to($1, 'UTF8'))",
+                   payload);
+    tx.commit();
+    if (i % 1000 == 0) Progress("W4 relay latency at 1,000 rows/s", i, 10000);
+  }
+  std::cerr << "\n";
+  wait_sent("W4 relay latency drain", 10000);
+  pqxx::nontransaction tx(c);
+  auto r = tx.exec(
+      "SELECT 1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY sent_at - created_at)),"
+      " 1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY sent_at - created_at)),"
+      " 1000 * extract(epoch FROM max(sent_at - created_at)) FROM ferry_outbox");
+  std::ostringstream d;
+  d << std::fixed << std::setprecision(1) << "commit to sent: p50 " << r[0][0].as<double>()
+    << " ms, p99 " << r[0][1].as<double>() << " ms, max " << r[0][2].as<double>() << " ms";
+  out.push_back(Result{"W4 relay latency", r[0][1].as<double>(), "ms p99", d.str()});
+  return out;
+}
+
+std::vector<Result> PgLimit(const Options& o) {
+  {
+    pqxx::connection c(o.broker_db);
+    pqxx::work tx(c);
+    tx.exec("DROP TABLE IF EXISTS bench_raw; CREATE TABLE bench_raw (q int, off bigint,"
+            " payload bytea, PRIMARY KEY (q, off))");
+    tx.commit();
+  }
+  const int64_t per_thread = o.messages / kThreads;
+  const std::string payload(kPayloadBytes, 'x');
+  auto run = [&](const std::string& label, auto body) {
+    std::atomic<int64_t> done{0};
+    const auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) threads.emplace_back([&, t] { body(t, done); });
+    while (done.load() < per_thread * kThreads) {
+      Progress(label, done.load(), per_thread * kThreads);
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    for (auto& th : threads) th.join();
+    std::cerr << "\n";
+    return per_thread * kThreads / Seconds(Clock::now() - start);
+  };
+  const double insert = run("pg-limit insert", [&](int t, std::atomic<int64_t>& done) {
+    pqxx::connection c(o.broker_db);
+    for (int64_t off = 0; off < per_thread; off += kBatch) {
+      std::vector<int64_t> offsets;
+      std::vector<const std::string*> payloads;
+      for (int i = 0; i < kBatch; ++i) {
+        offsets.push_back(off + i);
+        payloads.push_back(&payload);
+      }
+      pqxx::work tx(c);
+      tx.exec_params("INSERT INTO bench_raw SELECT $1, o, p FROM unnest($2::bigint[], $3::bytea[])"
+                     " AS x(o, p)",
+                     t, ferry::pg::IntArray(offsets), ferry::pg::ByteaArray(payloads));
+      tx.commit();
+      done += kBatch;
+    }
+  });
+  const double read = run("pg-limit read", [&](int t, std::atomic<int64_t>& done) {
+    pqxx::connection c(o.broker_db);
+    for (int64_t off = 0; off < per_thread; off += kBatch) {
+      pqxx::work tx(c);
+      auto r = tx.exec_params("SELECT off, payload FROM bench_raw WHERE q = $1 AND off >= $2"
+                              " ORDER BY off LIMIT 100",
+                              t, off);
+      for (const auto& row : r) (void)pqxx::binarystring(row[1]).size();
+      tx.commit();
+      done += static_cast<int64_t>(r.size());
+    }
+  });
+  return {Result{"pg-limit insert", insert, "rows/s", "4 connections, 100 rows per transaction"},
+          Result{"pg-limit read", read, "rows/s", "4 connections, pages of 100 by offset"}};
+}
+
+void Prefill(const Options& o) {
+  ferry::Client admin(o.broker);
+  CreateTopic(admin, "backlog");
+  std::cerr << "  W5: storing " << o.backlog << " messages in topic backlog (SQL, one pass)\n";
+  pqxx::connection c(o.broker_db);
+  pqxx::work tx(c);
+  const int64_t per_queue = o.backlog / 4;
+  tx.exec_params(
+      "WITH t AS (SELECT topic_id FROM topics WHERE name = 'backlog')"
+      " INSERT INTO messages (topic_id, queue_id, msg_offset, segment, payload)"
+      " SELECT t.topic_id, q, o, ferry_current_segment(), convert_to(repeat('x', 256), 'UTF8')"
+      " FROM t, generate_series(0, 3) q, generate_series(0, $1 - 1) o",
+      per_queue);
+  tx.exec(
+      "WITH t AS (SELECT topic_id FROM topics WHERE name = 'backlog')"
+      " INSERT INTO queue_segments (topic_id, queue_id, segment, first_offset)"
+      " SELECT t.topic_id, q, ferry_current_segment(), 0 FROM t, generate_series(0, 3) q");
+  tx.exec_params(
+      "UPDATE queues SET next_offset = $1, segment = ferry_current_segment()"
+      " WHERE topic_id = (SELECT topic_id FROM topics WHERE name = 'backlog')",
+      per_queue);
+  tx.commit();
+  pqxx::nontransaction vacuum(c);
+  vacuum.exec("ANALYZE messages");
+}
+
+std::string Machine(const Options& o) {
+  std::ostringstream m;
+  std::ifstream mem("/proc/meminfo");
+  std::string memline;
+  std::getline(mem, memline);
+  std::ifstream cpu("/proc/cpuinfo");
+  std::string model;
+  for (std::string line; std::getline(cpu, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  m << "- cores: " << std::thread::hardware_concurrency() << " (" << model << ")\n- memory: "
+    << memline.substr(memline.find_first_of("0123456789")) << "\n";
+  pqxx::connection c(o.broker_db);
+  pqxx::nontransaction tx(c);
+  m << "- PostgreSQL: " << tx.exec("SHOW server_version")[0][0].c_str();
+  for (const char* s : {"fsync", "synchronous_commit", "full_page_writes", "shared_buffers",
+                        "wal_level", "max_wal_size", "checkpoint_timeout"}) {
+    m << ", " << s << "=" << tx.exec(std::string("SHOW ") + s)[0][0].c_str();
+  }
+  m << "\n";
+  return m.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"ferry-bench: Ferry's standard workloads (see bench/README.md)"};
+  app.add_option("--broker", o.broker, "broker HOST:PORT")->capture_default_str();
+  app.add_option("--broker-database-url", o.broker_db, "the broker's database (pg-limit, W5)")
+      ->required();
+  app.add_option("--app-database-url", o.app_db, "an application database with ferry_outbox, "
+                                                   "published by a running ferry-relay (W4)");
+  app.add_option("--broker-pid", o.broker_pid, "for CPU seconds and peak RSS of the broker");
+  app.add_option("--messages", o.messages, "messages per workload")->capture_default_str();
+  app.add_option("--backlog", o.backlog, "messages stored before W5")->capture_default_str();
+  app.add_option("--only", o.only, "comma list of pg,w1,w2,w3,w4,w5")->capture_default_str();
+  app.add_option("--out", o.out, "write the results here (Markdown)");
+  CLI11_PARSE(app, argc, argv);
+  for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+  auto want = [&](const std::string& w) { return o.only.find(w) != std::string::npos; };
+
+  std::vector<Result> results;
+  double pg_insert = 0;
+  double w1 = 0;
+  try {
+    if (want("pg")) {
+      auto pg = PgLimit(o);
+      pg_insert = pg[0].rate;
+      results.insert(results.end(), pg.begin(), pg.end());
+    }
+    if (want("w1")) {
+      results.push_back(Produce(o, "w1", "W1 produce"));
+      w1 = results.back().rate;
+    }
+    if (want("w2")) results.push_back(Consume(o, "w1", "w2", "W2 consume+ACK"));
+    if (want("w3")) results.push_back(Latency(o));
+    if (want("w4") && !o.app_db.empty()) {
+      auto r = Relay(o);
+      results.insert(results.end(), r.begin(), r.end());
+    }
+    if (want("w5")) {
+      Prefill(o);
+      results.push_back(Produce(o, "w5", "W5 produce with backlog"));
+      results.push_back(Consume(o, "w5", "w5", "W5 consume+ACK with backlog"));
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "\nferry-bench: " << e.what() << "\n";
+    return 1;
+  }
+  const ProcStat broker = ReadProc(o.broker_pid);
+
+  std::ostringstream md;
+  md << "| workload | result | vs pg-limit insert | broker CPU s / 1M msgs | detail |\n"
+     << "| --- | --- | --- | --- | --- |\n";
+  for (const Result& r : results) {
+    std::ostringstream ratio, cpu;
+    if (r.unit != "ms p99" && pg_insert > 0 && r.name.rfind("pg-limit", 0) != 0) {
+      ratio << std::fixed << std::setprecision(2) << r.rate / pg_insert;
+    }
+    if (r.name == "W4 relay" && w1 > 0) ratio << " (" << std::setprecision(2) << r.rate / w1 << " x W1)";
+    if (r.cpu_per_million >= 0) cpu << std::fixed << std::setprecision(1) << r.cpu_per_million;
+    md << "| " << r.name << " | " << std::fixed << std::setprecision(r.unit == "ms p99" ? 1 : 0)
+       << r.rate << " " << r.unit << " | " << ratio.str() << " | " << cpu.str() << " | "
+       << r.detail << " |\n";
+  }
+  if (o.broker_pid > 0) md << "\nBroker peak RSS: " << broker.peak_rss_kb / 1024 << " MiB\n";
+  std::cout << "\n" << md.str();
+  if (!o.out.empty()) {
+    std::ofstream f(o.out);
+    f << "# Ferry benchmark results\n\nWritten by `make bench` (bench/run.sh). Durable settings:"
+         " fsync and synchronous_commit on.\n\n## Machine\n\n"
+      << Machine(o) << "\n## Command\n\n```\n" << o.command_line << "\n```\n\n## Results\n\n"
+      << md.str();
+  }
+  return 0;
+}
