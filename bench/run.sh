@@ -20,7 +20,7 @@ broker_pid=$!; pids+=($broker_pid)
 "$root/build/bin/ferry-relay" migrate --log-level warn --database-url "$app_db"
 until "$root/build/bin/ferryctl" --broker "127.0.0.1:$bport" topic list >/dev/null 2>&1; do sleep 0.1; done
 "$root/build/bin/ferryctl" --broker "127.0.0.1:$bport" topic create w4 >/dev/null
-"$root/build/bin/ferry-relay" --log-level warn --broker "127.0.0.1:$bport" --batch-size 500 \
+"$root/build/bin/ferry-relay" --log-level ${RELAY_LOG_LEVEL:-warn} --broker "127.0.0.1:$bport" --batch-size 500 \
   --database-url "$app_db" & pids+=($!)
 "$root/build/bin/ferry-bench" --broker "127.0.0.1:$bport" --broker-pid "$broker_pid" \
   --broker-database-url "$broker_db" --app-database-url "$app_db" \

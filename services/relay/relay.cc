@@ -211,6 +211,7 @@ void Relay::Loop() {
       continue;
     }
     const bool full = static_cast<int>(rows->size()) == options_.batch_size;
+    logger->debug("event=claimed rows={}", rows->size());
     if (!Publish(std::move(*rows))) {
       // Circuit open: the broker is unreachable. Nothing was spent; wait, growing to 5 s.
       breaker_ms = breaker_ms == 0 ? 100 : std::min<int64_t>(breaker_ms * 2, 5000);
