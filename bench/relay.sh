@@ -7,20 +7,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/pg.sh"
-dir=$(mktemp -d /tmp/ferry-bench.XXXXXX); chmod 755 "$dir"
-port=$(ferry_pg_free_port); bport=$(ferry_pg_free_port)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
-            ferry_pg_stop "$dir"; rm -rf "$dir"; }
-trap cleanup EXIT
-ferry_pg_start "$dir" "$port" durable
-for db in ferry app; do "$PG_BIN/createdb" -h "$dir" -p "$port" -U postgres "$db"; done
-"$root/build/bin/ferry-broker" --listen "127.0.0.1:$bport" --log-level warn \
-  --database-url "$(ferry_pg_conninfo "$dir" "$port" ferry)" & pids+=($!)
-"$root/build/bin/ferry-relay" migrate --database-url "$(ferry_pg_conninfo "$dir" "$port" app)"
-until "$root/build/bin/ferryctl" --broker "127.0.0.1:$bport" topic create bench --queues 4 >/dev/null 2>&1; do sleep 0.1; done
-"$root/build/bin/ferry-relay" --broker "127.0.0.1:$bport" --log-level warn --batch-size 500 \
-  --database-url "$(ferry_pg_conninfo "$dir" "$port" app)" & pids+=($!)
+source "$root/scripts/stack.sh"
+ferry_stack_up app
+ferry_stack_topic bench
+ferry_stack_relay app --batch-size 500
+dir=$STACK_DIR; port=$STACK_PORT
 psql=("$PG_BIN/psql" -h "$dir" -p "$port" -U postgres -Atq app)
 wait_sent() {
   until [ "$("${psql[@]}" -c "SELECT count(*) FROM ferry_outbox WHERE status <> 'sent'")" = 0 ]; do sleep 0.05; done

@@ -6,6 +6,7 @@
 #include "broker/options.h"
 #include "broker/server.h"
 #include "common/log.h"
+#include "common/signals.h"
 
 int main(int argc, char** argv) {
   ferry::broker::BrokerOptions o;
@@ -68,22 +69,14 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // Signals are taken by sigwait below, never by a handler: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  ferry::BlockStopSignals();  // before any thread starts
 
   ferry::broker::BrokerServer server(o);
   if (absl::Status s = server.Start(); !s.ok()) {
     std::cerr << "ferry-broker: " << s.message() << "\n";
     return 1;
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
-  logger->info("event=signal signal={}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  logger->info("event=signal signal={}", ferry::WaitForStopSignal());
   server.Shutdown();
   return 0;
 }

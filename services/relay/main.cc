@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "common/log.h"
+#include "common/signals.h"
 #include "relay/relay.h"
 
 int main(int argc, char** argv) {
@@ -58,21 +59,15 @@ int main(int argc, char** argv) {
     std::cerr << "ferry-relay: " << s.message() << "\n";
     return 2;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  ferry::BlockStopSignals();  // before any thread starts
 
   ferry::relay::Relay relay(o);
   if (absl::Status s = relay.Start(); !s.ok()) {
     std::cerr << "ferry-relay: " << s.message() << "\n";
     return 1;
   }
-  int sig = 0;
-  sigwait(&signals, &sig);
-  ferry::log::Get("relay")->info("event=stopping published={}", relay.published());
+  const std::string sig = ferry::WaitForStopSignal();
+  ferry::log::Get("relay")->info("event=stopping signal={} published={}", sig, relay.published());
   relay.Stop();
   return 0;
 }
