@@ -31,7 +31,9 @@ ferry_stack_up() {
     "$FERRY_BIN/ferry-relay" migrate --log-level warn --database-url "${!var}"
   done
   BROKER="127.0.0.1:$(ferry_pg_free_port)"
-  "$FERRY_BIN/ferry-broker" --listen "$BROKER" --log-level warn --database-url "$BROKER_DB" &
+  # shellcheck disable=SC2086  # BROKER_ARGS: extra broker flags, e.g. "--group-commit false"
+  "$FERRY_BIN/ferry-broker" --listen "$BROKER" --log-level warn --database-url "$BROKER_DB" \
+    ${BROKER_ARGS:-} &
   BROKER_PID=$!; ferry_stack_pids+=($BROKER_PID)
   until "$FERRY_BIN/ferryctl" --broker "$BROKER" topic list >/dev/null 2>&1; do sleep 0.1; done
 }

@@ -26,6 +26,63 @@ QueueChooser Broker::Chooser() {
   };
 }
 
+absl::StatusOr<std::vector<Appended>> Broker::GroupAppend(
+    const std::string& topic, const std::vector<NewMessage>& messages) {
+  uint64_t bytes = 0;
+  for (const auto& m : messages) bytes += m.payload.size() + m.headers_json.size();
+  PendingProduce mine{&messages, bytes, absl::UnknownError("not written"), false};
+  std::unique_lock<std::mutex> lock(lanes_mu_);
+  lanes_[topic].queue.push_back(&mine);
+  while (!mine.done) {
+    Lane& lane = lanes_[topic];  // re-read each pass: a lane is erased when it runs empty
+    if (lane.flushing) {
+      lanes_cv_.wait(lock);
+      continue;
+    }
+    // Lead: take what is queued, in arrival order, and write it in one transaction. Our own
+    // request may not fit this batch; then we lead (or wait for) the next one.
+    lane.flushing = true;
+    std::vector<PendingProduce*> batch;
+    size_t count = 0;
+    uint64_t size = 0;
+    while (!lane.queue.empty()) {
+      PendingProduce* p = lane.queue.front();
+      if (!batch.empty() && (count + p->messages->size() > kGroupCommitMessages ||
+                             size + p->bytes > kGroupCommitBytes)) {
+        break;
+      }
+      lane.queue.pop_front();
+      batch.push_back(p);
+      count += p->messages->size();
+      size += p->bytes;
+    }
+    lock.unlock();
+    std::vector<NewMessage> combined;
+    combined.reserve(count);
+    for (PendingProduce* p : batch) {
+      combined.insert(combined.end(), p->messages->begin(), p->messages->end());
+    }
+    auto written = store_.Append(topic, combined, Chooser());
+    lock.lock();
+    size_t at = 0;
+    for (PendingProduce* p : batch) {
+      if (written.ok()) {
+        p->result = std::vector<Appended>(written->begin() + at,
+                                          written->begin() + at + p->messages->size());
+      } else {
+        p->result = written.status();
+      }
+      at += p->messages->size();
+      p->done = true;
+    }
+    Lane& after = lanes_[topic];
+    after.flushing = false;
+    if (after.queue.empty()) lanes_.erase(topic);
+    lanes_cv_.notify_all();
+  }
+  return std::move(mine.result);
+}
+
 absl::Status Broker::Produce(const v1::ProduceRequest& req, v1::ProduceResponse* resp) {
   using google::protobuf::util::TimeUtil;
   // Not TimeUtil::GetCurrentTime(): in protobuf 3.21 it has one-second resolution, which made
@@ -63,7 +120,8 @@ absl::Status Broker::Produce(const v1::ProduceRequest& req, v1::ProduceResponse*
     for (int i = 0; i < req.messages_size(); ++i) resp->add_results()->set_half(true);
     return absl::OkStatus();
   }
-  auto appended = store_.Append(req.topic(), messages, Chooser());
+  auto appended = group_commit_ ? GroupAppend(req.topic(), messages)
+                                : store_.Append(req.topic(), messages, Chooser());
   if (!appended.ok()) return appended.status();
   for (const Appended& a : *appended) {
     v1::ProduceResult* r = resp->add_results();

@@ -11,12 +11,17 @@
 #include "broker/validation.h"
 #include "ferry/v1/broker.pb.h"
 
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+
 namespace ferry::broker {
 
 class Broker {
  public:
-  Broker(PgStore& store, ReceiptCodec codec, Limits limits)
-      : store_(store), codec_(std::move(codec)), limits_(limits) {}
+  Broker(PgStore& store, ReceiptCodec codec, Limits limits, bool group_commit = true)
+      : store_(store), codec_(std::move(codec)), limits_(limits), group_commit_(group_commit) {}
 
   const Limits& limits() const { return limits_; }
 
@@ -45,11 +50,35 @@ class Broker {
   QueueChooser Chooser();
 
  private:
+  // Group commit: concurrent produces to one topic share one PostgreSQL transaction (and one
+  // fsync). The first caller to find no flush running becomes the leader and writes everything
+  // queued for the topic (up to kGroupCommitMessages / kGroupCommitBytes); the others wait for
+  // their results. Batches grow only when callers overlap: no linger, no added latency alone.
+  struct PendingProduce {
+    const std::vector<NewMessage>* messages;
+    uint64_t bytes;
+    absl::StatusOr<std::vector<Appended>> result;
+    bool done = false;
+  };
+  struct Lane {
+    std::deque<PendingProduce*> queue;
+    bool flushing = false;
+  };
+  absl::StatusOr<std::vector<Appended>> GroupAppend(const std::string& topic,
+                                                    const std::vector<NewMessage>& messages);
+
   PgStore& store_;
   const ReceiptCodec codec_;
   const Limits limits_;
+  const bool group_commit_;
   KeylessSpreader spreader_;
+  std::mutex lanes_mu_;
+  std::condition_variable lanes_cv_;
+  std::map<std::string, Lane> lanes_;
 };
+
+inline constexpr size_t kGroupCommitMessages = 5000;
+inline constexpr uint64_t kGroupCommitBytes = 32u << 20;
 
 // The most payload bytes one Consume reply carries (it always carries at least one message).
 inline constexpr uint64_t kMaxConsumeReplyBytes = 32u << 20;

@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
   app.add_option("--txn-max-checks", o.txn_max_checks,
                  "UNKNOWN or unanswered checks before CHECK_EXHAUSTED")
       ->envname("FERRY_TXN_MAX_CHECKS")->capture_default_str();
+  app.add_option("--group-commit", o.group_commit,
+                 "concurrent produces to a topic share one transaction (true|false)")
+      ->envname("FERRY_GROUP_COMMIT")->capture_default_str();
   app.add_option("--migrate", o.migrate, "apply database migrations at start (true|false)")
       ->envname("FERRY_MIGRATE")->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")

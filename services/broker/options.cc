@@ -60,7 +60,8 @@ std::string Describe(const BrokerOptions& o) {
                       " maintenance_interval_ms=", o.maintenance_interval_ms,
                       " txn_check_after_ms=", o.txn_check_after_ms,
                       " txn_check_interval_ms=", o.txn_check_interval_ms,
-                      " txn_max_checks=", o.txn_max_checks, " migrate=", o.migrate,
+                      " txn_max_checks=", o.txn_max_checks, " group_commit=", o.group_commit,
+                      " migrate=", o.migrate,
                       " log_level=", o.log_level);
 }
 

@@ -23,6 +23,7 @@ struct BrokerOptions {
   int64_t txn_check_after_ms = 6000;      // FERRY_TXN_CHECK_AFTER_MS: first back-check
   int64_t txn_check_interval_ms = 30000;  // FERRY_TXN_CHECK_INTERVAL_MS: then every
   int txn_max_checks = 15;                // FERRY_TXN_MAX_CHECKS: then CHECK_EXHAUSTED
+  bool group_commit = true;               // FERRY_GROUP_COMMIT: concurrent produces share a txn
   bool migrate = true;                    // FERRY_MIGRATE: apply migrations at start
   std::string log_level = "info";         // FERRY_LOG_LEVEL: trace|debug|info|warn|error
 };

@@ -67,7 +67,7 @@ absl::Status BrokerServer::Start() {
   if (!key.ok()) return key.status();
   Limits limits;
   limits.max_message_bytes = options_.max_message_bytes;
-  broker_ = std::make_unique<Broker>(*store_, ReceiptCodec(*key), limits);
+  broker_ = std::make_unique<Broker>(*store_, ReceiptCodec(*key), limits, options_.group_commit);
   executor_ = std::make_unique<Executor>(options_.pool_size,
                                          static_cast<size_t>(options_.max_queued_calls));
   poller_ = std::make_unique<LongPoller>(std::chrono::milliseconds(options_.poll_interval_ms));

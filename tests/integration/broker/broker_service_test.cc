@@ -3,6 +3,10 @@
 
 #include <catch2/catch.hpp>
 #include <pqxx/pqxx>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "broker/routing.h"
@@ -287,4 +291,63 @@ TEST_CASE("the standard gRPC health service reports SERVING", "[integration][ser
   grpc::Status s = health->Check(&ctx, req, &resp);
   REQUIRE(s.ok());
   CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_CASE("group commit: concurrent produces share transactions - each caller gets its own "
+          "positions - dedup across callers holds",
+          "[integration][service][group-commit]") {
+  Fixture f;
+  f.CreateTopic("busy", 2);
+  constexpr int kThreads = 8, kCalls = 30, kPerCall = 20;
+  std::mutex mu;
+  std::map<std::pair<uint32_t, uint64_t>, std::string> claimed;  // position -> payload
+  std::map<std::string, std::set<std::pair<uint32_t, uint64_t>>> dedup_positions;
+  std::atomic<int> errors{0}, duplicates{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Client c(f.address());
+      for (int call = 0; call < kCalls; ++call) {
+        v1::ProduceRequest req;
+        req.set_topic("busy");
+        for (int i = 0; i < kPerCall; ++i) {
+          auto* m = req.add_messages();
+          m->set_payload("t" + std::to_string(t) + "-" + std::to_string(call) + "-" +
+                         std::to_string(i));
+          if (i == 0) m->set_dedup_id("shared-" + std::to_string(call));  // same in every thread
+        }
+        auto r = c.Produce(req);
+        if (!r.ok() || r->results_size() != kPerCall) {
+          ++errors;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        for (int i = 0; i < kPerCall; ++i) {
+          const auto& res = r->results(i);
+          const auto pos = std::make_pair(res.queue(), res.offset());
+          if (i == 0) dedup_positions[req.messages(0).dedup_id()].insert(pos);
+          if (res.duplicate()) {
+            ++duplicates;
+          } else if (!claimed.emplace(pos, req.messages(i).payload()).second) {
+            ++errors;  // two stored messages reported at one position
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(errors == 0);
+  CHECK(duplicates == (kThreads - 1) * kCalls);  // each shared id stored once
+  for (const auto& [id, positions] : dedup_positions) CHECK(positions.size() == 1);
+  // Every reported position holds exactly the payload that caller sent.
+  std::map<std::pair<uint32_t, uint64_t>, std::string> stored;
+  for (const auto& row : f.Query("SELECT queue_id || '/' || msg_offset || '/' ||"
+                                 " convert_from(payload, 'UTF8') FROM messages")) {
+    const auto a = row.find('/'), b = row.find('/', a + 1);
+    stored[{static_cast<uint32_t>(std::stoul(row.substr(0, a))),
+            std::stoull(row.substr(a + 1, b - a - 1))}] = row.substr(b + 1);
+  }
+  CHECK(stored == claimed);
+  CHECK(stored.size() == static_cast<size_t>(kThreads * kCalls * kPerCall -
+                                             (kThreads - 1) * kCalls));
 }
