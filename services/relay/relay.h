@@ -49,7 +49,8 @@ absl::Status Validate(const RelayOptions& options);
 // Applies migrations/outbox to the application database.
 absl::Status MigrateOutbox(const std::string& database_url);
 
-// The answer to a back-check, from the application's database: check_ref as a PostgreSQL
+// The answer to a back-check, from the application's database (in store/pg_outbox_store.cc,
+// with the relay's other SQL): check_ref as a PostgreSQL
 // transaction id -> pg_xact_status (committed: COMMIT, aborted: ROLLBACK, in progress or
 // unknown: UNKNOWN); otherwise `check_query` ($1 = check_ref) returning COMMIT / ROLLBACK /
 // UNKNOWN. Any error is UNKNOWN, never COMMIT.

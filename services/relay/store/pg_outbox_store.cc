@@ -1,6 +1,10 @@
 #include "relay/store/pg_outbox_store.h"
 
+#include <absl/strings/ascii.h>
+
+#include "common/log.h"
 #include "common/pg/arrays.h"
+#include "relay/relay.h"
 
 namespace ferry::relay {
 namespace {
@@ -144,6 +148,34 @@ absl::StatusOr<int64_t> PgOutboxStore::DeleteSent(int64_t retention_ms, int64_t 
   });
   if (!status.ok()) return status;
   return deleted;
+}
+
+v1::TransactionDecision AnswerCheck(pqxx::connection& conn, const std::string& check_ref,
+                                    const std::string& check_query) {
+  try {
+    const bool is_xid = !check_ref.empty() && check_ref.size() <= 20 &&
+                        check_ref.find_first_not_of("0123456789") == std::string::npos;
+    pqxx::nontransaction tx(conn);
+    if (is_xid) {
+      pqxx::result r = tx.exec_params("SELECT pg_xact_status($1::xid8)", check_ref);
+      if (r.empty() || r[0][0].is_null()) return v1::TRANSACTION_UNKNOWN;  // too old to know
+      const std::string s = r[0][0].as<std::string>();
+      if (s == "committed") return v1::TRANSACTION_COMMIT;
+      if (s == "aborted") return v1::TRANSACTION_ROLLBACK;
+      return v1::TRANSACTION_UNKNOWN;  // in progress: ask again later
+    }
+    if (!check_query.empty()) {
+      pqxx::result r = tx.exec_params(check_query, check_ref);
+      if (r.empty() || r[0][0].is_null()) return v1::TRANSACTION_UNKNOWN;
+      const std::string s = absl::AsciiStrToUpper(r[0][0].as<std::string>());
+      if (s == "COMMIT") return v1::TRANSACTION_COMMIT;
+      if (s == "ROLLBACK") return v1::TRANSACTION_ROLLBACK;
+    }
+  } catch (const std::exception& e) {
+    ferry::log::Get("relay.check")->warn("event=check_failed ref={} error=\"{}\"", check_ref,
+                                         e.what());
+  }
+  return v1::TRANSACTION_UNKNOWN;
 }
 
 }  // namespace ferry::relay
