@@ -191,3 +191,31 @@ TEST_CASE("ferryctl: half messages - txn list - end - resolve - conflicting deci
   CHECK(audited);
   CHECK(Run(b, "consume orders --group g --wait-ms 300").lines.empty());
 }
+
+TEST_CASE("ferryctl txn checker answers a back-check and the transaction commits",
+          "[e2e][ferryctl][txn]") {
+  ferry::test::TempDatabase db;
+  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
+                                    "/tmp/ferry-e2e-ferryctl4.log",
+                                    {"--txn-check-after-ms", "200", "--txn-check-interval-ms",
+                                     "1000"});
+  const std::string b = broker.address();
+  REQUIRE(Run(b, "topic create orders --queues 1").exit_code == 0);
+  REQUIRE(Run(b, "produce orders --txn-group shop --check-ref order-7 --value o7").exit_code == 0);
+  // As in the README walkthrough, with the answer given up front instead of typed.
+  auto checked = Run(b, "txn checker --group shop --answer commit --count 1");
+  REQUIRE(checked.exit_code == 0);
+  bool saw_check = false;
+  for (const auto& line : checked.lines) {
+    if (line.rfind("{", 0) == 0) {
+      const auto check = nlohmann::json::parse(line);
+      saw_check = check.at("check_ref") == "order-7" && check.at("check_number") == 1;
+    }
+  }
+  CHECK(saw_check);
+  auto got = Run(b, "--json consume orders --group cart --wait-ms 3000");
+  REQUIRE(got.lines.size() == 1);
+  CHECK(nlohmann::json::parse(got.lines[0]).at("value") == "o7");
+  auto listed = Run(b, "--json txn list --state COMMITTED");
+  CHECK(listed.lines.size() == 1);
+}
