@@ -25,6 +25,8 @@ ferry_pg_start() {
   else
     opts="$opts -c fsync=on -c synchronous_commit=on"
   fi
+  # FERRY_PG_OPTS: extra server settings, e.g. pg_stat_statements for `make bench-profile`.
+  opts="$opts ${FERRY_PG_OPTS:-}"
   ferry_pg_run "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start \
     >/dev/null || { tail -20 "$dir/server.log" >&2; return 1; }
   for i in $(seq 1 100); do

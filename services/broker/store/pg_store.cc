@@ -178,7 +178,7 @@ constexpr pg::Statement kInsertGroupQueues{
 constexpr pg::Statement kSelectDueLeases{
     "broker_select_due_leases",
     "SELECT queue_id, msg_offset, attempt, state FROM group_leases"
-    " WHERE group_id = $1 AND topic_id = $2 AND deadline <= now()"
+    " WHERE group_id = $1 AND topic_id = $2 AND deadline <= now() AND deadline < 'infinity'"
     " ORDER BY deadline LIMIT $3 FOR UPDATE SKIP LOCKED"};
 
 // Reads are shaped so that the only possible plan is one index range scan per queue (LATERAL
@@ -209,13 +209,17 @@ constexpr pg::Statement kRenewLeases{
     " WHERE l.group_id = $1 AND l.topic_id = $2 AND l.queue_id = r.q AND l.msg_offset = r.o"
     " RETURNING l.queue_id, l.msg_offset, l.attempt, l.lease_token"};
 
+// Locks up to $5 readable queues nobody else is reading, in queue order rotated to start at $3
+// (each consumer starts somewhere else), skipping the queues in $4 (already held). Only the
+// rows returned are locked (LockRows sits under the Limit), so concurrent consumers of a group
+// spread over the queues instead of one of them holding every queue for one batch.
 constexpr pg::Statement kSelectReadableQueues{
     "broker_select_readable_queues",
     "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), q.next_offset"
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
-    " WHERE gq.group_id = $1 AND gq.topic_id = $2"
+    " WHERE gq.group_id = $1 AND gq.topic_id = $2 AND gq.queue_id <> ALL($4::int[])"
     " AND greatest(gq.delivered_offset, q.first_offset) < q.next_offset"
-    " ORDER BY gq.queue_id FOR UPDATE OF gq SKIP LOCKED"};
+    " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT $5 FOR UPDATE OF gq SKIP LOCKED"};
 
 // Ordered mode, step 1: lock every queue of the group nobody else is reading right now.
 constexpr pg::Statement kLockOrderedQueues{
@@ -271,6 +275,22 @@ constexpr pg::Statement kDeleteLeases{
     "broker_delete_leases",
     "DELETE FROM group_leases l USING unnest($2::bigint[], $3::int[], $4::bigint[]) AS r(t, q, o)"
     " WHERE l.group_id = $1 AND l.topic_id = r.t AND l.queue_id = r.q AND l.msg_offset = r.o"};
+
+// ACKs whose receipt is current (same lease token), in one statement; returns what it settled.
+// Shaped like the message reads: one primary-key probe per receipt (LATERAL), then a delete
+// by row address. Joined directly, the generic plan hashed every lease of the group against
+// the receipts (young table, stale statistics, and the index full of dead entries from the
+// lease churn): 5 ms per 100 ACKs. A lease renewed meanwhile by another consumer has a new
+// row version, so its old address no longer matches and it is not deleted. (The LIMIT keeps
+// the planner from flattening the LATERAL subquery back into that join.)
+constexpr pg::Statement kAckLeases{
+    "broker_ack_leases",
+    "DELETE FROM group_leases l WHERE l.ctid = ANY(ARRAY("
+    " SELECT x.ctid FROM unnest($2::bigint[], $3::int[], $4::bigint[], $5::bigint[])"
+    " AS r(t, q, o, k) CROSS JOIN LATERAL (SELECT g.ctid FROM group_leases g"
+    "  WHERE g.group_id = $1 AND g.topic_id = r.t AND g.queue_id = r.q AND g.msg_offset = r.o"
+    "  AND g.lease_token = r.k LIMIT 1) x))"
+    " RETURNING l.topic_id, l.queue_id, l.msg_offset"};
 
 constexpr pg::Statement kScheduleRetries{
     "broker_schedule_retries",
@@ -817,7 +837,7 @@ std::vector<pg::Statement> PgStore::Statements() {
           kUpdateGroup,          kGroupTopics,         kInsertGroupQueues,   kSelectDueLeases,
           kSelectMessagesAt,     kRenewLeases,         kSelectReadableQueues, kLockOrderedQueues,   kCountQueueLeases,
           kSelectQueueLeases,    kSelectMessageRanges, kAdvanceDelivered,    kInsertLeases,
-          kSelectLeasesAt,       kDeleteLeases,        kScheduleRetries,     kReleaseLaterLeases,
+          kSelectLeasesAt,       kDeleteLeases,        kAckLeases,        kScheduleRetries,     kReleaseLaterLeases,
           kExtendLeases,         kSelectGroupQueuesAt, kDeadLetterLeases,    kGroupLag,
           kGroupDelayed,         kLockGroupPositions,  kFirstOffsetAt,       kReleaseGroupLeases,
           kListDeadLetters,      kTakeDeadLetters,     kRedriveLeases,       kDeleteDeadLetters,
@@ -1187,11 +1207,23 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
       }
       Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
       if (budget.Left() > 0) {
+        // One queue first (from a random start); more only if its backlog does not fill
+        // the batch. Large backlogs: one queue per consumer, consumers in parallel.
+        thread_local std::mt19937 rng{std::random_device{}()};
+        const uint32_t start = info.queue_count > 0 ? rng() % info.queue_count : 0;
         std::vector<Readable> readable;
-        for (const auto& row :
-             tx.exec_prepared(kSelectReadableQueues.name, batch.group_id, batch.topic_id)) {
-          readable.push_back(
-              Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+        std::vector<uint32_t> held;
+        int64_t backlog = 0;
+        for (int round = 0; round < 2 && backlog < budget.Left(); ++round) {
+          const int64_t limit = round == 0 ? 1 : info.queue_count;
+          for (const auto& row : tx.exec_prepared(kSelectReadableQueues.name, batch.group_id,
+                                                  batch.topic_id, start, IntArray(held), limit)) {
+            readable.push_back(
+                Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+            held.push_back(readable.back().queue);
+            backlog += readable.back().end - readable.back().from;
+          }
+          if (readable.empty()) break;  // nothing readable (or all held by others)
         }
         DeliverNew(tx, batch.group_id, batch.topic_id, std::move(readable), req.visibility_ms,
                    budget, batch);
@@ -1229,6 +1261,42 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
       }
     }
     if (mine.empty()) return absl::OkStatus();
+
+    // The common case first: ACKs of current deliveries, deleted in one statement. Whatever
+    // it did not match (stale or settled receipts, RETRY, DEAD_LETTER) is classified below.
+    {
+      std::vector<int64_t> at, ao, ak;
+      std::vector<uint32_t> aq;
+      for (size_t i : mine) {
+        if (settlements[i].outcome != Outcome::kAck) continue;
+        at.push_back(settlements[i].ref.topic_id);
+        aq.push_back(settlements[i].ref.queue);
+        ao.push_back(settlements[i].ref.offset);
+        ak.push_back(settlements[i].ref.lease_token);
+      }
+      std::set<Position> acked;
+      if (!at.empty()) {
+        for (const auto& row : tx.exec_prepared(kAckLeases.name, group.group_id, IntArray(at),
+                                                IntArray(aq), IntArray(ao), IntArray(ak))) {
+          acked.insert(Position{row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>()});
+        }
+      }
+      std::vector<size_t> rest;
+      for (size_t i : mine) {
+        const DeliveryRef& ref = settlements[i].ref;
+        if (settlements[i].outcome == Outcome::kAck &&
+            acked.erase(Position{ref.topic_id, ref.queue, ref.offset}) != 0) {
+          out[i].status = SettleStatus::kCommitted;
+        } else {
+          rest.push_back(i);
+        }
+      }
+      mine.swap(rest);
+    }
+    if (mine.empty()) {
+      tx.commit();
+      return absl::OkStatus();
+    }
 
     // Lock the named leases and see which receipts are current (same token).
     std::vector<int64_t> lt, lo;
