@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
       ->envname("FERRY_RELAY_ID");
   app.add_option("--batch-size", o.batch_size, "rows per claim")
       ->envname("FERRY_BATCH_SIZE")->capture_default_str();
-  app.add_option("--poll-interval-ms", o.poll_interval_ms, "poll when no notification arrives")
+  app.add_option("--poll-interval-ms", o.poll_interval_ms, "after an empty claim, claim again after this long (ms)")
       ->envname("FERRY_POLL_INTERVAL_MS")->capture_default_str();
   app.add_option("--lease-ms", o.lease_ms, "a claim expires after this")
       ->envname("FERRY_LEASE_MS")->capture_default_str();

@@ -21,10 +21,10 @@ absl::Status Validate(const RelayOptions& o) {
   if (o.batch_size < 1 || o.batch_size > 1000) {
     return absl::InvalidArgumentError("--batch-size must be between 1 and 1000");
   }
-  if (o.poll_interval_ms < 10 || o.lease_ms < 1000 || o.publish_timeout_ms < 100 ||
-      o.publish_timeout_ms >= o.lease_ms) {
+  if (o.poll_interval_ms < 1 || o.poll_interval_ms > 60000 || o.lease_ms < 1000 ||
+      o.publish_timeout_ms < 100 || o.publish_timeout_ms >= o.lease_ms) {
     return absl::InvalidArgumentError(
-        "--poll-interval-ms >= 10, --lease-ms >= 1000, and --publish-timeout-ms between 100 and "
+        "--poll-interval-ms between 1 and 60000, --lease-ms >= 1000, and --publish-timeout-ms between 100 and "
         "--lease-ms (a publish must end before its claim does)");
   }
   if (o.max_attempts < 1 || o.backoff_min_ms < 1 || o.backoff_max_ms < o.backoff_min_ms) {
@@ -85,7 +85,6 @@ absl::Status Relay::Start() {
         });
     checker_->Start();
   }
-  listener_ = std::thread([this] { Listen(); });
   loop_ = std::thread([this] { Loop(); });
   ferry::log::Get("relay")->info("event=started relay_id={} broker={} groups={}", id,
                                  options_.broker, options_.producer_groups.size());
@@ -101,50 +100,12 @@ void Relay::Stop() {
   cv_.notify_all();
   if (loop_.joinable()) loop_.join();
   if (checker_) checker_->Stop();
-  if (listener_.joinable()) listener_.join();
 }
 
 bool Relay::Wait(std::chrono::milliseconds ms) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, ms, [this] { return stopping_ || woken_; });
-  woken_ = false;
+  cv_.wait_for(lock, ms, [this] { return stopping_; });
   return !stopping_;
-}
-
-namespace {
-class Wakeup : public pqxx::notification_receiver {
- public:
-  Wakeup(pqxx::connection_base& c, std::function<void()> wake)
-      : pqxx::notification_receiver(c, "ferry_outbox"), wake_(std::move(wake)) {}
-  void operator()(const std::string&, int) override { wake_(); }
-
- private:
-  std::function<void()> wake_;
-};
-}  // namespace
-
-void Relay::Listen() {
-  auto logger = ferry::log::Get("relay.listen");
-  auto stopping = [this] {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stopping_;
-  };
-  while (!stopping()) {
-    try {
-      auto conn = pool_->OpenDedicated("listen");
-      Wakeup wakeup(*conn, [this] {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          woken_ = true;
-        }
-        cv_.notify_all();
-      });
-      while (!stopping()) conn->await_notification(0, 200000);
-    } catch (const std::exception& e) {
-      logger->warn("event=listen_failed error=\"{}\"", e.what());
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-    }
-  }
 }
 
 int64_t Relay::Backoff(int32_t attempts) {
@@ -182,7 +143,6 @@ void Relay::Loop() {
       if (!Wait(std::chrono::milliseconds(options_.poll_interval_ms))) return;
       continue;
     }
-    const bool full = static_cast<int>(rows->size()) == options_.batch_size;
     logger->debug("event=claimed rows={}", rows->size());
     if (!Publish(std::move(*rows))) {
       // Circuit open: the broker is unreachable. Nothing was spent; wait, growing to 5 s.
@@ -192,7 +152,7 @@ void Relay::Loop() {
       continue;
     }
     breaker_ms = 0;
-    if (!full && !Wait(std::chrono::milliseconds(0))) return;
+    // After a batch, claim again at once; only an empty claim waits (the poll interval).
   }
 }
 

@@ -34,7 +34,7 @@ struct RelayOptions {
                             // ROLLBACK or UNKNOWN (when check_ref is not a transaction id)
   std::string relay_id;     // FERRY_RELAY_ID: name in claimed_by (default host/pid)
   int batch_size = 100;                 // FERRY_BATCH_SIZE: rows per claim (1-1000)
-  int poll_interval_ms = 1000;          // FERRY_POLL_INTERVAL_MS: when no notification comes
+  int poll_interval_ms = 10;            // FERRY_POLL_INTERVAL_MS: claim again after an empty claim
   int lease_ms = 30000;                 // FERRY_LEASE_MS: a claim expires after this
   int publish_timeout_ms = 10000;       // FERRY_PUBLISH_TIMEOUT_MS: deadline of a Produce
   int max_attempts = 16;                // FERRY_MAX_ATTEMPTS: then status failed
@@ -70,7 +70,6 @@ class Relay {
 
  private:
   void Loop();
-  void Listen();
   // Publishes one claimed batch; returns false when the broker is unreachable.
   bool Publish(std::vector<OutboxRow> rows);
   int64_t Backoff(int32_t attempts);
@@ -86,10 +85,8 @@ class Relay {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  bool woken_ = false;
   std::atomic<int64_t> published_{0};
   std::thread loop_;
-  std::thread listener_;
 };
 
 }  // namespace ferry::relay

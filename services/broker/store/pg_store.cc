@@ -65,10 +65,14 @@ constexpr pg::Statement kLockDedupIds{
     "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT"
     " hashtextextended($1::text || '/' || d, 0) AS h FROM unnest($2::text[]) AS d ORDER BY h) s"};
 
+// One primary-key probe per id (LATERAL + LIMIT, not flattened by the planner). As
+// `dedup_id = ANY($2)`, the generic plan walked the expires_at index over the whole window
+// once the table had grown from empty without fresh statistics: 136 ms per relay batch.
 constexpr pg::Statement kSelectDedup{
     "broker_select_dedup",
-    "SELECT dedup_id, queue_id, msg_offset, delayed_id FROM dedup"
-    " WHERE topic_id = $1 AND dedup_id = ANY($2::text[]) AND expires_at > now()"};
+    "SELECT d.dedup_id, d.queue_id, d.msg_offset, d.delayed_id FROM unnest($2::text[]) AS r(id)"
+    " CROSS JOIN LATERAL (SELECT * FROM dedup WHERE topic_id = $1 AND dedup_id = r.id"
+    "  AND expires_at > now() LIMIT 1) d"};
 
 constexpr pg::Statement kLockQueues{
     "broker_lock_queues",
