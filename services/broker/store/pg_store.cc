@@ -569,7 +569,6 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
   tx.exec_prepared(kInsertMessages.name, topic.topic_id, IntArray(qs), IntArray(offsets),
                    TextArray(keys), ByteaArray(payloads), TextArray(headers), TextArray(dedups),
                    segment);
-  tx.exec_prepared(kNotifyMessages.name, topic.topic_id);
   *topic_gone = false;
   return out;
 }
@@ -753,6 +752,16 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id,
 
 namespace store_internal {
 
+void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids) {
+  if (topic_ids.empty()) return;
+  try {
+    pqxx::nontransaction n(c);
+    n.exec_prepared(kNotifyTopics.name, IntArray(topic_ids));
+  } catch (const std::exception&) {
+    // The messages are committed; waiting consumers find them at their next poll.
+  }
+}
+
 TopicInfo TopicFromRow(const pqxx::row& row) {
   TopicInfo t;
   t.topic_id = row[0].as<int64_t>();
@@ -835,7 +844,7 @@ std::vector<pg::Statement> PgStore::Statements() {
   return {kSelectTopic,          kSelectTopicById,     kInsertTopic,         kInsertQueues,
           kListTopics,           kDescribeQueues,      kCountDelayed,        kDeleteTopic,
           kDeleteTopicMessages,  kLockDedupIds,        kSelectDedup,         kLockQueues,
-          kAdvanceQueues,        kInsertMessages,      kUpsertDedup,         kNotifyMessages,
+          kAdvanceQueues,        kInsertMessages,      kUpsertDedup,
           kNextDelayedIds,       kInsertDelayed,       kTakeDueDelayed,      kPlaceDelayedDedup,
           kCancelDelayed,        kCancelDelayedCheck,  kSelectGroup,         kInsertGroup,
           kUpdateGroup,          kGroupTopics,         kInsertGroupQueues,   kSelectDueLeases,
@@ -1044,10 +1053,12 @@ absl::StatusOr<std::vector<Appended>> PgStore::Append(const std::string& topic,
     pqxx::work tx(c);
     pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
     if (t.empty()) return TopicNotFound(topic);
-    auto appended = AppendToTopic(tx, TopicFromRow(t[0]), messages, choose_queue, now_ms);
+    const TopicInfo info = TopicFromRow(t[0]);
+    auto appended = AppendToTopic(tx, info, messages, choose_queue, now_ms);
     if (!appended.ok()) return appended.status();
     out = *std::move(appended);
     tx.commit();
+    NotifyCommitted(c, {info.topic_id});
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -1065,6 +1076,7 @@ absl::StatusOr<int64_t> PgStore::MoveDueDelayed(int64_t limit, const QueueChoose
       NewMessage message;
     };
     std::map<int64_t, std::vector<Due>> by_topic;
+    std::vector<int64_t> appended_to;
     for (const auto& row : tx.exec_prepared(kTakeDueDelayed.name, limit)) {
       Due d;
       d.id = row[0].as<int64_t>();
@@ -1087,6 +1099,7 @@ absl::StatusOr<int64_t> PgStore::MoveDueDelayed(int64_t limit, const QueueChoose
       bool gone = false;
       std::vector<Appended> placed = AppendRows(tx, info, rows, choose_queue, &gone);
       if (gone) return absl::AbortedError("move delayed: topic deleted meanwhile; retry");
+      appended_to.push_back(topic_id);
       std::vector<int64_t> ids, offsets;
       std::vector<uint32_t> queues;
       for (size_t k = 0; k < due.size(); ++k) {
@@ -1108,6 +1121,7 @@ absl::StatusOr<int64_t> PgStore::MoveDueDelayed(int64_t limit, const QueueChoose
       }
     }
     tx.commit();
+    NotifyCommitted(c, appended_to);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -1617,8 +1631,8 @@ absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> PgStore::ResetGroup(
     }
     tx.exec_prepared(kAdvanceDelivered.name, group.group_id, info.topic_id, IntArray(qs),
                      IntArray(ds));
-    tx.exec_prepared(kNotifyMessages.name, info.topic_id);
     tx.commit();
+    NotifyCommitted(c, {info.topic_id});
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -1722,8 +1736,6 @@ absl::StatusOr<RedriveReport> PgStore::RedriveDeadLetters(const std::string& gro
     }
     if (!lt.empty()) {
       tx.exec_prepared(kRedriveLeases.name, group_id, IntArray(lt), IntArray(lq), IntArray(lo));
-      tx.exec_prepared(kNotifyTopics.name, IntArray(std::vector<int64_t>(notify.begin(),
-                                                                         notify.end())));
     }
     if (!produce.empty()) {
       std::vector<const NewMessage*> rows;
@@ -1731,12 +1743,14 @@ absl::StatusOr<RedriveReport> PgStore::RedriveDeadLetters(const std::string& gro
       bool gone = false;
       AppendRows(tx, *target, rows, choose_queue, &gone);
       if (gone) return TopicNotFound(to_topic);
+      notify.insert(target->topic_id);
     }
     if (!done.empty()) {
       tx.exec_prepared(kDeleteDeadLetters.name, group_id, false, IntArray(done));
     }
     report.redriven = static_cast<int64_t>(done.size());
     tx.commit();
+    NotifyCommitted(c, std::vector<int64_t>(notify.begin(), notify.end()));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

@@ -214,6 +214,7 @@ struct TxnBegin {
 struct TxnOutcome {
   TxnState state = TxnState::kPrepared;
   int64_t messages = 0;  // made visible or discarded by this call
+  std::vector<int64_t> topics_appended;  // topics that received messages (for wake-ups)
 };
 
 struct TxnCheck {

@@ -34,8 +34,12 @@ inline constexpr pg::Statement kSelectLeasesAt{
     " ON l.topic_id = r.t AND l.queue_id = r.q AND l.msg_offset = r.o WHERE l.group_id = $1"
     " FOR UPDATE OF l"};
 
-inline constexpr pg::Statement kNotifyMessages{
-    "broker_notify_messages", "SELECT pg_notify('ferry_messages', $1::text)"};
+// Wakes long polls on every broker for messages appended to these topics. Sent after the
+// commit, in a transaction of its own: PostgreSQL commits notifying transactions one at a
+// time (a lock held through the WAL flush), so a NOTIFY inside the producing transaction
+// would serialize every producer's commit. Never throws (the long-poll fallback covers a
+// lost notification, and the caller must not retry what already committed).
+void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids);
 
 TopicInfo TopicFromRow(const pqxx::row& row);
 GroupPolicy GroupFromRow(const pqxx::row& row);

@@ -219,11 +219,12 @@ absl::StatusOr<TxnOutcome> EndInTx(pqxx::work& tx, const std::string& id, TxnSta
                                    const QueueChooser& choose_queue) {
   const TxnState target =
       decision == TxnDecision::kCommit ? TxnState::kCommitted : TxnState::kRolledBack;
-  if (state == target) return TxnOutcome{state, 0};  // the same decision again: harmless
+  if (state == target) return TxnOutcome{state, 0, {}};  // the same decision again: harmless
   if (!(state == TxnState::kPrepared || (by_admin && state == TxnState::kCheckExhausted))) {
     return NotPrepared(id, state);
   }
   int64_t messages = 0;
+  std::vector<int64_t> appended_to;
   if (target == TxnState::kCommitted) {
     // Topic by topic in topic_id order (one lock order for every multi-topic commit), each
     // through the same path as Produce: dedup, delayed, dense offsets.
@@ -244,6 +245,7 @@ absl::StatusOr<TxnOutcome> EndInTx(pqxx::work& tx, const std::string& id, TxnSta
       auto appended = AppendToTopic(tx, TopicFromRow(t[0]), batch, choose_queue, now_ms);
       if (!appended.ok()) return appended.status();
       messages += static_cast<int64_t>(batch.size());
+      appended_to.push_back(topic_id);
     }
     tx.exec_prepared(kApplyTxnAcks.name, id);
   } else {
@@ -263,7 +265,7 @@ absl::StatusOr<TxnOutcome> EndInTx(pqxx::work& tx, const std::string& id, TxnSta
                                     target == TxnState::kCommitted ? "visible" : "discarded");
   if (!reason.empty()) absl::StrAppend(&detail, "; ", reason);
   tx.exec_prepared(kTxnEvent.name, id, kind, actor, detail);
-  return TxnOutcome{target, messages};
+  return TxnOutcome{target, messages, std::move(appended_to)};
 }
 
 }  // namespace
@@ -412,6 +414,7 @@ absl::StatusOr<TxnOutcome> PgStore::EndTransaction(const std::string& txn_id,
     if (!ended.ok()) return ended.status();
     out = *ended;
     tx.commit();
+    NotifyCommitted(c, out.topics_appended);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -483,6 +486,7 @@ absl::Status PgStore::AnswerCheck(const std::string& txn_id, int64_t check_id,
                                   const QueueChooser& choose_queue) {
   return pg::WithConnection(pool_, "check answer", [&](pqxx::connection& c) {
     pqxx::work tx(c);
+    std::vector<int64_t> appended_to;
     auto locked = LockTxn(tx, txn_id);
     if (!locked.ok()) return locked.status();
     const TxnState state = std::get<0>(*locked);
@@ -501,9 +505,11 @@ absl::Status PgStore::AnswerCheck(const std::string& txn_id, int64_t check_id,
       } else {
         auto ended = EndInTx(tx, txn_id, state, decision, actor, "", false, choose_queue);
         if (!ended.ok()) return ended.status();
+        appended_to = ended->topics_appended;
       }
     }
     tx.commit();
+    NotifyCommitted(c, appended_to);
     return absl::OkStatus();
   });
 }
