@@ -3,7 +3,10 @@
 #include <absl/strings/escaping.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+
+#include <stdexcept>
 
 namespace ferry::broker {
 namespace {
@@ -31,13 +34,34 @@ uint32_t GetU32(const std::string& in, size_t at) {
 
 }  // namespace
 
-ReceiptCodec::ReceiptCodec(std::string key) : key_(std::move(key)) {}
+ReceiptCodec::ReceiptCodec(std::string key) {
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  keyed_ = mac != nullptr ? EVP_MAC_CTX_new(mac) : nullptr;
+  EVP_MAC_free(mac);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  if (keyed_ == nullptr ||
+      EVP_MAC_init(keyed_, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                   params) != 1) {
+    EVP_MAC_CTX_free(keyed_);
+    throw std::runtime_error("receipts: OpenSSL HMAC-SHA256 is not available");
+  }
+  OPENSSL_cleanse(key.data(), key.size());
+}
+
+ReceiptCodec::~ReceiptCodec() { EVP_MAC_CTX_free(keyed_); }
 
 std::string ReceiptCodec::Tag(const std::string& body) const {
   unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &mac_len);
+  size_t mac_len = 0;
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(keyed_);
+  const bool ok = ctx != nullptr &&
+                  EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(body.data()),
+                                 body.size()) == 1 &&
+                  EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) == 1 && mac_len >= kTagSize;
+  EVP_MAC_CTX_free(ctx);
+  if (!ok) throw std::runtime_error("receipts: HMAC computation failed");
   return std::string(reinterpret_cast<const char*>(mac), kTagSize);
 }
 
