@@ -13,6 +13,8 @@ PACKAGES=(
   libpqxx-dev libpq-dev postgresql-15
   # command line, logging, JSON, hashing (zlib crc32 for key -> queue, OpenSSL HMAC for receipts)
   libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev libssl-dev
+  # HTTP for the Prometheus /metrics endpoint
+  libcpp-httplib-dev
   # tests
   catch2
 )

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/status.h"
 
 namespace ferry::broker {
@@ -10,12 +11,36 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Finishes `reactor` with `status` and writes the access line for the call.
+// Counted at the gRPC edge: every call, and the messages that went through it.
+struct RpcMetrics {
+  metrics::Registry::CounterFamily& calls = metrics::Default().Counters(
+      "ferry_rpc_requests_total", "gRPC calls by method and status code", {"method", "code"});
+  metrics::Registry::HistogramFamily& latency = metrics::Default().Histograms(
+      "ferry_rpc_duration_seconds", "gRPC call duration, long-poll waits included", {"method"},
+      metrics::LatencyBuckets());
+  metrics::Registry::CounterFamily& produced = metrics::Default().Counters(
+      "ferry_produced_messages_total", "messages accepted by Produce (duplicates included)",
+      {"topic"});
+  metrics::Registry::CounterFamily& delivered = metrics::Default().Counters(
+      "ferry_delivered_messages_total", "messages handed out by Consume (redeliveries included)",
+      {"topic", "group"});
+  metrics::Registry::CounterFamily& settled = metrics::Default().Counters(
+      "ferry_commit_results_total", "Commit entries by group and result", {"group", "result"});
+};
+
+RpcMetrics& Metrics() {
+  static RpcMetrics* m = new RpcMetrics();
+  return *m;
+}
+
+// Finishes `reactor` with `status`, counts the call and writes the access line for it.
 void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_point start,
             const absl::Status& status) {
   static const auto access = ferry::log::Get("access");
   const auto us =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  Metrics().calls.With({rpc, absl::StatusCodeToString(status.code())}).Add();
+  Metrics().latency.With({rpc}).Observe(static_cast<double>(us) / 1e6);
   if (status.ok()) {
     access->debug("rpc={} code=OK dur_us={}", rpc, us);
   } else {
@@ -69,14 +94,26 @@ grpc::ServerUnaryReactor* BrokerService::Produce(grpc::CallbackServerContext* ct
                                                  const v1::ProduceRequest* req,
                                                  v1::ProduceResponse* resp) {
   return Unary(ctx, executor_, "Produce", ValidateProduce(*req, broker_.limits()),
-               [this, req, resp] { return broker_.Produce(*req, resp); });
+               [this, req, resp] {
+                 absl::Status s = broker_.Produce(*req, resp);
+                 if (s.ok()) Metrics().produced.With({req->topic()}).Add(req->messages_size());
+                 return s;
+               });
 }
 
 grpc::ServerUnaryReactor* BrokerService::Commit(grpc::CallbackServerContext* ctx,
                                                 const v1::CommitRequest* req,
                                                 v1::CommitResponse* resp) {
   return Unary(ctx, executor_, "Commit", ValidateCommit(*req, broker_.limits()),
-               [this, req, resp] { return broker_.Commit(*req, resp); });
+               [this, req, resp] {
+                 absl::Status s = broker_.Commit(*req, resp);
+                 if (s.ok()) {
+                   for (const auto& r : resp->results()) {
+                     Metrics().settled.With({req->group(), v1::CommitStatus_Name(r.status())}).Add();
+                   }
+                 }
+                 return s;
+               });
 }
 
 grpc::ServerUnaryReactor* BrokerService::ExtendLease(grpc::CallbackServerContext* ctx,
@@ -158,6 +195,10 @@ void BrokerService::ConsumeAttempt(std::shared_ptr<ConsumeCall> call) {
   const uint64_t seen = topic_id != 0 ? poller_.Generation(topic_id) : 0;
   if (!status.ok() || call->resp->messages_size() > 0 || Clock::now() >= call->deadline ||
       call->ctx->IsCancelled()) {
+    if (status.ok() && call->resp->messages_size() > 0) {
+      Metrics().delivered.With({call->req->topic(), call->req->group()})
+          .Add(call->resp->messages_size());
+    }
     Finish(call->reactor, "Consume", call->start, status);
     return;
   }

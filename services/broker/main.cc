@@ -15,6 +15,9 @@ int main(int argc, char** argv) {
   app.fallthrough();  // `migrate --database-url X`: options after the subcommand apply too
   app.add_option("--listen", o.listen, "gRPC listen address HOST:PORT")
       ->envname("FERRY_LISTEN")->capture_default_str();
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "Prometheus /metrics address HOST:PORT (empty: no metrics endpoint)")
+      ->envname("FERRY_METRICS_LISTEN");
   app.add_option("--database-url", o.database_url,
                  "PostgreSQL URL or conninfo (empty: libpq's PG* environment variables)")
       ->envname("FERRY_DATABASE_URL");

@@ -51,7 +51,8 @@ std::string RedactDatabaseUrl(const std::string& url) {
 }
 
 std::string Describe(const BrokerOptions& o) {
-  return absl::StrCat("listen=", o.listen, " database_url=\"", RedactDatabaseUrl(o.database_url),
+  return absl::StrCat("listen=", o.listen, " metrics_listen=", o.metrics_listen,
+                      " database_url=\"", RedactDatabaseUrl(o.database_url),
                       "\" pool_size=", o.pool_size, " max_queued_calls=", o.max_queued_calls,
                       " max_message_bytes=", o.max_message_bytes,
                       " poll_interval_ms=", o.poll_interval_ms,

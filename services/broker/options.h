@@ -12,6 +12,7 @@ namespace ferry::broker {
 
 struct BrokerOptions {
   std::string listen = "127.0.0.1:7420";  // FERRY_LISTEN: gRPC address (port 0: any free port)
+  std::string metrics_listen;             // FERRY_METRICS_LISTEN: HOST:PORT for /metrics; "" = off
   std::string database_url;               // FERRY_DATABASE_URL: libpq URL/conninfo; "" = PG* env
   int pool_size = 8;                      // FERRY_POOL_SIZE: connections = worker threads
   int max_queued_calls = 4096;            // FERRY_MAX_QUEUED_CALLS: beyond: RESOURCE_EXHAUSTED

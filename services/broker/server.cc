@@ -6,6 +6,7 @@
 #include "broker/broker.h"
 #include "broker/broker_service.h"
 #include "broker/long_poll.h"
+#include "common/metrics_server.h"
 #include "broker/store/pg_store.h"
 #include "broker/txn_checks.h"
 
@@ -97,6 +98,17 @@ absl::Status BrokerServer::Start() {
                                       " (address in use or invalid?)");
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!options_.metrics_listen.empty()) {
+    PgStore* store = store_.get();
+    collector_ = metrics::Default().AddCollector([store] {
+      auto gauges = store->MetricGauges();
+      if (!gauges.ok()) throw std::runtime_error(std::string(gauges.status().message()));
+      return *std::move(gauges);
+    });
+    auto m = metrics::MetricsServer::Start(options_.metrics_listen, metrics::Default());
+    if (!m.ok()) return m.status();
+    metrics_ = *std::move(m);
+  }
   maintenance_ = std::thread([this] { Maintain(); });
   delayed_mover_ = std::thread([this] { MoveDelayed(); });
   logger->info("event=serving listen={} port={}", options_.listen, port_);
@@ -151,7 +163,12 @@ void BrokerServer::MoveDelayed() {
   }
 }
 
+int BrokerServer::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+
 void BrokerServer::Shutdown() {
+  if (metrics_) metrics_->Stop();
+  if (collector_ != 0) metrics::Default().RemoveCollector(collector_);
+  collector_ = 0;
   {
     std::lock_guard<std::mutex> lock(maintain_mu_);
     if (stopping_) return;

@@ -20,6 +20,9 @@
 
 namespace ferry {
 class Executor;
+namespace metrics {
+class MetricsServer;
+}
 namespace pg {
 class ConnectionPool;
 }
@@ -49,6 +52,7 @@ class BrokerServer {
 
   // The bound port (useful with port 0). Valid after Start().
   int port() const { return port_; }
+  int metrics_port() const;  // 0 when --metrics-listen is empty
 
   // An in-process channel to this server (tests).
   std::shared_ptr<grpc::Channel> InProcessChannel();
@@ -76,6 +80,8 @@ class BrokerServer {
   std::unique_ptr<BrokerService> broker_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<metrics::MetricsServer> metrics_;
+  int collector_ = 0;  // the database gauges' id in metrics::Default()
   std::mutex maintain_mu_;
   std::condition_variable maintain_cv_;
   bool stopping_ = false;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "broker/delivery_ref.h"
+#include "common/metrics.h"
 #include "common/pg/pool.h"
 
 namespace ferry::broker {
@@ -322,6 +323,10 @@ class PgStore {
   // Per queue progress of `group` on every topic it reads (or only `topic` if not empty).
   // NOT_FOUND if the group (or the topic) does not exist.
   absl::StatusOr<GroupLagReport> GroupLag(const std::string& group, const std::string& topic);
+
+  // Gauges for /metrics: queue ends, per group lag / in flight / retrying / oldest unsettled
+  // age, dead letters, delayed messages, transactions and half messages by state.
+  absl::StatusOr<std::vector<metrics::GaugeFamily>> MetricGauges();
 
   // ---- transactions (pg_store_txn.cc) ----
 
