@@ -1,12 +1,16 @@
 // BrokerOptions: every setting of ferry-broker, with its default and unit.
-// Precedence: command-line flag > config file (--config, INI/TOML) > environment (FERRY_*) >
-// default.
+// Precedence: command-line flag > config file (--config FILE, TOML/INI, keys named like the flags
+// without "--") > environment (FERRY_*) > default.
 #pragma once
 
 #include <absl/status/status.h>
 
 #include <cstdint>
 #include <string>
+
+namespace CLI {
+class App;
+}
 
 namespace ferry::broker {
 
@@ -20,6 +24,7 @@ struct BrokerOptions {
   int poll_interval_ms = 200;             // FERRY_POLL_INTERVAL_MS: long-poll fallback re-check
   int shutdown_grace_ms = 5000;           // FERRY_SHUTDOWN_GRACE_MS: in-flight calls get this long
   int delayed_poll_ms = 100;              // FERRY_DELAYED_POLL_MS: due delayed messages moved
+  int health_interval_ms = 1000;          // FERRY_HEALTH_INTERVAL_MS: database probe for health
   int maintenance_interval_ms = 10000;    // FERRY_MAINTENANCE_INTERVAL_MS: retention, dedup expiry
   int64_t txn_check_after_ms = 6000;      // FERRY_TXN_CHECK_AFTER_MS: first back-check
   int64_t txn_check_interval_ms = 30000;  // FERRY_TXN_CHECK_INTERVAL_MS: then every
@@ -27,15 +32,24 @@ struct BrokerOptions {
   bool group_commit = true;               // FERRY_GROUP_COMMIT: concurrent produces share a txn
   bool migrate = true;                    // FERRY_MIGRATE: apply migrations at start
   std::string log_level = "info";         // FERRY_LOG_LEVEL: trace|debug|info|warn|error
+  // TLS for the gRPC listener: both files set = TLS only; neither = plaintext (loopback use).
+  std::string tls_cert_file;       // FERRY_TLS_CERT: PEM certificate chain
+  std::string tls_key_file;        // FERRY_TLS_KEY: PEM private key
+  std::string tls_client_ca_file;  // FERRY_TLS_CLIENT_CA: set = clients must present a
+                                   // certificate signed by one of these CAs
+  // Token authentication: every call but health needs "authorization: Bearer <token>" of a
+  // principal stored in PostgreSQL (ferryctl auth ...), and the permission it asks for.
+  bool auth = false;               // FERRY_AUTH
+  int auth_cache_ms = 2000;        // FERRY_AUTH_CACHE_MS: tokens and grants are re-read after
 };
+
+// Declares every option on `app` (flag, FERRY_* variable, default in --help), writing into `o`.
+void AddFlags(CLI::App& app, BrokerOptions& o);
 
 // Checks ranges before anything starts; the message names the flag.
 absl::Status Validate(const BrokerOptions& options);
 
 // The options as one log line, with the database password redacted.
 std::string Describe(const BrokerOptions& options);
-
-// Replaces a password in a libpq URL or conninfo string with "***".
-std::string RedactDatabaseUrl(const std::string& url);
 
 }  // namespace ferry::broker

@@ -11,6 +11,7 @@
 #include "broker/txn_checks.h"
 
 #include <unistd.h>
+#include "common/config.h"
 #include "common/executor.h"
 #include "common/log.h"
 #include "common/pg/migrate.h"
@@ -36,7 +37,7 @@ absl::Status MigrateDatabase(const BrokerOptions& options) {
     why = why.substr(0, why.find('\n'));
     const std::string where = options.database_url.empty()
                                   ? "from the PG* environment variables"
-                                  : RedactDatabaseUrl(options.database_url);
+                                  : config::RedactConninfo(options.database_url);
     return absl::UnavailableError("cannot connect to the database (" + where + "): " + why);
   }
   return pg::ApplyMigrations(*conn, kMigrationsTable, BrokerMigrations());
@@ -99,11 +100,16 @@ absl::Status BrokerServer::Start() {
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
   if (!options_.metrics_listen.empty()) {
-    PgStore* store = store_.get();
-    collector_ = metrics::Default().AddCollector([store] {
-      auto gauges = store->MetricGauges();
+    collector_ = metrics::Default().AddCollector([this] {
+      std::vector<metrics::GaugeFamily> out = pg::PoolGauges(*pool_);
+      out.push_back({"ferry_database_up",
+                     "1 when the last database probe (every health_interval_ms) succeeded",
+                     {},
+                     {{{}, database_up_.load() ? 1.0 : 0.0}}});
+      auto gauges = store_->MetricGauges();
       if (!gauges.ok()) throw std::runtime_error(std::string(gauges.status().message()));
-      return *std::move(gauges);
+      for (auto& g : *gauges) out.push_back(std::move(g));
+      return out;
     });
     auto m = metrics::MetricsServer::Start(options_.metrics_listen, metrics::Default());
     if (!m.ok()) return m.status();
@@ -111,6 +117,7 @@ absl::Status BrokerServer::Start() {
   }
   maintenance_ = std::thread([this] { Maintain(); });
   delayed_mover_ = std::thread([this] { MoveDelayed(); });
+  database_watch_ = std::thread([this] { WatchDatabase(); });
   logger->info("event=serving listen={} port={}", options_.listen, port_);
   return absl::OkStatus();
 }
@@ -163,6 +170,35 @@ void BrokerServer::MoveDelayed() {
   }
 }
 
+void BrokerServer::WatchDatabase() {
+  // Its own connection, so that a pool busy with long transactions does not read as an outage;
+  // a short statement_timeout, so that a hung database reads as one.
+  auto logger = ferry::log::Get("broker.health");
+  std::unique_ptr<pqxx::connection> conn;
+  while (Sleep(options_.health_interval_ms)) {
+    bool up = false;
+    try {
+      if (!conn || !conn->is_open()) conn = pool_->OpenDedicated("health");
+      pqxx::nontransaction tx(*conn);
+      tx.exec("SET statement_timeout = " + std::to_string(options_.health_interval_ms));
+      tx.exec("SELECT 1");
+      up = true;
+    } catch (const std::exception& e) {
+      conn.reset();
+      if (database_up_.load()) {
+        std::string why = e.what();
+        logger->warn("event=database_unreachable error=\"{}\"", why.substr(0, why.find('\n')));
+      }
+    }
+    if (up != database_up_.exchange(up)) {
+      if (up) logger->info("event=database_reachable");
+      // NOT_SERVING while the database is away: load balancers and compose move traffic away.
+      std::lock_guard<std::mutex> lock(maintain_mu_);
+      if (!stopping_) server_->GetHealthCheckService()->SetServingStatus(up);
+    }
+  }
+}
+
 int BrokerServer::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
 void BrokerServer::Shutdown() {
@@ -191,6 +227,7 @@ void BrokerServer::Shutdown() {
   if (server_) server_->Wait();
   if (maintenance_.joinable()) maintenance_.join();
   if (delayed_mover_.joinable()) delayed_mover_.join();
+  if (database_watch_.joinable()) database_watch_.join();
   if (listener_) listener_->Stop();
   listener_.reset();
   server_.reset();

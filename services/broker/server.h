@@ -4,12 +4,14 @@
 // executor -> long poller -> notification listener -> services -> gRPC server.
 // Threads: gRPC's callback threads (validation only), `pool_size` executor workers (all
 // database work), the long-poll timer, the LISTEN connection, the delayed-message mover and
-// one maintenance thread (retention, dedup expiry). Mover and maintenance use pool connections.
+// one maintenance thread (retention, dedup expiry) and the database probe (health, on its own
+// connection). Mover and maintenance use pool connections.
 #pragma once
 
 #include <absl/status/status.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -64,6 +66,8 @@ class BrokerServer {
  private:
   void Maintain();
   void MoveDelayed();
+  // Probes the database every health_interval_ms; the gRPC health status follows it.
+  void WatchDatabase();
   // Sleeps up to `ms`; false once Shutdown() began.
   bool Sleep(int ms);
 
@@ -87,6 +91,8 @@ class BrokerServer {
   bool stopping_ = false;
   std::thread maintenance_;
   std::thread delayed_mover_;
+  std::thread database_watch_;
+  std::atomic<bool> database_up_{true};
 };
 
 }  // namespace ferry::broker

@@ -6,8 +6,27 @@
 #include <deque>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 namespace ferry::broker {
+namespace {
+
+struct CheckMetrics {
+  metrics::Registry::CounterFamily& sent = metrics::Default().Counters(
+      "ferry_txn_checks_total",
+      "back-checks of undecided transactions by producer group and outcome (sent: to a "
+      "connected checker; no_checker: none connected, tried again later)",
+      {"producer_group", "outcome"});
+  metrics::Registry::CounterFamily& answers = metrics::Default().Counters(
+      "ferry_txn_check_answers_total", "answers from checkers by decision", {"decision"});
+};
+
+CheckMetrics& Metrics() {
+  static CheckMetrics* m = new CheckMetrics();
+  return *m;
+}
+
+}  // namespace
 
 class TxnChecks::Stream
     : public grpc::ServerBidiReactor<v1::CheckTransactionRequest, v1::CheckTransactionResponse> {
@@ -141,6 +160,8 @@ void TxnChecks::Answer(const std::string& checker, const v1::CheckAnswer& answer
   const auto check_id = static_cast<int64_t>(answer.check_id());
   const TxnDecision decision = FromProto(answer.decision());
   if (!ValidateTransactionId("answer.transaction_id", txn_id).ok()) return;  // nothing to match
+  const std::string& name = v1::TransactionDecision_Name(answer.decision());
+  Metrics().answers.With({name.empty() ? "UNRECOGNIZED" : name}).Add();
   // Dropped if the executor is full: an unanswered check counts as UNKNOWN, never as COMMIT.
   executor_.TrySubmit([this, actor, txn_id, check_id, decision] {
     absl::Status s = store_.AnswerCheck(txn_id, check_id, decision, actor, broker_.Chooser());
@@ -222,6 +243,7 @@ void TxnChecks::Run() {
           }
         }
       }
+      Metrics().sent.With({ch.producer_group, sent ? "sent" : "no_checker"}).Add();
       if (!sent) {
         absl::Status s = store_.UnclaimCheck(ch.txn_id, broker_id_);
         if (!s.ok()) logger->warn("event=unclaim_failed txn={}", ch.txn_id);

@@ -57,7 +57,20 @@ class Client {
   std::chrono::milliseconds timeout_{10000};
 };
 
-// A channel with Ferry's message size limits (64 MiB each way).
+// How to reach a broker that runs with TLS and/or token authentication.
+struct ChannelOptions {
+  std::string token;          // sent as "authorization: Bearer <token>" on every call
+  std::string tls_ca_file;    // set = TLS; the PEM CA bundle that signed the broker's certificate
+  std::string tls_cert_file;  // client certificate (PEM), for brokers with --tls-client-ca
+  std::string tls_key_file;   // its private key (PEM)
+  std::string tls_server_name;  // expected name in the broker's certificate ("" = the host)
+};
+
+// A plaintext channel with Ferry's message size limits (64 MiB each way).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+// A channel with TLS and/or a token. INVALID_ARGUMENT when a file cannot be read or only one
+// of cert/key is given.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
+                                                           const ChannelOptions& options);
 
 }  // namespace ferry

@@ -11,6 +11,13 @@ void Init(const std::string& level) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %n: %v");
 }
 
+bool IsLevel(const std::string& level) {
+  for (const char* l : {"trace", "debug", "info", "warn", "error", "off"}) {
+    if (level == l) return true;
+  }
+  return false;
+}
+
 std::shared_ptr<spdlog::logger> Get(const std::string& name) {
   if (auto existing = spdlog::get(name)) return existing;
   try {

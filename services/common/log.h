@@ -12,6 +12,9 @@ namespace ferry::log {
 // logger. Call once from main before starting threads. Unknown levels fall back to info.
 void Init(const std::string& level);
 
+// True for the levels Init accepts: trace, debug, info, warn, error, off.
+bool IsLevel(const std::string& level);
+
 // Returns the logger called `name` ("broker.service", "pg", ...), creating it on first use.
 // Thread-safe.
 std::shared_ptr<spdlog::logger> Get(const std::string& name);

@@ -6,7 +6,8 @@
 namespace ferry::metrics {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen,
-                                                                    Registry& registry) {
+                                                                    Registry& registry,
+                                                                    HealthCheck health) {
   const auto colon = listen.rfind(':');
   int port = -1;
   if (colon == std::string::npos || colon == 0 ||
@@ -18,6 +19,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry.Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  s->server_->Get("/healthz", [health](const httplib::Request&, httplib::Response& res) {
+    const std::string why = health ? health() : "";
+    res.status = why.empty() ? 200 : 503;
+    res.set_content(why.empty() ? "ok\n" : why + "\n", "text/plain; charset=utf-8");
   });
   s->port_ = port == 0 ? s->server_->bind_to_any_port(host.c_str())
                        : (s->server_->bind_to_port(host.c_str(), port) ? port : -1);

@@ -4,6 +4,7 @@
 
 #include <absl/status/statusor.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,9 +19,14 @@ namespace ferry::metrics {
 
 class MetricsServer {
  public:
+  // Empty when healthy, else the reason (GET /healthz answers 503 with it).
+  using HealthCheck = std::function<std::string()>;
+
   // `listen`: HOST:PORT (port 0: any free port). Fails when the address cannot be bound.
+  // GET /metrics renders `registry`; GET /healthz answers 200 "ok" or 503 and the reason.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen,
-                                                              Registry& registry);
+                                                              Registry& registry,
+                                                              HealthCheck health = nullptr);
   ~MetricsServer();
   int port() const { return port_; }
   void Stop();

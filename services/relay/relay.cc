@@ -11,33 +11,36 @@
 #include <random>
 
 #include "common/log.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
 
 namespace ferry::relay {
+namespace {
 
-absl::Status Validate(const RelayOptions& o) {
-  if (o.broker.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError("--broker must be HOST:PORT");
-  }
-  if (o.batch_size < 1 || o.batch_size > 1000) {
-    return absl::InvalidArgumentError("--batch-size must be between 1 and 1000");
-  }
-  if (o.poll_interval_ms < 1 || o.poll_interval_ms > 60000 || o.lease_ms < 1000 ||
-      o.publish_timeout_ms < 100 || o.publish_timeout_ms >= o.lease_ms) {
-    return absl::InvalidArgumentError(
-        "--poll-interval-ms between 1 and 60000, --lease-ms >= 1000, and --publish-timeout-ms between 100 and "
-        "--lease-ms (a publish must end before its claim does)");
-  }
-  if (o.max_attempts < 1 || o.backoff_min_ms < 1 || o.backoff_max_ms < o.backoff_min_ms) {
-    return absl::InvalidArgumentError(
-        "--max-attempts >= 1 and 1 <= --backoff-min-ms <= --backoff-max-ms");
-  }
-  for (const auto& g : o.producer_groups) {
-    if (g.empty() || g.size() > 128) {
-      return absl::InvalidArgumentError("--producer-group names are 1 to 128 characters");
-    }
-  }
-  return absl::OkStatus();
+struct RelayMetrics {
+  metrics::Registry::CounterFamily& published = metrics::Default().Counters(
+      "ferry_relay_published_total", "outbox rows published to the broker and marked sent",
+      {"topic"});
+  metrics::Registry::CounterFamily& errors = metrics::Default().Counters(
+      "ferry_relay_publish_errors_total",
+      "rows not published by an attempt: unreachable (broker down, attempt refunded), retry "
+      "(retryable error, backed off), failed (rejected for good: status failed)",
+      {"topic", "kind"});
+  metrics::Registry::HistogramFamily& latency = metrics::Default().Histograms(
+      "ferry_relay_publish_latency_seconds",
+      "from the row's insert (its transaction's start) to marked sent", {},
+      metrics::LatencyBuckets());
+  metrics::Registry::HistogramFamily& produce = metrics::Default().Histograms(
+      "ferry_relay_produce_duration_seconds", "one Produce call to the broker, by topic",
+      {"topic"}, metrics::LatencyBuckets());
+};
+
+RelayMetrics& Metrics() {
+  static RelayMetrics* m = new RelayMetrics();
+  return *m;
 }
+
+}  // namespace
 
 absl::Status MigrateOutbox(const std::string& database_url) {
   try {
@@ -68,12 +71,19 @@ absl::Status Relay::Start() {
     if (!lease.ok()) return lease.status();
   }
   store_ = std::make_unique<PgOutboxStore>(*pool_, id, options_.max_attempts);
-  client_ = std::make_unique<Client>(options_.broker);
+  ChannelOptions channel_options;
+  channel_options.token = options_.broker_token;
+  channel_options.tls_ca_file = options_.broker_tls_ca;
+  channel_options.tls_cert_file = options_.broker_tls_cert;
+  channel_options.tls_key_file = options_.broker_tls_key;
+  auto channel = MakeChannel(options_.broker, channel_options);
+  if (!channel.ok()) return channel.status();
+  client_ = std::make_unique<Client>(*channel);
   client_->set_timeout(std::chrono::milliseconds(options_.publish_timeout_ms));
   if (!options_.producer_groups.empty()) {
     check_conn_ = pool_->OpenDedicated("checks");
     checker_ = std::make_unique<TransactionChecker>(
-        MakeChannel(options_.broker), options_.producer_groups, "ferry-relay " + id,
+        *channel, options_.producer_groups, "ferry-relay " + id,
         [this](const v1::TransactionCheck& check) {
           std::lock_guard<std::mutex> lock(check_mu_);
           try {
@@ -84,6 +94,27 @@ absl::Status Relay::Start() {
           return AnswerCheck(*check_conn_, check.check_ref(), options_.check_query);
         });
     checker_->Start();
+  }
+  if (!options_.metrics_listen.empty()) {
+    collector_ = metrics::Default().AddCollector([this] {
+      std::vector<metrics::GaugeFamily> out = pg::PoolGauges(*pool_);
+      auto st = store_->Stats();
+      if (!st.ok()) throw std::runtime_error(std::string(st.status().message()));
+      out.push_back({"ferry_relay_outbox_rows",
+                     "outbox rows by status: pending (to publish), failed (a person looks)",
+                     {"status"},
+                     {{{"pending"}, static_cast<double>(st->pending)},
+                      {{"failed"}, static_cast<double>(st->failed)}}});
+      out.push_back({"ferry_relay_oldest_pending_age_seconds",
+                     "age of the oldest pending outbox row",
+                     {},
+                     {{{}, st->oldest_pending_age_s}}});
+      return out;
+    });
+    auto m = metrics::MetricsServer::Start(options_.metrics_listen, metrics::Default(),
+                                           [this] { return Health(); });
+    if (!m.ok()) return m.status();
+    metrics_ = *std::move(m);
   }
   loop_ = std::thread([this] { Loop(); });
   ferry::log::Get("relay")->info("event=started relay_id={} broker={} groups={}", id,
@@ -98,8 +129,17 @@ void Relay::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  if (metrics_) metrics_->Stop();
+  if (collector_ != 0) metrics::Default().RemoveCollector(collector_);
+  collector_ = 0;
   if (loop_.joinable()) loop_.join();
   if (checker_) checker_->Stop();
+}
+
+std::string Relay::Health() const {
+  if (!database_ok_.load()) return "the application database is unreachable";
+  if (!broker_ok_.load()) return "the broker is unreachable";
+  return "";
 }
 
 bool Relay::Wait(std::chrono::milliseconds ms) {
@@ -134,6 +174,7 @@ void Relay::Loop() {
       if (deleted.ok() && *deleted > 0) logger->info("event=cleanup sent_rows_deleted={}", *deleted);
     }
     auto rows = store_->Claim(options_.batch_size, options_.lease_ms);
+    database_ok_ = rows.ok();
     if (!rows.ok()) {
       logger->warn("event=claim_failed error=\"{}\"", std::string(rows.status().message()));
       if (!Wait(std::chrono::milliseconds(1000))) return;
@@ -144,7 +185,9 @@ void Relay::Loop() {
       continue;
     }
     logger->debug("event=claimed rows={}", rows->size());
-    if (!Publish(std::move(*rows))) {
+    const bool reachable = Publish(std::move(*rows));
+    broker_ok_ = reachable;
+    if (!reachable) {
       // Circuit open: the broker is unreachable. Nothing was spent; wait, growing to 5 s.
       breaker_ms = breaker_ms == 0 ? 100 : std::min<int64_t>(breaker_ms * 2, 5000);
       logger->warn("event=broker_unavailable pause_ms={}", breaker_ms);
@@ -225,7 +268,10 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
       v1::ProduceRequest req;
       req.set_topic(topic);
       for (const OutboxRow* r : calls[c]) *req.add_messages() = ToMessage(*r);
+      const auto call_start = std::chrono::steady_clock::now();
       auto resp = client_->Produce(req);
+      Metrics().produce.With({topic}).Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - call_start).count());
       if (resp.ok()) {
         std::vector<SentRow> sent;
         for (int i = 0; i < resp->results_size(); ++i) {
@@ -233,12 +279,15 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
                                  resp->results(i).queue(),
                                  static_cast<int64_t>(resp->results(i).offset())});
         }
-        absl::Status marked = store_->MarkSent(sent);
+        auto marked = store_->MarkSent(sent);
         if (!marked.ok()) {
           // Published but not marked: the claim expires and the re-send is a duplicate the
           // broker recognises (dedup_id).
           logger->warn("event=mark_failed rows={} error=\"{}\"", sent.size(),
-                       std::string(marked.message()));
+                       std::string(marked.status().message()));
+        } else {
+          Metrics().published.With({topic}).Add(static_cast<double>(marked->size()));
+          for (double age : *marked) Metrics().latency.With({}).Observe(age);
         }
         published_ += static_cast<int64_t>(sent.size());
         continue;
@@ -252,6 +301,7 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
           for (const OutboxRow* r : calls[k]) back.push_back(RetryRow{r->id, r->attempts, 0});
         }
         (void)store_->Retry(back, /*refund=*/true, error);
+        Metrics().errors.With({topic, "unreachable"}).Add(static_cast<double>(back.size()));
         reachable = false;
         break;
       }
@@ -267,8 +317,10 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
       if (Permanent(err)) {
         logger->warn("event=row_failed id={} error=\"{}\"", calls[c][0]->id, error);
         (void)store_->MarkFailed(rows_of_call, error);
+        Metrics().errors.With({topic, "failed"}).Add(static_cast<double>(rows_of_call.size()));
       } else {
         (void)store_->Retry(rows_of_call, /*refund=*/false, error);
+        Metrics().errors.With({topic, "retry"}).Add(static_cast<double>(rows_of_call.size()));
       }
     }
   }

@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "client/client.h"
@@ -422,4 +423,60 @@ TEST_CASE("two brokers: a checker connected to one gets the checks of a transact
   CHECK(seen.count("order-9") == 1);
   CHECK(asked == 1);  // committed at the first check: nobody was asked twice
   CHECK(TxnStates(ca)[*txn] == v1::TXN_COMMITTED);
+}
+
+TEST_CASE("SIGTERM drains an in-flight Produce: it succeeds - new calls are refused - exit 0",
+          "[e2e]") {
+  TempDatabase db;
+  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("drain"),
+                       {"--shutdown-grace-ms", "10000"});
+  Client client(broker.address());
+  CreateTopic(client, "t", 1);
+
+  // Hold the queue's row lock, so the next Produce waits inside the broker.
+  pqxx::connection locker(db.conninfo());
+  pqxx::work lock(locker);
+  lock.exec("SELECT 1 FROM queues FOR UPDATE");
+
+  std::atomic<bool> produced_done{false};
+  absl::Status produced;
+  std::thread producer([&] {
+    v1::ProduceRequest req;
+    req.set_topic("t");
+    req.add_messages()->set_payload("in flight at SIGTERM");
+    client.set_timeout(std::chrono::seconds(20));
+    auto r = client.Produce(req);
+    produced = r.status();
+    produced_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE_FALSE(produced_done.load());  // waiting on the lock
+
+  std::atomic<int> exit_code{-2};
+  std::thread terminator([&] { exit_code = broker.Terminate(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(exit_code.load() == -2);  // still draining
+  Client late(broker.address());
+  late.set_timeout(std::chrono::milliseconds(2000));
+  auto refused = late.ListTopics();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == absl::StatusCode::kUnavailable);
+
+  lock.commit();  // the in-flight Produce can finish now
+  producer.join();
+  terminator.join();
+  CHECK(produced.ok());
+  CHECK(exit_code.load() == 0);
+
+  // The drained message was stored.
+  broker.Start();
+  Client after(broker.address());
+  v1::ConsumeRequest req;
+  req.set_group("g");
+  req.set_topic("t");
+  req.set_max_messages(10);
+  auto got = after.Consume(req);
+  REQUIRE(got.ok());
+  REQUIRE(got->messages_size() == 1);
+  CHECK(got->messages(0).payload() == "in flight at SIGTERM");
 }

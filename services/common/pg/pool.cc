@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 namespace ferry::pg {
 namespace {
@@ -49,7 +50,51 @@ std::unique_ptr<pqxx::connection> ConnectionPool::OpenDedicated(const std::strin
   return conn;
 }
 
+namespace {
+
+struct PoolMetrics {
+  metrics::Registry::CounterFamily& acquires = metrics::Default().Counters(
+      "ferry_db_pool_acquires_total",
+      "connection borrows by pool and result (ok, unavailable: cannot connect, exhausted: every "
+      "connection stayed busy)",
+      {"pool", "result"});
+  metrics::Registry::HistogramFamily& wait = metrics::Default().Histograms(
+      "ferry_db_pool_wait_seconds", "time spent waiting to borrow a connection", {"pool"},
+      metrics::LatencyBuckets());
+  metrics::Registry::CounterFamily& errors = metrics::Default().Counters(
+      "ferry_db_errors_total",
+      "database errors by the status they became (UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED, "
+      "INTERNAL)",
+      {"code"});
+};
+
+PoolMetrics& Metrics() {
+  static PoolMetrics* m = new PoolMetrics();
+  return *m;
+}
+
+}  // namespace
+
+ConnectionPool::Stats ConnectionPool::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Stats{size_, open_, static_cast<int>(open_ - static_cast<int>(idle_.size()))};
+}
+
 absl::StatusOr<Lease> ConnectionPool::Acquire(std::chrono::milliseconds wait) {
+  const auto start = std::chrono::steady_clock::now();
+  auto result = AcquireUncounted(wait);
+  auto& m = Metrics();
+  m.wait.With({application_name_})
+      .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  const char* outcome = result.ok() ? "ok"
+                        : result.status().code() == absl::StatusCode::kUnavailable
+                            ? "unavailable"
+                            : "exhausted";
+  m.acquires.With({application_name_, outcome}).Add();
+  return result;
+}
+
+absl::StatusOr<Lease> ConnectionPool::AcquireUncounted(std::chrono::milliseconds wait) {
   std::unique_lock<std::mutex> lock(mu_);
   const auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
@@ -97,6 +142,12 @@ void ConnectionPool::Return(std::unique_ptr<pqxx::connection> conn, bool broken)
 }
 
 absl::Status StatusFromException(const std::exception& e, const std::string& operation) {
+  absl::Status s = StatusFromExceptionUncounted(e, operation);
+  Metrics().errors.With({absl::StatusCodeToString(s.code())}).Add();
+  return s;
+}
+
+absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::string& operation) {
   auto logger = ferry::log::Get("pg");
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
     logger->error("op={} event=commit_in_doubt error=\"{}\"", operation, e.what());
@@ -173,6 +224,17 @@ absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
     }
     return failed;
   }
+}
+
+std::vector<metrics::GaugeFamily> PoolGauges(ConnectionPool& pool) {
+  const ConnectionPool::Stats st = pool.stats();
+  const std::string& name = pool.application_name();
+  return {
+      {"ferry_db_pool_connections", "connections of the pool: max, open, in_use",
+       {"pool", "state"},
+       {{{name, "max"}, static_cast<double>(st.size)},
+        {{name, "open"}, static_cast<double>(st.open)},
+        {{name, "in_use"}, static_cast<double>(st.in_use)}}}};
 }
 
 }  // namespace ferry::pg

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics.h"
+
 namespace ferry::pg {
 
 // A named prepared statement. Names follow <service>_<verb>_<noun>.
@@ -64,9 +66,18 @@ class ConnectionPool {
   std::unique_ptr<pqxx::connection> OpenDedicated(const std::string& purpose) const;
 
   int size() const { return size_; }
+  const std::string& application_name() const { return application_name_; }
+
+  struct Stats {
+    int size = 0;    // the most connections this pool opens
+    int open = 0;    // connections open now (idle + lent out)
+    int in_use = 0;  // lent out now
+  };
+  Stats stats();
 
  private:
   friend class Lease;
+  absl::StatusOr<Lease> AcquireUncounted(std::chrono::milliseconds wait);
   void Return(std::unique_ptr<pqxx::connection> conn, bool broken);
   std::unique_ptr<pqxx::connection> Open() const;
 
@@ -87,12 +98,17 @@ class ConnectionPool {
 //   query canceled (statement_timeout) -> DEADLINE_EXCEEDED
 //   commit outcome unknown (in_doubt)  -> UNAVAILABLE
 //   anything else                      -> INTERNAL
+// Each call counts one `ferry_db_errors_total{code}`.
 absl::Status StatusFromException(const std::exception& e, const std::string& operation);
+absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::string& operation);
 
 // Borrows a connection and runs `body` with it; retries serialization failures and deadlocks
 // up to three times. `body` returns a status; exceptions it throws are mapped with
 // StatusFromException, and a broken connection is replaced. Thread-safe.
 absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
                             const std::function<absl::Status(pqxx::connection&)>& body);
+
+// `ferry_db_pool_connections{pool=<application name>,state=max|open|in_use}` for a collector.
+std::vector<metrics::GaugeFamily> PoolGauges(ConnectionPool& pool);
 
 }  // namespace ferry::pg

@@ -30,7 +30,8 @@ constexpr pg::Statement kMarkSent{
     "UPDATE ferry_outbox o SET status = 'sent', sent_at = now(), broker_queue = r.q,"
     " broker_offset = r.off, claimed_by = NULL, claimed_until = NULL, last_error = NULL"
     " FROM unnest($1::uuid[], $2::int[], $3::int[], $4::bigint[]) AS r(id, a, q, off)"
-    " WHERE o.id = r.id AND o.claimed_by = $5 AND o.attempts = r.a AND o.status = 'pending'"};
+    " WHERE o.id = r.id AND o.claimed_by = $5 AND o.attempts = r.a AND o.status = 'pending'"
+    " RETURNING extract(epoch FROM clock_timestamp() - o.created_at)::float8"};
 
 constexpr pg::Statement kRetry{
     "relay_retry_outbox",
@@ -52,10 +53,32 @@ constexpr pg::Statement kDeleteSent{
     "DELETE FROM ferry_outbox WHERE id IN (SELECT id FROM ferry_outbox WHERE status = 'sent'"
     " AND sent_at < now() - $1 * interval '1 millisecond' LIMIT $2)"};
 
+// Each count reads one partial index (pending: ferry_outbox_due, failed: ferry_outbox_failed).
+constexpr pg::Statement kStats{
+    "relay_outbox_stats",
+    "SELECT (SELECT count(*) FROM ferry_outbox WHERE status = 'pending'),"
+    " (SELECT count(*) FROM ferry_outbox WHERE status = 'failed'),"
+    " (SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8"
+    "  FROM ferry_outbox WHERE status = 'pending')"};
+
 }  // namespace
 
 std::vector<pg::Statement> PgOutboxStore::Statements() {
-  return {kClaim, kMarkSent, kRetry, kMarkFailed, kDeleteSent};
+  return {kClaim, kMarkSent, kRetry, kMarkFailed, kDeleteSent, kStats};
+}
+
+absl::StatusOr<OutboxStats> PgOutboxStore::Stats() {
+  OutboxStats out;
+  absl::Status status = pg::WithConnection(pool_, "outbox stats", [&](pqxx::connection& c) {
+    pqxx::read_transaction tx(c);
+    const auto row = tx.exec_prepared1(kStats.name);
+    out.pending = row[0].as<int64_t>();
+    out.failed = row[1].as<int64_t>();
+    out.oldest_pending_age_s = row[2].as<double>();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 absl::StatusOr<std::vector<OutboxRow>> PgOutboxStore::Claim(int32_t limit, int64_t lease_ms) {
@@ -80,8 +103,9 @@ absl::StatusOr<std::vector<OutboxRow>> PgOutboxStore::Claim(int32_t limit, int64
   return out;
 }
 
-absl::Status PgOutboxStore::MarkSent(const std::vector<SentRow>& rows) {
-  if (rows.empty()) return absl::OkStatus();
+absl::StatusOr<std::vector<double>> PgOutboxStore::MarkSent(const std::vector<SentRow>& rows) {
+  std::vector<double> ages;
+  if (rows.empty()) return ages;
   std::vector<std::string> ids;
   std::vector<int32_t> attempts;
   std::vector<uint32_t> queues;
@@ -92,13 +116,18 @@ absl::Status PgOutboxStore::MarkSent(const std::vector<SentRow>& rows) {
     queues.push_back(r.queue);
     offsets.push_back(r.offset);
   }
-  return pg::WithConnection(pool_, "mark sent", [&](pqxx::connection& c) {
+  absl::Status status = pg::WithConnection(pool_, "mark sent", [&](pqxx::connection& c) {
+    ages.clear();
     pqxx::work tx(c);
-    tx.exec_prepared(kMarkSent.name, TextArray(ids), IntArray(attempts), IntArray(queues),
-                     IntArray(offsets), relay_id_);
+    for (const auto& row : tx.exec_prepared(kMarkSent.name, TextArray(ids), IntArray(attempts),
+                                            IntArray(queues), IntArray(offsets), relay_id_)) {
+      ages.push_back(row[0].as<double>());
+    }
     tx.commit();
     return absl::OkStatus();
   });
+  if (!status.ok()) return status;
+  return ages;
 }
 
 absl::Status PgOutboxStore::Retry(const std::vector<RetryRow>& rows, bool refund,

@@ -38,6 +38,12 @@ struct RetryRow {
   int64_t delay_ms;
 };
 
+struct OutboxStats {
+  int64_t pending = 0;              // waiting to be published (or for a retry)
+  int64_t failed = 0;               // given up on: a person looks (ferry_outbox_requeue)
+  double oldest_pending_age_s = 0;  // since the oldest pending row was inserted
+};
+
 class PgOutboxStore {
  public:
   PgOutboxStore(pg::ConnectionPool& pool, std::string relay_id, int32_t max_attempts)
@@ -52,7 +58,8 @@ class PgOutboxStore {
 
   // Published: status sent, with the broker position. Only rows this relay still holds with the
   // same attempt are changed (a claim that expired and was taken over is left alone).
-  absl::Status MarkSent(const std::vector<SentRow>& rows);
+  // Returns, per row changed, the seconds from its insert to now (the publish latency).
+  absl::StatusOr<std::vector<double>> MarkSent(const std::vector<SentRow>& rows);
 
   // Not published, try again after each row's delay. `refund`: the broker was unreachable, so
   // the attempt does not count. Rows whose attempts reached the maximum become failed instead.
@@ -60,6 +67,9 @@ class PgOutboxStore {
 
   // Permanently failed (the broker rejected it): status failed with `error`.
   absl::Status MarkFailed(const std::vector<RetryRow>& rows, const std::string& error);
+
+  // Counts for the relay's metrics.
+  absl::StatusOr<OutboxStats> Stats();
 
   // Deletes up to `limit` sent rows older than `retention_ms`. Returns how many.
   absl::StatusOr<int64_t> DeleteSent(int64_t retention_ms, int64_t limit);

@@ -285,17 +285,43 @@ TEST_CASE("database down: UNAVAILABLE (retryable) - back up: the broker recovers
   CHECK(got.messages(1).payload() == "after");
 }
 
-TEST_CASE("the standard gRPC health service reports SERVING", "[integration][service]") {
-  Fixture f;
+TEST_CASE("gRPC health follows the database: NOT_SERVING while it is unreachable - SERVING again after",
+          "[integration][service]") {
+  Fixture f([](broker::BrokerOptions& o) { o.health_interval_ms = 100; });
   auto health = grpc::health::v1::Health::NewStub(
       MakeChannel("127.0.0.1:" + std::to_string(f.server->port())));
-  grpc::health::v1::HealthCheckRequest req;
-  grpc::health::v1::HealthCheckResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::Status s = health->Check(&ctx, req, &resp);
-  REQUIRE(s.ok());
-  CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+  auto status = [&] {
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::Status s = health->Check(&ctx, req, &resp);
+    REQUIRE(s.ok());
+    return resp.status();
+  };
+  // Polls for up to 5 s (the probe runs every 100 ms).
+  auto becomes = [&](grpc::health::v1::HealthCheckResponse::ServingStatus want) {
+    for (int i = 0; i < 100 && status() != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return status() == want;
+  };
+  CHECK(status() == grpc::health::v1::HealthCheckResponse::SERVING);
+
+  pqxx::connection admin(test::AdminConninfo());
+  auto exec = [&](const std::string& sql) {
+    pqxx::nontransaction tx(admin);
+    tx.exec(sql);
+  };
+  const std::string db = pqxx::nontransaction(admin).quote_name(f.db.name());
+  exec("ALTER DATABASE " + db + " ALLOW_CONNECTIONS false");
+  exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + f.db.name() +
+       "' AND pid <> pg_backend_pid()");
+  CHECK(becomes(grpc::health::v1::HealthCheckResponse::NOT_SERVING));
+
+  exec("ALTER DATABASE " + db + " ALLOW_CONNECTIONS true");
+  CHECK(becomes(grpc::health::v1::HealthCheckResponse::SERVING));
+  f.CreateTopic("after", 1);  // and the broker works again
 }
 
 TEST_CASE("group commit: concurrent produces share transactions - each caller gets its own "

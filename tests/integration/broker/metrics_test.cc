@@ -1,35 +1,14 @@
 // /metrics after a known workload: the counts a dashboard would show match what was done.
-#include <httplib.h>
-
 #include <catch2/catch.hpp>
-#include <sstream>
 
 #include "broker/server.h"
 #include "support/broker_fixture.h"
+#include "support/scrape.h"
 
 using ferry::test::BrokerFixture;
 
-namespace {
-
-// The value of the sample whose line starts with `series` (name and labels), or -1.
-double Sample(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
-
-std::string Scrape(int port) {
-  httplib::Client c("127.0.0.1", port);
-  auto res = c.Get("/metrics");
-  REQUIRE(res);
-  REQUIRE(res->status == 200);
-  CHECK(res->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0) == 0);
-  return res->body;
-}
-
-}  // namespace
+using ferry::test::Sample;
+using ferry::test::Scrape;
 
 TEST_CASE("metrics count produced - delivered and committed messages and show lag from the database",
           "[integration][metrics]") {
@@ -55,6 +34,10 @@ TEST_CASE("metrics count produced - delivered and committed messages and show la
   CHECK(Sample(text, "ferry_dead_letters{group=\"g\"}") == 0);
   CHECK(Sample(text, "ferry_half_messages{state=\"PREPARED\"}") == 0);
   CHECK(Sample(text, "ferry_metrics_collector_errors_total") == 0);
+  CHECK(Sample(text, "ferry_db_pool_connections{pool=\"ferry-broker\",state=\"max\"}") == 4);
+  CHECK(Sample(text, "ferry_db_pool_connections{pool=\"ferry-broker\",state=\"open\"}") >= 1);
+  CHECK(Sample(text, "ferry_db_pool_acquires_total{pool=\"ferry-broker\",result=\"ok\"}") >= 7);
+  CHECK(Sample(text, "ferry_database_up") == 1);
 
   // The database gone: the counters are still served, the failed collection is counted.
   f.Exec("ALTER TABLE group_queues RENAME TO group_queues_away");

@@ -8,7 +8,9 @@
 #include "client/outbox.h"
 #include "relay/relay.h"
 #include "relay/store/pg_outbox_store.h"
+#include "common/metrics.h"
 #include "support/broker_fixture.h"
+#include "support/scrape.h"
 
 using namespace ferry;
 using test::BrokerFixture;
@@ -175,7 +177,9 @@ TEST_CASE("retry rules: backoff keeps a row pending - an outage refunds the atte
   // Fencing: a stale holder (wrong attempt) cannot mark a row.
   one("SELECT ferry_outbox_requeue(id) FROM ferry_outbox");
   rows = claim();
-  REQUIRE(store.MarkSent({{rows[0].id, rows[0].attempts + 5, 0, 0}}).ok());
+  auto marked = store.MarkSent({{rows[0].id, rows[0].attempts + 5, 0, 0}});
+  REQUIRE(marked.ok());
+  CHECK(marked->empty());
   CHECK(one("SELECT status FROM ferry_outbox") == "pending");
 }
 
@@ -284,6 +288,59 @@ TEST_CASE("back-checks answered from the application database: committed locally
   CHECK(f.broker.Consume("g", "orders", 1).messages_size() == 0);  // UNKNOWN: no row yet
   f.Sql("INSERT INTO app_orders VALUES ('order-77')");
   CHECK(Payloads(f.broker, "g", "orders", 1) == std::vector<std::string>{"by-query"});
+
+  // The broker's metrics saw the checks and the answers (broker and relay share this process).
+  const std::string text = metrics::Default().Render();
+  CHECK(test::Sample(text, "ferry_txn_checks_total{producer_group=\"shop\",outcome=\"sent\"}") >= 6);
+  CHECK(test::Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_COMMIT\"}") >= 3);
+  CHECK(test::Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_ROLLBACK\"}") >= 1);
+  CHECK(test::Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_UNKNOWN\"}") >= 3);
+}
+
+TEST_CASE("relay metrics: published - failed - pending and its age - publish latency - /healthz",
+          "[integration][relay][metrics]") {
+  RelayFixture f([](relay::RelayOptions& o) {
+    o.metrics_listen = "127.0.0.1:0";
+    o.poll_interval_ms = 20;
+  });
+  f.broker.CreateTopic("orders", 1);
+  f.StartRelay();
+  const int port = f.relay_->metrics_port();
+  REQUIRE(port > 0);
+  for (int i = 0; i < 10; ++i) {
+    f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('orders', '" + std::to_string(i) + "')");
+  }
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('no.such.topic', 'x')");
+  REQUIRE(Payloads(f.broker, "g", "orders", 10).size() == 10);
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (f.One("SELECT count(*) FROM ferry_outbox WHERE status = 'failed'") != "1" &&
+         Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string text = test::Scrape(port);
+  CHECK(test::Sample(text, "ferry_relay_published_total{topic=\"orders\"}") == 10);
+  CHECK(test::Sample(text, "ferry_relay_publish_latency_seconds_count") == 10);
+  CHECK(test::Sample(text, "ferry_relay_publish_errors_total{topic=\"no.such.topic\",kind=\"failed\"}") == 1);
+  CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"failed\"}") == 1);
+  CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"pending\"}") == 0);
+  CHECK(test::Sample(text, "ferry_relay_oldest_pending_age_seconds") == 0);
+  CHECK(test::Sample(text, "ferry_db_pool_connections{pool=\"ferry-relay\",state=\"max\"}") == 2);
+  CHECK(test::Healthz(port).first == 200);
+
+  // The broker goes away: rows wait (pending, aging) and /healthz says why.
+  f.broker.server->Shutdown();
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('orders', 'while down')");
+  std::pair<int, std::string> health;
+  while ((health = test::Healthz(port)).first == 200 && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(health.first == 503);
+  CHECK(health.second.find("broker") != std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  text = test::Scrape(port);
+  CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"pending\"}") == 1);
+  CHECK(test::Sample(text, "ferry_relay_oldest_pending_age_seconds") >= 1);
+  CHECK(test::Sample(text, "ferry_relay_publish_errors_total{topic=\"orders\",kind=\"unreachable\"}") >= 1);
 }
 
 TEST_CASE("C++ Enqueue: the row is published with its headers - only if the transaction commits",

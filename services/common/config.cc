@@ -1,0 +1,22 @@
+#include "common/config.h"
+
+#include <regex>
+
+namespace ferry::config {
+
+bool IsHostPort(const std::string& s) {
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  const std::string port = s.substr(colon + 1);
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  return std::stoi(port) <= 65535;
+}
+
+std::string RedactConninfo(const std::string& url) {
+  static const std::regex kUrlPassword(R"(^([a-z]+://[^:/@]*:)[^@]*@)");
+  static const std::regex kKvPassword(R"((password\s*=\s*)('[^']*'|\S+))");
+  std::string out = std::regex_replace(url, kUrlPassword, "$1***@");
+  return std::regex_replace(out, kKvPassword, "$1***");
+}
+
+}  // namespace ferry::config
