@@ -15,8 +15,8 @@ PACKAGES=(
   libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev libssl-dev
   # HTTP for the Prometheus /metrics endpoint
   libcpp-httplib-dev
-  # tests
-  catch2
+  # tests (openssl: the TLS tests make a throwaway CA and certificates)
+  catch2 openssl
 )
 
 missing=()

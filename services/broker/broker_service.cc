@@ -50,17 +50,32 @@ void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_poin
   reactor->Finish(ToGrpcStatus(status));
 }
 
-// The shape of every unary handler: validate, run `work` on the executor, finish once.
+// What a call needs with --auth (auth == nullptr: authentication is off).
+struct Access {
+  Authorizer* auth;
+  std::vector<Need> needs;
+};
+
+// The shape of every unary handler: validate, check the caller's token and permissions, run
+// `work` on the executor, finish once. Validation comes first: a name is checked before it is
+// looked up in the grants.
 template <typename Work>
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Executor& executor,
-                                const char* rpc, absl::Status valid, Work work) {
+                                const char* rpc, Access access, absl::Status valid, Work work) {
   auto* reactor = ctx->DefaultReactor();
   const auto start = Clock::now();
   if (!valid.ok()) {
     Finish(reactor, rpc, start, valid);
     return reactor;
   }
-  if (!executor.TrySubmit([reactor, rpc, start, work]() mutable {
+  if (!executor.TrySubmit([ctx, reactor, rpc, start, access = std::move(access), work]() mutable {
+        if (access.auth != nullptr) {
+          absl::Status allowed = access.auth->Authorize(*ctx, access.needs);
+          if (!allowed.ok()) {
+            Finish(reactor, rpc, start, allowed);
+            return;
+          }
+        }
         Finish(reactor, rpc, start, work());
       })) {
     Finish(reactor, rpc, start,
@@ -93,7 +108,12 @@ void ToProto(const GroupPolicy& g, v1::GroupConfig* out) {
 grpc::ServerUnaryReactor* BrokerService::Produce(grpc::CallbackServerContext* ctx,
                                                  const v1::ProduceRequest* req,
                                                  v1::ProduceResponse* resp) {
-  return Unary(ctx, executor_, "Produce", ValidateProduce(*req, broker_.limits()),
+  Access access{auth_, {Need{Permission::kProduce, Topic(req->topic())}}};
+  if (req->has_transactional()) {
+    access.needs.push_back(
+        Need{Permission::kProduce, Group(req->transactional().producer_group())});
+  }
+  return Unary(ctx, executor_, "Produce", std::move(access), ValidateProduce(*req, broker_.limits()),
                [this, req, resp] {
                  absl::Status s = broker_.Produce(*req, resp);
                  if (s.ok()) Metrics().produced.With({req->topic()}).Add(req->messages_size());
@@ -104,7 +124,7 @@ grpc::ServerUnaryReactor* BrokerService::Produce(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* BrokerService::Commit(grpc::CallbackServerContext* ctx,
                                                 const v1::CommitRequest* req,
                                                 v1::CommitResponse* resp) {
-  return Unary(ctx, executor_, "Commit", ValidateCommit(*req, broker_.limits()),
+  return Unary(ctx, executor_, "Commit", Access{auth_, {Need{Permission::kConsume, Group(req->group())}}}, ValidateCommit(*req, broker_.limits()),
                [this, req, resp] {
                  absl::Status s = broker_.Commit(*req, resp);
                  if (s.ok()) {
@@ -119,14 +139,14 @@ grpc::ServerUnaryReactor* BrokerService::Commit(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* BrokerService::ExtendLease(grpc::CallbackServerContext* ctx,
                                                      const v1::ExtendLeaseRequest* req,
                                                      v1::ExtendLeaseResponse* resp) {
-  return Unary(ctx, executor_, "ExtendLease", ValidateExtendLease(*req, broker_.limits()),
+  return Unary(ctx, executor_, "ExtendLease", Access{auth_, {Need{Permission::kConsume, Group(req->group())}}}, ValidateExtendLease(*req, broker_.limits()),
                [this, req, resp] { return broker_.ExtendLease(*req, resp); });
 }
 
 grpc::ServerUnaryReactor* BrokerService::BeginTransaction(grpc::CallbackServerContext* ctx,
                                                           const v1::BeginTransactionRequest* req,
                                                           v1::BeginTransactionResponse* resp) {
-  return Unary(ctx, executor_, "BeginTransaction",
+  return Unary(ctx, executor_, "BeginTransaction", Access{auth_, {Need{Permission::kProduce, Group(req->producer_group())}}},
                ValidateBeginTransaction("", req->producer_group(), req->check_ref(),
                                         req->timeout_ms()),
                [this, req, resp] { return broker_.BeginTransaction(*req, resp); });
@@ -135,7 +155,7 @@ grpc::ServerUnaryReactor* BrokerService::BeginTransaction(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* BrokerService::EndTransaction(grpc::CallbackServerContext* ctx,
                                                         const v1::EndTransactionRequest* req,
                                                         v1::EndTransactionResponse* resp) {
-  return Unary(ctx, executor_, "EndTransaction", ValidateEndTransaction(*req),
+  return Unary(ctx, executor_, "EndTransaction", Access{auth_, {Need{Permission::kProduce, TransactionGroup(req->transaction_id())}}}, ValidateEndTransaction(*req),
                [this, req, resp] { return broker_.EndTransaction(*req, resp); });
 }
 
@@ -151,6 +171,7 @@ struct BrokerService::ConsumeCall {
   v1::ConsumeResponse* resp;
   Clock::time_point start;
   Clock::time_point deadline;  // of the long poll
+  bool authorized = false;
 };
 
 grpc::ServerUnaryReactor* BrokerService::Consume(grpc::CallbackServerContext* ctx,
@@ -173,7 +194,8 @@ grpc::ServerUnaryReactor* BrokerService::Consume(grpc::CallbackServerContext* ct
       deadline = start + std::chrono::duration_cast<Clock::duration>(client_left);
     }
   }
-  auto call = std::make_shared<ConsumeCall>(ConsumeCall{ctx, reactor, req, resp, start, deadline});
+  auto call =
+      std::make_shared<ConsumeCall>(ConsumeCall{ctx, reactor, req, resp, start, deadline, false});
   if (!executor_.TrySubmit([this, call] { ConsumeAttempt(call); })) {
     Finish(reactor, "Consume", start,
            absl::ResourceExhaustedError("the broker is busy (work queue full); retry later"));
@@ -185,6 +207,16 @@ void BrokerService::ConsumeAttempt(std::shared_ptr<ConsumeCall> call) {
   if (call->ctx->IsCancelled()) {  // the client went away: lease nothing to nobody
     Finish(call->reactor, "Consume", call->start, absl::CancelledError("the client cancelled"));
     return;
+  }
+  if (auth_ != nullptr && !call->authorized) {
+    absl::Status allowed =
+        auth_->Authorize(*call->ctx, {Need{Permission::kConsume, Topic(call->req->topic())},
+                                      Need{Permission::kConsume, Group(call->req->group())}});
+    if (!allowed.ok()) {
+      Finish(call->reactor, "Consume", call->start, allowed);
+      return;
+    }
+    call->authorized = true;  // once per call, not once per long-poll wake-up
   }
   int64_t topic_id = 0;
   // A notification that arrives while the attempt runs must wake the waiter: read the topic's
@@ -216,7 +248,7 @@ void BrokerService::ConsumeAttempt(std::shared_ptr<ConsumeCall> call) {
 grpc::ServerUnaryReactor* AdminService::CreateTopic(grpc::CallbackServerContext* ctx,
                                                     const v1::CreateTopicRequest* req,
                                                     v1::CreateTopicResponse* resp) {
-  return Unary(ctx, executor_, "CreateTopic", ValidateTopicConfig(req->topic(), limits_),
+  return Unary(ctx, executor_, "CreateTopic", Access{auth_, {Need{Permission::kAdmin, Topic(req->topic().name())}}}, ValidateTopicConfig(req->topic(), limits_),
                [this, req, resp]() -> absl::Status {
                  TopicInfo t;
                  t.name = req->topic().name();
@@ -238,7 +270,7 @@ grpc::ServerUnaryReactor* AdminService::CreateTopic(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::ListTopics(grpc::CallbackServerContext* ctx,
                                                    const v1::ListTopicsRequest* /*req*/,
                                                    v1::ListTopicsResponse* resp) {
-  return Unary(ctx, executor_, "ListTopics", absl::OkStatus(), [this, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "ListTopics", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, absl::OkStatus(), [this, resp]() -> absl::Status {
     auto topics = store_.ListTopics();
     if (!topics.ok()) return topics.status();
     for (const auto& t : *topics) ToProto(t, resp->add_topics());
@@ -249,7 +281,7 @@ grpc::ServerUnaryReactor* AdminService::ListTopics(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AdminService::DescribeTopic(grpc::CallbackServerContext* ctx,
                                                       const v1::DescribeTopicRequest* req,
                                                       v1::DescribeTopicResponse* resp) {
-  return Unary(ctx, executor_, "DescribeTopic", ValidateName("name", req->name()),
+  return Unary(ctx, executor_, "DescribeTopic", Access{auth_, {Need{Permission::kAdmin, Topic(req->name())}}}, ValidateName("name", req->name()),
                [this, req, resp]() -> absl::Status {
                  auto d = store_.DescribeTopic(req->name());
                  if (!d.ok()) return d.status();
@@ -270,7 +302,7 @@ grpc::ServerUnaryReactor* AdminService::DescribeTopic(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminService::DeleteTopic(grpc::CallbackServerContext* ctx,
                                                     const v1::DeleteTopicRequest* req,
                                                     v1::DeleteTopicResponse* /*resp*/) {
-  return Unary(ctx, executor_, "DeleteTopic", ValidateName("name", req->name()),
+  return Unary(ctx, executor_, "DeleteTopic", Access{auth_, {Need{Permission::kAdmin, Topic(req->name())}}}, ValidateName("name", req->name()),
                [this, req] { return store_.DeleteTopic(req->name()); });
 }
 
@@ -279,7 +311,7 @@ grpc::ServerUnaryReactor* AdminService::GetGroupLag(grpc::CallbackServerContext*
                                                     v1::GetGroupLagResponse* resp) {
   absl::Status valid = ValidateName("group", req->group());
   if (valid.ok() && !req->topic().empty()) valid = ValidateName("topic", req->topic());
-  return Unary(ctx, executor_, "GetGroupLag", valid, [this, req, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "GetGroupLag", Access{auth_, {Need{Permission::kConsume, Group(req->group())}}}, valid, [this, req, resp]() -> absl::Status {
     auto lag = store_.GroupLag(req->group(), req->topic());
     if (!lag.ok()) return lag.status();
     resp->set_group(req->group());
@@ -334,7 +366,7 @@ GroupUpdate UpdateFrom(const v1::UpdateGroupRequest& r) {
 grpc::ServerUnaryReactor* AdminService::CreateGroup(grpc::CallbackServerContext* ctx,
                                                     const v1::CreateGroupRequest* req,
                                                     v1::CreateGroupResponse* resp) {
-  return Unary(ctx, executor_, "CreateGroup", ValidateCreateGroup(*req),
+  return Unary(ctx, executor_, "CreateGroup", Access{auth_, {Need{Permission::kAdmin, Group(req->group().name())}}}, ValidateCreateGroup(*req),
                [this, req, resp]() -> absl::Status {
                  auto g = store_.CreateGroup(
                      req->group().name(), PolicyFrom(req->group()),
@@ -348,7 +380,7 @@ grpc::ServerUnaryReactor* AdminService::CreateGroup(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::UpdateGroup(grpc::CallbackServerContext* ctx,
                                                     const v1::UpdateGroupRequest* req,
                                                     v1::UpdateGroupResponse* resp) {
-  return Unary(ctx, executor_, "UpdateGroup", ValidateUpdateGroup(*req),
+  return Unary(ctx, executor_, "UpdateGroup", Access{auth_, {Need{Permission::kAdmin, Group(req->name())}}}, ValidateUpdateGroup(*req),
                [this, req, resp]() -> absl::Status {
                  auto g = store_.UpdateGroup(req->name(), UpdateFrom(*req));
                  if (!g.ok()) return g.status();
@@ -360,7 +392,7 @@ grpc::ServerUnaryReactor* AdminService::UpdateGroup(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::DescribeGroup(grpc::CallbackServerContext* ctx,
                                                       const v1::DescribeGroupRequest* req,
                                                       v1::DescribeGroupResponse* resp) {
-  return Unary(ctx, executor_, "DescribeGroup", ValidateName("name", req->name()),
+  return Unary(ctx, executor_, "DescribeGroup", Access{auth_, {Need{Permission::kConsume, Group(req->name())}}}, ValidateName("name", req->name()),
                [this, req, resp]() -> absl::Status {
                  auto g = store_.DescribeGroup(req->name());
                  if (!g.ok()) return g.status();
@@ -374,7 +406,7 @@ grpc::ServerUnaryReactor* AdminService::DescribeGroup(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminService::ResetGroup(grpc::CallbackServerContext* ctx,
                                                    const v1::ResetGroupRequest* req,
                                                    v1::ResetGroupResponse* resp) {
-  return Unary(ctx, executor_, "ResetGroup", ValidateResetGroup(*req, limits_),
+  return Unary(ctx, executor_, "ResetGroup", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidateResetGroup(*req, limits_),
                [this, req, resp]() -> absl::Status {
                  ResetTarget target;
                  switch (req->to_case()) {
@@ -410,7 +442,7 @@ grpc::ServerUnaryReactor* AdminService::ResetGroup(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AdminService::ListDeadLetters(grpc::CallbackServerContext* ctx,
                                                         const v1::ListDeadLettersRequest* req,
                                                         v1::ListDeadLettersResponse* resp) {
-  return Unary(ctx, executor_, "ListDeadLetters", ValidateListDeadLetters(*req),
+  return Unary(ctx, executor_, "ListDeadLetters", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidateListDeadLetters(*req),
                [this, req, resp]() -> absl::Status {
                  const int64_t after = *ParsePageToken(req->page_token());
                  const int64_t limit = req->page_size() == 0 ? 100 : req->page_size();
@@ -443,7 +475,7 @@ grpc::ServerUnaryReactor* AdminService::ListDeadLetters(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(
     grpc::CallbackServerContext* ctx, const v1::RedriveDeadLettersRequest* req,
     v1::RedriveDeadLettersResponse* resp) {
-  return Unary(ctx, executor_, "RedriveDeadLetters", ValidateRedrive(*req),
+  return Unary(ctx, executor_, "RedriveDeadLetters", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidateRedrive(*req),
                [this, req, resp]() -> absl::Status {
                  std::vector<int64_t> ids(req->ids().begin(), req->ids().end());
                  auto report = store_.RedriveDeadLetters(req->group(), ids, req->all(),
@@ -462,7 +494,7 @@ grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(
 grpc::ServerUnaryReactor* AdminService::PurgeDeadLetters(grpc::CallbackServerContext* ctx,
                                                          const v1::PurgeDeadLettersRequest* req,
                                                          v1::PurgeDeadLettersResponse* resp) {
-  return Unary(ctx, executor_, "PurgeDeadLetters", ValidatePurge(*req),
+  return Unary(ctx, executor_, "PurgeDeadLetters", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidatePurge(*req),
                [this, req, resp]() -> absl::Status {
                  std::vector<int64_t> ids(req->ids().begin(), req->ids().end());
                  auto purged = store_.PurgeDeadLetters(req->group(), ids, req->all());
@@ -475,7 +507,7 @@ grpc::ServerUnaryReactor* AdminService::PurgeDeadLetters(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AdminService::CancelDelayed(grpc::CallbackServerContext* ctx,
                                                       const v1::CancelDelayedRequest* req,
                                                       v1::CancelDelayedResponse* /*resp*/) {
-  return Unary(ctx, executor_, "CancelDelayed", ValidateCancelDelayed(*req), [this, req] {
+  return Unary(ctx, executor_, "CancelDelayed", Access{auth_, {Need{Permission::kAdmin, Topic(req->topic())}}}, ValidateCancelDelayed(*req), [this, req] {
     return store_.CancelDelayed(req->topic(), static_cast<int64_t>(req->delayed_id()));
   });
 }
@@ -487,7 +519,7 @@ namespace ferry::broker {
 grpc::ServerUnaryReactor* AdminService::ListTransactions(grpc::CallbackServerContext* ctx,
                                                          const v1::ListTransactionsRequest* req,
                                                          v1::ListTransactionsResponse* resp) {
-  return Unary(ctx, executor_, "ListTransactions", ValidateListTransactions(*req),
+  return Unary(ctx, executor_, "ListTransactions", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, ValidateListTransactions(*req),
                [this, req, resp]() -> absl::Status {
                  std::optional<TxnState> state;
                  switch (req->state()) {
@@ -538,7 +570,7 @@ grpc::ServerUnaryReactor* AdminService::ListTransactions(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AdminService::ResolveTransaction(
     grpc::CallbackServerContext* ctx, const v1::ResolveTransactionRequest* req,
     v1::ResolveTransactionResponse* resp) {
-  return Unary(ctx, executor_, "ResolveTransaction", ValidateResolveTransaction(*req),
+  return Unary(ctx, executor_, "ResolveTransaction", Access{auth_, {Need{Permission::kAdmin, TransactionGroup(req->transaction_id())}}}, ValidateResolveTransaction(*req),
                [this, req, resp]() -> absl::Status {
                  auto ended = store_.EndTransaction(req->transaction_id(),
                                                     FromProto(req->decision()), "admin",
@@ -553,9 +585,126 @@ grpc::ServerUnaryReactor* AdminService::ResolveTransaction(
 grpc::ServerUnaryReactor* AdminService::RearmTransactionChecks(
     grpc::CallbackServerContext* ctx, const v1::RearmTransactionChecksRequest* req,
     v1::RearmTransactionChecksResponse* /*resp*/) {
-  return Unary(ctx, executor_, "RearmTransactionChecks",
+  return Unary(ctx, executor_, "RearmTransactionChecks", Access{auth_, {Need{Permission::kAdmin, TransactionGroup(req->transaction_id())}}},
                ValidateTransactionId("transaction_id", req->transaction_id()),
                [this, req] { return store_.RearmChecks(req->transaction_id(), "admin"); });
+}
+
+// ---- principals and grants (--auth) -------------------------------------------------------
+
+namespace {
+
+GrantRecord ToRecord(const v1::AccessGrant& g) {
+  return GrantRecord{g.permission(), g.resource_type(),
+                     g.resource_type() == "cluster" ? "*" : g.resource_name()};
+}
+
+absl::Status ValidateGrants(const google::protobuf::RepeatedPtrField<v1::AccessGrant>& grants) {
+  for (int i = 0; i < grants.size(); ++i) {
+    absl::Status s = ValidateAccessGrant("grants[" + std::to_string(i) + "]", grants[i]);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AdminService::CreatePrincipal(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreatePrincipalRequest* req,
+                                                        v1::CreatePrincipalResponse* resp) {
+  absl::Status valid = ValidatePrincipalName("name", req->name());
+  if (valid.ok()) valid = ValidateGrants(req->grants());
+  return Unary(ctx, executor_, "CreatePrincipal", Access{auth_, {Need{Permission::kAdmin, Cluster()}}},
+               valid, [this, req, resp]() -> absl::Status {
+                 NewToken t = GenerateToken();
+                 absl::Status s = auth_store_.CreatePrincipal(req->name(), t.sha256);
+                 if (!s.ok()) return s;
+                 for (const auto& g : req->grants()) {
+                   s = auth_store_.Grant(req->name(), ToRecord(g));
+                   if (!s.ok()) return s;
+                 }
+                 ferry::log::Get("auth")->info("event=principal_created principal={}", req->name());
+                 resp->set_token(t.token);
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::RotateToken(grpc::CallbackServerContext* ctx,
+                                                    const v1::RotateTokenRequest* req,
+                                                    v1::RotateTokenResponse* resp) {
+  return Unary(ctx, executor_, "RotateToken", Access{auth_, {Need{Permission::kAdmin, Cluster()}}},
+               ValidatePrincipalName("name", req->name()), [this, req, resp]() -> absl::Status {
+                 NewToken t = GenerateToken();
+                 absl::Status s = auth_store_.SetToken(req->name(), t.sha256);
+                 if (!s.ok()) return s;
+                 ferry::log::Get("auth")->info("event=token_rotated principal={}", req->name());
+                 resp->set_token(t.token);
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::DeletePrincipal(grpc::CallbackServerContext* ctx,
+                                                        const v1::DeletePrincipalRequest* req,
+                                                        v1::DeletePrincipalResponse* /*resp*/) {
+  return Unary(ctx, executor_, "DeletePrincipal",
+               Access{auth_, {Need{Permission::kAdmin, Cluster()}}},
+               ValidatePrincipalName("name", req->name()),
+               [this, req] { return auth_store_.DeletePrincipal(req->name()); });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListPrincipals(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListPrincipalsRequest* /*req*/,
+                                                       v1::ListPrincipalsResponse* resp) {
+  return Unary(ctx, executor_, "ListPrincipals", Access{auth_, {Need{Permission::kAdmin, Cluster()}}},
+               absl::OkStatus(), [this, resp]() -> absl::Status {
+                 auto all = auth_store_.ListPrincipals();
+                 if (!all.ok()) return all.status();
+                 for (const auto& p : *all) {
+                   auto* out = resp->add_principals();
+                   out->set_name(p.name);
+                   out->set_created_at_unix_ms(static_cast<uint64_t>(p.created_at_ms));
+                   for (const auto& g : p.grants) {
+                     auto* og = out->add_grants();
+                     og->set_permission(g.permission);
+                     og->set_resource_type(g.resource_type);
+                     og->set_resource_name(g.resource_name);
+                   }
+                 }
+                 return absl::OkStatus();
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::Grant(grpc::CallbackServerContext* ctx,
+                                              const v1::GrantRequest* req,
+                                              v1::GrantResponse* /*resp*/) {
+  absl::Status valid = ValidatePrincipalName("principal", req->principal());
+  if (valid.ok()) valid = ValidateAccessGrant("grant", req->grant());
+  return Unary(ctx, executor_, "Grant", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, valid,
+               [this, req] {
+                 ferry::log::Get("auth")->info("event=granted principal={} permission={} "
+                                               "resource={}:{}",
+                                               req->principal(), req->grant().permission(),
+                                               req->grant().resource_type(),
+                                               req->grant().resource_name());
+                 return auth_store_.Grant(req->principal(), ToRecord(req->grant()));
+               });
+}
+
+grpc::ServerUnaryReactor* AdminService::Revoke(grpc::CallbackServerContext* ctx,
+                                               const v1::RevokeRequest* req,
+                                               v1::RevokeResponse* /*resp*/) {
+  absl::Status valid = ValidatePrincipalName("principal", req->principal());
+  if (valid.ok()) valid = ValidateAccessGrant("grant", req->grant());
+  return Unary(ctx, executor_, "Revoke", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, valid,
+               [this, req]() -> absl::Status {
+                 auto removed = auth_store_.Revoke(req->principal(), ToRecord(req->grant()));
+                 if (!removed.ok()) return removed.status();
+                 if (!*removed) {
+                   return absl::NotFoundError("principal '" + req->principal() +
+                                              "' has no such grant");
+                 }
+                 return absl::OkStatus();
+               });
 }
 
 }  // namespace ferry::broker

@@ -5,8 +5,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/long_poll.h"
+#include "broker/store/pg_auth_store.h"
 #include "broker/txn_checks.h"
 #include "common/executor.h"
 #include "ferry/v1/admin.grpc.pb.h"
@@ -16,8 +18,10 @@ namespace ferry::broker {
 
 class BrokerService final : public v1::Broker::CallbackService {
  public:
-  BrokerService(Broker& broker, Executor& executor, LongPoller& poller, TxnChecks& checks)
-      : broker_(broker), executor_(executor), poller_(poller), checks_(checks) {}
+  // `auth`: nullptr when --auth is off.
+  BrokerService(Broker& broker, Executor& executor, LongPoller& poller, TxnChecks& checks,
+                Authorizer* auth)
+      : broker_(broker), executor_(executor), poller_(poller), checks_(checks), auth_(auth) {}
 
   grpc::ServerUnaryReactor* Produce(grpc::CallbackServerContext* ctx,
                                     const v1::ProduceRequest* req,
@@ -47,12 +51,19 @@ class BrokerService final : public v1::Broker::CallbackService {
   Executor& executor_;
   LongPoller& poller_;
   TxnChecks& checks_;
+  Authorizer* const auth_;
 };
 
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  AdminService(PgStore& store, Broker& broker, Executor& executor)
-      : store_(store), broker_(broker), limits_(broker.limits()), executor_(executor) {}
+  AdminService(PgStore& store, PgAuthStore& auth_store, Broker& broker, Executor& executor,
+                Authorizer* auth)
+      : store_(store),
+        auth_store_(auth_store),
+        broker_(broker),
+        limits_(broker.limits()),
+        executor_(executor),
+        auth_(auth) {}
 
   grpc::ServerUnaryReactor* CreateTopic(grpc::CallbackServerContext* ctx,
                                         const v1::CreateTopicRequest* req,
@@ -103,11 +114,30 @@ class AdminService final : public v1::Admin::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::RearmTransactionChecksRequest* req,
       v1::RearmTransactionChecksResponse* resp) override;
 
+  grpc::ServerUnaryReactor* CreatePrincipal(grpc::CallbackServerContext* ctx,
+                                            const v1::CreatePrincipalRequest* req,
+                                            v1::CreatePrincipalResponse* resp) override;
+  grpc::ServerUnaryReactor* RotateToken(grpc::CallbackServerContext* ctx,
+                                        const v1::RotateTokenRequest* req,
+                                        v1::RotateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* DeletePrincipal(grpc::CallbackServerContext* ctx,
+                                            const v1::DeletePrincipalRequest* req,
+                                            v1::DeletePrincipalResponse* resp) override;
+  grpc::ServerUnaryReactor* ListPrincipals(grpc::CallbackServerContext* ctx,
+                                           const v1::ListPrincipalsRequest* req,
+                                           v1::ListPrincipalsResponse* resp) override;
+  grpc::ServerUnaryReactor* Grant(grpc::CallbackServerContext* ctx, const v1::GrantRequest* req,
+                                  v1::GrantResponse* resp) override;
+  grpc::ServerUnaryReactor* Revoke(grpc::CallbackServerContext* ctx, const v1::RevokeRequest* req,
+                                   v1::RevokeResponse* resp) override;
+
  private:
   PgStore& store_;
+  PgAuthStore& auth_store_;
   Broker& broker_;
   const Limits limits_;
   Executor& executor_;
+  Authorizer* const auth_;
 };
 
 }  // namespace ferry::broker

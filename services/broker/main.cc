@@ -15,6 +15,10 @@ int main(int argc, char** argv) {
   app.fallthrough();  // `migrate --database-url X`: options after the subcommand apply too
   ferry::broker::AddFlags(app, o);
   auto* migrate = app.add_subcommand("migrate", "apply the broker migrations and exit");
+  std::string admin_name;
+  auto* create_admin = app.add_subcommand(
+      "create-admin", "create a principal with admin on the cluster (for --auth); print its token");
+  create_admin->add_option("name", admin_name, "the principal's name")->required();
   CLI11_PARSE(app, argc, argv);
 
   ferry::log::Init(o.log_level);
@@ -33,6 +37,15 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (create_admin->parsed()) {
+    auto token = ferry::broker::CreateAdmin(o, admin_name);
+    if (!token.ok()) {
+      std::cerr << "ferry-broker create-admin: " << token.status().message() << "\n";
+      return 1;
+    }
+    std::cout << *token << "\n";  // shown once; only its SHA-256 is stored
+    return 0;
+  }
   ferry::BlockStopSignals();  // before any thread starts
 
   ferry::broker::BrokerServer server(o);

@@ -3,10 +3,12 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/broker_service.h"
 #include "broker/long_poll.h"
 #include "common/metrics_server.h"
+#include "broker/store/pg_auth_store.h"
 #include "broker/store/pg_store.h"
 #include "broker/txn_checks.h"
 
@@ -25,6 +27,34 @@ namespace {
 constexpr char kMigrationsTable[] = "broker_schema_migrations";
 constexpr int kMaxGrpcMessageBytes = 64 << 20;  // 16 MiB produce + framing; consume replies
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const BrokerOptions& o) {
+  if (o.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  auto cert = config::ReadFile(o.tls_cert_file, "--tls-cert");
+  if (!cert.ok()) return cert.status();
+  auto key = config::ReadFile(o.tls_key_file, "--tls-key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!o.tls_client_ca_file.empty()) {
+    auto ca = config::ReadFile(o.tls_client_ca_file, "--tls-client-ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+absl::StatusOr<std::string> CreateAdmin(const BrokerOptions& options, const std::string& name) {
+  if (absl::Status s = MigrateDatabase(options); !s.ok()) return s;
+  pg::ConnectionPool pool(options.database_url, 1, "ferry-broker", {});
+  PgAuthStore store(pool);
+  NewToken t = GenerateToken();
+  if (absl::Status s = store.CreatePrincipal(name, t.sha256); !s.ok()) return s;
+  if (absl::Status s = store.Grant(name, GrantRecord{"admin", "cluster", "*"}); !s.ok()) return s;
+  return t.token;
+}
 
 absl::Status MigrateDatabase(const BrokerOptions& options) {
   pg::ConnectionPool pool(options.database_url, 1, "ferry-broker", {});
@@ -78,16 +108,26 @@ absl::Status BrokerServer::Start() {
   gethostname(host, sizeof(host) - 1);
   // The id this broker signs back-checks with in the audit trail: host/pid.
   broker_id_ = std::string(host) + "/" + std::to_string(getpid());
+  auth_store_ = std::make_unique<PgAuthStore>(*pool_);
+  if (options_.auth) {
+    authorizer_ = std::make_unique<Authorizer>(
+        *auth_store_, std::chrono::milliseconds(options_.auth_cache_ms));
+  }
   checks_ = std::make_unique<TxnChecks>(
       *store_, *broker_, *executor_, broker_id_,
-      std::chrono::milliseconds(std::clamp<int64_t>(options_.txn_check_interval_ms / 4, 20, 250)));
-  broker_service_ = std::make_unique<BrokerService>(*broker_, *executor_, *poller_, *checks_);
-  admin_service_ = std::make_unique<AdminService>(*store_, *broker_, *executor_);
+      std::chrono::milliseconds(std::clamp<int64_t>(options_.txn_check_interval_ms / 4, 20, 250)),
+      authorizer_.get());
+  broker_service_ = std::make_unique<BrokerService>(*broker_, *executor_, *poller_, *checks_,
+                                                    authorizer_.get());
+  admin_service_ = std::make_unique<AdminService>(*store_, *auth_store_, *broker_, *executor_,
+                                                  authorizer_.get());
+  auto credentials = ServerCredentials(options_);
+  if (!credentials.ok()) return credentials.status();
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // see toolchain notes: --as-needed
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.listen, *credentials, &port_);
   builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
   builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
   builder.RegisterService(broker_service_.get());
@@ -237,6 +277,8 @@ void BrokerServer::Shutdown() {
   poller_.reset();
   executor_.reset();
   broker_.reset();
+  authorizer_.reset();
+  auth_store_.reset();
   store_.reset();
   pool_.reset();
   if (serving) logger->info("event=stopped");

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <absl/status/status.h>
+#include <absl/status/statusor.h>
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -32,8 +33,10 @@ class ConnectionPool;
 
 namespace ferry::broker {
 
+class Authorizer;
 class Broker;
 class BrokerService;
+class PgAuthStore;
 class AdminService;
 class LongPoller;
 class NotificationListener;
@@ -42,6 +45,14 @@ class TxnChecks;
 
 // Applies the broker migrations to options.database_url and returns.
 absl::Status MigrateDatabase(const BrokerOptions& options);
+
+// Creates principal `name` with admin on the cluster, straight in the database (the first
+// principal of a broker run with --auth); returns its token.
+absl::StatusOr<std::string> CreateAdmin(const BrokerOptions& options, const std::string& name);
+
+// Plaintext, TLS, or TLS requiring client certificates, from the --tls-* options.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const BrokerOptions& options);
 
 class BrokerServer {
  public:
@@ -76,6 +87,8 @@ class BrokerServer {
   std::string broker_id_;
   std::unique_ptr<pg::ConnectionPool> pool_;
   std::unique_ptr<PgStore> store_;
+  std::unique_ptr<PgAuthStore> auth_store_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<Broker> broker_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<LongPoller> poller_;

@@ -6,6 +6,7 @@
 #include <deque>
 
 #include "common/log.h"
+#include "common/status.h"
 #include "common/metrics.h"
 
 namespace ferry::broker {
@@ -31,7 +32,9 @@ CheckMetrics& Metrics() {
 class TxnChecks::Stream
     : public grpc::ServerBidiReactor<v1::CheckTransactionRequest, v1::CheckTransactionResponse> {
  public:
-  Stream(TxnChecks* owner) : owner_(owner) { StartRead(&request_); }
+  Stream(TxnChecks* owner, grpc::CallbackServerContext* ctx) : owner_(owner), ctx_(ctx) {
+    StartRead(&request_);
+  }
 
   // Queues a check for the checker; false if the stream is finishing.
   bool Send(v1::CheckTransactionResponse check) {
@@ -68,6 +71,19 @@ class TxnChecks::Stream
       if (!valid.ok()) {
         End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(valid.message())));
         return;
+      }
+      if (owner_->auth_ != nullptr) {
+        // Once per stream, on this callback thread (a database read only on a cache miss):
+        // answering a producer group's checks is acting as that producer group.
+        std::vector<Need> needs;
+        for (const auto& g : request_.subscribe().producer_groups()) {
+          needs.push_back(Need{Permission::kProduce, Group(g)});
+        }
+        absl::Status allowed = owner_->auth_->Authorize(*ctx_, needs);
+        if (!allowed.ok()) {
+          End(ToGrpcStatus(allowed));
+          return;
+        }
       }
       subscribed_ = true;
       checker_ = request_.subscribe().checker_id().empty() ? "anonymous"
@@ -106,6 +122,7 @@ class TxnChecks::Stream
 
  private:
   TxnChecks* owner_;
+  grpc::CallbackServerContext* ctx_;
   v1::CheckTransactionRequest request_;
   bool subscribed_ = false;  // reactions run one at a time: no lock needed
   std::string checker_;
@@ -116,8 +133,9 @@ class TxnChecks::Stream
 };
 
 TxnChecks::TxnChecks(PgStore& store, Broker& broker, Executor& executor, std::string broker_id,
-                     std::chrono::milliseconds poll)
-    : store_(store),
+                     std::chrono::milliseconds poll, Authorizer* auth)
+    : auth_(auth),
+      store_(store),
       broker_(broker),
       executor_(executor),
       broker_id_(std::move(broker_id)),
@@ -127,8 +145,8 @@ TxnChecks::TxnChecks(PgStore& store, Broker& broker, Executor& executor, std::st
 TxnChecks::~TxnChecks() { Stop(); }
 
 grpc::ServerBidiReactor<v1::CheckTransactionRequest, v1::CheckTransactionResponse>*
-TxnChecks::Open(grpc::CallbackServerContext* /*ctx*/) {
-  auto* stream = new Stream(this);
+TxnChecks::Open(grpc::CallbackServerContext* ctx) {
+  auto* stream = new Stream(this, ctx);
   std::lock_guard<std::mutex> lock(mu_);
   streams_.insert(stream);
   if (stopping_) stream->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "broker shutting down"));

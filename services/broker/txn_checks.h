@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/store/pg_store.h"
 #include "common/executor.h"
@@ -30,8 +31,9 @@ namespace ferry::broker {
 
 class TxnChecks {
  public:
+  // `auth`: nullptr when --auth is off; else subscribing needs produce on each producer group.
   TxnChecks(PgStore& store, Broker& broker, Executor& executor, std::string broker_id,
-            std::chrono::milliseconds poll);
+            std::chrono::milliseconds poll, Authorizer* auth = nullptr);
   ~TxnChecks();
 
   // A new reactor for one CheckTransaction call (owned by gRPC until OnDone).
@@ -47,6 +49,7 @@ class TxnChecks {
   void Answer(const std::string& checker, const v1::CheckAnswer& answer);
   void Run();
 
+  Authorizer* const auth_;
   PgStore& store_;
   Broker& broker_;
   Executor& executor_;

@@ -36,6 +36,43 @@ absl::Status ValidateName(const std::string& field, const std::string& value) {
   return absl::OkStatus();
 }
 
+absl::Status ValidatePrincipalName(const std::string& field, const std::string& value) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
+  if (value.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", value.size(), " characters long; at most 128 are allowed"));
+  }
+  for (char c : value) {
+    if (!NameChar(c) && c != '@') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " \"", value, "\" may only contain letters, digits, '.', '_', '-' and '@'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAccessGrant(const std::string& field, const v1::AccessGrant& g) {
+  const std::string& p = g.permission();
+  if (p != "produce" && p != "consume" && p != "admin") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".permission \"", p, "\" must be produce, consume or admin"));
+  }
+  const std::string& t = g.resource_type();
+  if (t == "cluster") {
+    if (!g.resource_name().empty() && g.resource_name() != "*") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".resource_name must be empty or \"*\" for the cluster"));
+    }
+    return absl::OkStatus();
+  }
+  if (t != "topic" && t != "group") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".resource_type \"", t, "\" must be topic, group or cluster"));
+  }
+  if (g.resource_name() == "*") return absl::OkStatus();
+  return ValidateName(field + ".resource_name", g.resource_name());
+}
+
 absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits) {
   if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
   if (!req.transaction_id().empty() && req.has_transactional()) {

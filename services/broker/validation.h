@@ -41,6 +41,11 @@ inline constexpr int kMaxBackoffSteps = 64;
 
 // Topic and group names: [A-Za-z0-9._-]{1,128}. `field` names the field in the message.
 absl::Status ValidateName(const std::string& field, const std::string& value);
+// A principal name: [A-Za-z0-9._@-]{1,128}.
+absl::Status ValidatePrincipalName(const std::string& field, const std::string& value);
+// permission produce|consume|admin; resource_type topic|group|cluster; resource_name a name or
+// "*" ("*" or empty for cluster).
+absl::Status ValidateAccessGrant(const std::string& field, const v1::AccessGrant& grant);
 
 absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits);
 absl::Status ValidateConsume(const v1::ConsumeRequest& req, const Limits& limits);

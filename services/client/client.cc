@@ -2,9 +2,8 @@
 
 #include <grpcpp/support/client_interceptor.h>
 
-#include <fstream>
-#include <sstream>
 
+#include "common/config.h"
 #include "common/status.h"
 
 namespace ferry {
@@ -47,16 +46,6 @@ class TokenInterceptorFactory : public grpc::experimental::ClientInterceptorFact
   const std::string header_;  // lives as long as the channel (it owns the factory)
 };
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  if (!in || buf.str().empty()) {
-    return absl::InvalidArgumentError(std::string(what) + ": cannot read " + path);
-  }
-  return buf.str();
-}
-
 }  // namespace
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
@@ -73,13 +62,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   }
   if (!o.tls_ca_file.empty()) {
     grpc::SslCredentialsOptions ssl;
-    auto ca = ReadPem(o.tls_ca_file, "TLS CA");
+    auto ca = config::ReadFile(o.tls_ca_file, "TLS CA");
     if (!ca.ok()) return ca.status();
     ssl.pem_root_certs = *ca;
     if (!o.tls_cert_file.empty()) {
-      auto cert = ReadPem(o.tls_cert_file, "TLS client certificate");
+      auto cert = config::ReadFile(o.tls_cert_file, "TLS client certificate");
       if (!cert.ok()) return cert.status();
-      auto key = ReadPem(o.tls_key_file, "TLS client key");
+      auto key = config::ReadFile(o.tls_key_file, "TLS client key");
       if (!key.ok()) return key.status();
       ssl.pem_cert_chain = *cert;
       ssl.pem_private_key = *key;

@@ -1,6 +1,8 @@
 #include "common/config.h"
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 
 namespace ferry::config {
 
@@ -17,6 +19,16 @@ std::string RedactConninfo(const std::string& url) {
   static const std::regex kKvPassword(R"((password\s*=\s*)('[^']*'|\S+))");
   std::string out = std::regex_replace(url, kUrlPassword, "$1***@");
   return std::regex_replace(out, kKvPassword, "$1***");
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  if (!in || buf.str().empty()) {
+    return absl::InvalidArgumentError(what + ": cannot read " + path);
+  }
+  return buf.str();
 }
 
 }  // namespace ferry::config

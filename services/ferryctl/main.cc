@@ -187,6 +187,24 @@ std::vector<uint64_t> ParseIds(const std::vector<std::string>& ids) {
   return out;
 }
 
+// "produce" and "topic:orders" (or "group:*", "cluster") as a grant.
+ferry::v1::AccessGrant ParseGrant(const std::string& permission, const std::string& resource) {
+  ferry::v1::AccessGrant g;
+  g.set_permission(permission);
+  if (resource == "cluster") {
+    g.set_resource_type("cluster");
+    g.set_resource_name("*");
+    return g;
+  }
+  const auto colon = resource.find(':');
+  if (colon == std::string::npos) {
+    throw Failure{"resource \"" + resource + "\" must be topic:NAME, group:NAME or cluster"};
+  }
+  g.set_resource_type(resource.substr(0, colon));
+  g.set_resource_name(resource.substr(colon + 1));
+  return g;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -197,6 +215,18 @@ int main(int argc, char** argv) {
   app.add_option("--broker", broker, "broker address HOST:PORT")
       ->envname("FERRY_BROKER")->capture_default_str();
   app.add_flag("--json", as_json, "machine-readable output (one JSON document or JSON lines)");
+  ferry::ChannelOptions connect;
+  app.add_option("--token", connect.token, "bearer token, for a broker run with --auth")
+      ->envname("FERRY_TOKEN");
+  app.add_option("--tls-ca", connect.tls_ca_file, "PEM CA of the broker's certificate: use TLS")
+      ->envname("FERRY_TLS_CA");
+  app.add_option("--tls-cert", connect.tls_cert_file, "PEM client certificate")
+      ->envname("FERRY_TLS_CERT");
+  app.add_option("--tls-key", connect.tls_key_file, "PEM key of --tls-cert")
+      ->envname("FERRY_TLS_KEY");
+  app.add_option("--tls-server-name", connect.tls_server_name,
+                 "name expected in the broker's certificate (default: the --broker host)")
+      ->envname("FERRY_TLS_SERVER_NAME");
 
   // topic ...
   auto* topic = app.add_subcommand("topic", "create, list, describe, delete topics");
@@ -375,10 +405,35 @@ int main(int argc, char** argv) {
   txn_checker->add_option("--answer", answer, "commit|rollback|unknown for every check");
   txn_checker->add_option("--count", answer_count, "stop after this many answers (0: never)");
 
+  // auth ...
+  auto* auth = app.add_subcommand("auth", "principals, tokens and grants (broker --auth)");
+  auth->require_subcommand(1);
+  std::string principal, permission, resource;
+  std::vector<std::string> grant_specs;
+  auto* auth_create = auth->add_subcommand("create", "create a principal; prints its token once");
+  auth_create->add_option("NAME", principal, "principal name")->required();
+  auth_create->add_option("--grant", grant_specs,
+                          "PERMISSION:RESOURCE, e.g. produce:topic:orders (repeatable)");
+  auto* auth_rotate = auth->add_subcommand("rotate", "a new token; the old one stops working");
+  auth_rotate->add_option("NAME", principal, "principal name")->required();
+  auto* auth_delete = auth->add_subcommand("delete", "delete a principal and its grants");
+  auth_delete->add_option("NAME", principal, "principal name")->required();
+  auto* auth_list = auth->add_subcommand("list", "principals and their grants");
+  auto* auth_grant = auth->add_subcommand("grant", "allow a principal something");
+  auto* auth_revoke = auth->add_subcommand("revoke", "take a grant away");
+  for (auto* sub : {auth_grant, auth_revoke}) {
+    sub->add_option("NAME", principal, "principal name")->required();
+    sub->add_option("PERMISSION", permission, "produce|consume|admin")->required();
+    sub->add_option("RESOURCE", resource, "topic:NAME, group:NAME (NAME may be *) or cluster")
+        ->required();
+  }
+
   CLI11_PARSE(app, argc, argv);
 
   try {
-    ferry::Client client(broker);
+    auto channel = ferry::MakeChannel(broker, connect);
+    if (!channel.ok()) throw Failure{std::string(channel.status().message())};
+    ferry::Client client(*channel);
     if (topic_create->parsed()) {
       ferry::v1::TopicConfig t;
       t.set_name(name);
@@ -914,8 +969,7 @@ int main(int argc, char** argv) {
                : said == "rollback" ? ferry::v1::TRANSACTION_ROLLBACK
                                     : ferry::v1::TRANSACTION_UNKNOWN;
       };
-      ferry::TransactionChecker checker(ferry::MakeChannel(broker), checker_groups,
-                                        "ferryctl", decide);
+      ferry::TransactionChecker checker(*channel, checker_groups, "ferryctl", decide);
       checker.Start();
       while (!input_closed && (answer_count == 0 || checker.answered() < answer_count)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -926,6 +980,69 @@ int main(int argc, char** argv) {
       req.set_transaction_id(txn_id);
       AdminCall(client, &ferry::v1::Admin::Stub::RearmTransactionChecks, req, "txn rearm");
       if (!as_json) std::cout << txn_id << " PREPARED: back-checks start again\n";
+    } else if (auth_create->parsed()) {
+      ferry::v1::CreatePrincipalRequest req;
+      req.set_name(principal);
+      for (const auto& spec : grant_specs) {
+        const auto colon = spec.find(':');
+        if (colon == std::string::npos) throw Failure{"--grant " + spec + ": PERMISSION:RESOURCE"};
+        *req.add_grants() = ParseGrant(spec.substr(0, colon), spec.substr(colon + 1));
+      }
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::CreatePrincipal, req, "auth create");
+      if (as_json) {
+        std::cout << Dump(json{{"principal", principal}, {"token", r.token()}}) << "\n";
+      } else {
+        std::cout << r.token() << "\n";
+      }
+    } else if (auth_rotate->parsed()) {
+      ferry::v1::RotateTokenRequest req;
+      req.set_name(principal);
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::RotateToken, req, "auth rotate");
+      std::cout << r.token() << "\n";
+    } else if (auth_delete->parsed()) {
+      ferry::v1::DeletePrincipalRequest req;
+      req.set_name(principal);
+      AdminCall(client, &ferry::v1::Admin::Stub::DeletePrincipal, req, "auth delete");
+      if (!as_json) std::cout << "deleted principal " << principal << "\n";
+    } else if (auth_grant->parsed() || auth_revoke->parsed()) {
+      const bool grant = auth_grant->parsed();
+      ferry::v1::GrantRequest g;
+      g.set_principal(principal);
+      *g.mutable_grant() = ParseGrant(permission, resource);
+      if (grant) {
+        AdminCall(client, &ferry::v1::Admin::Stub::Grant, g, "auth grant");
+      } else {
+        ferry::v1::RevokeRequest r;
+        r.set_principal(principal);
+        *r.mutable_grant() = g.grant();
+        AdminCall(client, &ferry::v1::Admin::Stub::Revoke, r, "auth revoke");
+      }
+      if (!as_json) {
+        std::cout << (grant ? "granted " : "revoked ") << permission << " on " << resource
+                  << (grant ? " to " : " from ") << principal << "\n";
+      }
+    } else if (auth_list->parsed()) {
+      auto r = AdminCall(client, &ferry::v1::Admin::Stub::ListPrincipals,
+                         ferry::v1::ListPrincipalsRequest(), "auth list");
+      std::vector<std::vector<std::string>> rows{{"PRINCIPAL", "PERMISSION", "RESOURCE"}};
+      json out = json::array();
+      for (const auto& p : r.principals()) {
+        json grants = json::array();
+        if (p.grants().empty()) rows.push_back({p.name(), "-", "-"});
+        for (const auto& g : p.grants()) {
+          const std::string res = g.resource_type() == "cluster"
+                                      ? "cluster"
+                                      : g.resource_type() + ":" + g.resource_name();
+          rows.push_back({p.name(), g.permission(), res});
+          grants.push_back(json{{"permission", g.permission()}, {"resource", res}});
+        }
+        out.push_back(json{{"principal", p.name()}, {"grants", grants}});
+      }
+      if (as_json) {
+        std::cout << Dump(out) << "\n";
+      } else {
+        PrintTable(rows);
+      }
     }
   } catch (const Failure& f) {
     std::cerr << "ferryctl: " << f.message << "\n";
