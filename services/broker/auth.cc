@@ -47,8 +47,8 @@ NewToken GenerateToken() {
   return t;
 }
 
-bool Allows(const std::vector<GrantRecord>& grants, Permission permission,
-            const std::string& kind, const std::string& name) {
+bool Allows(const std::vector<GrantRecord>& grants, Permission permission, const std::string& kind,
+            const std::string& name) {
   const std::string wanted = PermissionName(permission);
   for (const auto& g : grants) {
     if (g.permission != wanted && g.permission != "admin") continue;  // admin implies the rest
@@ -73,8 +73,7 @@ absl::StatusOr<std::shared_ptr<const Authorizer::Entry>> Authorizer::Lookup(
   }
   const std::string value(it->second.data(), it->second.size());
   if (!absl::StartsWithIgnoreCase(value, "Bearer ") || value.size() <= 7) {
-    return absl::UnauthenticatedError(
-        "the authorization metadata must be \"Bearer <token>\"");
+    return absl::UnauthenticatedError("the authorization metadata must be \"Bearer <token>\"");
   }
   const std::string hash = TokenSha256(value.substr(7));
   const auto now = std::chrono::steady_clock::now();

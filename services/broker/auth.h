@@ -52,8 +52,8 @@ NewToken GenerateToken();
 std::string TokenSha256(const std::string& token);
 
 // Whether `grants` allow `permission` on the (resolved) resource `kind`/`name`.
-bool Allows(const std::vector<GrantRecord>& grants, Permission permission,
-            const std::string& kind, const std::string& name);
+bool Allows(const std::vector<GrantRecord>& grants, Permission permission, const std::string& kind,
+            const std::string& name);
 
 class Authorizer {
  public:

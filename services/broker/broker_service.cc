@@ -18,9 +18,9 @@ struct RpcMetrics {
   metrics::Registry::HistogramFamily& latency = metrics::Default().Histograms(
       "ferry_rpc_duration_seconds", "gRPC call duration, long-poll waits included", {"method"},
       metrics::LatencyBuckets());
-  metrics::Registry::CounterFamily& produced = metrics::Default().Counters(
-      "ferry_produced_messages_total", "messages accepted by Produce (duplicates included)",
-      {"topic"});
+  metrics::Registry::CounterFamily& produced =
+      metrics::Default().Counters("ferry_produced_messages_total",
+                                  "messages accepted by Produce (duplicates included)", {"topic"});
   metrics::Registry::CounterFamily& delivered = metrics::Default().Counters(
       "ferry_delivered_messages_total", "messages handed out by Consume (redeliveries included)",
       {"topic", "group"});
@@ -44,8 +44,8 @@ void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_poin
   if (status.ok()) {
     access->debug("rpc={} code=OK dur_us={}", rpc, us);
   } else {
-    access->info("rpc={} code={} dur_us={} msg=\"{}\"", rpc, absl::StatusCodeToString(status.code()),
-                 us, std::string(status.message()));
+    access->info("rpc={} code={} dur_us={} msg=\"{}\"", rpc,
+                 absl::StatusCodeToString(status.code()), us, std::string(status.message()));
   }
   reactor->Finish(ToGrpcStatus(status));
 }
@@ -99,8 +99,7 @@ void ToProto(const GroupPolicy& g, v1::GroupConfig* out) {
   out->set_backoff_min_ms(static_cast<uint64_t>(g.backoff_min_ms));
   out->set_backoff_max_ms(static_cast<uint64_t>(g.backoff_max_ms));
   out->set_ordered(g.ordered);
-  out->set_start_position(g.start_latest ? v1::START_POSITION_LATEST
-                                         : v1::START_POSITION_EARLIEST);
+  out->set_start_position(g.start_latest ? v1::START_POSITION_LATEST : v1::START_POSITION_EARLIEST);
 }
 
 }  // namespace
@@ -113,8 +112,8 @@ grpc::ServerUnaryReactor* BrokerService::Produce(grpc::CallbackServerContext* ct
     access.needs.push_back(
         Need{Permission::kProduce, Group(req->transactional().producer_group())});
   }
-  return Unary(ctx, executor_, "Produce", std::move(access), ValidateProduce(*req, broker_.limits()),
-               [this, req, resp] {
+  return Unary(ctx, executor_, "Produce", std::move(access),
+               ValidateProduce(*req, broker_.limits()), [this, req, resp] {
                  absl::Status s = broker_.Produce(*req, resp);
                  if (s.ok()) Metrics().produced.With({req->topic()}).Add(req->messages_size());
                  return s;
@@ -124,38 +123,44 @@ grpc::ServerUnaryReactor* BrokerService::Produce(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* BrokerService::Commit(grpc::CallbackServerContext* ctx,
                                                 const v1::CommitRequest* req,
                                                 v1::CommitResponse* resp) {
-  return Unary(ctx, executor_, "Commit", Access{auth_, {Need{Permission::kConsume, Group(req->group())}}}, ValidateCommit(*req, broker_.limits()),
-               [this, req, resp] {
-                 absl::Status s = broker_.Commit(*req, resp);
-                 if (s.ok()) {
-                   for (const auto& r : resp->results()) {
-                     Metrics().settled.With({req->group(), v1::CommitStatus_Name(r.status())}).Add();
-                   }
-                 }
-                 return s;
-               });
+  return Unary(
+      ctx, executor_, "Commit", Access{auth_, {Need{Permission::kConsume, Group(req->group())}}},
+      ValidateCommit(*req, broker_.limits()), [this, req, resp] {
+        absl::Status s = broker_.Commit(*req, resp);
+        if (s.ok()) {
+          for (const auto& r : resp->results()) {
+            Metrics().settled.With({req->group(), v1::CommitStatus_Name(r.status())}).Add();
+          }
+        }
+        return s;
+      });
 }
 
 grpc::ServerUnaryReactor* BrokerService::ExtendLease(grpc::CallbackServerContext* ctx,
                                                      const v1::ExtendLeaseRequest* req,
                                                      v1::ExtendLeaseResponse* resp) {
-  return Unary(ctx, executor_, "ExtendLease", Access{auth_, {Need{Permission::kConsume, Group(req->group())}}}, ValidateExtendLease(*req, broker_.limits()),
+  return Unary(ctx, executor_, "ExtendLease",
+               Access{auth_, {Need{Permission::kConsume, Group(req->group())}}},
+               ValidateExtendLease(*req, broker_.limits()),
                [this, req, resp] { return broker_.ExtendLease(*req, resp); });
 }
 
 grpc::ServerUnaryReactor* BrokerService::BeginTransaction(grpc::CallbackServerContext* ctx,
                                                           const v1::BeginTransactionRequest* req,
                                                           v1::BeginTransactionResponse* resp) {
-  return Unary(ctx, executor_, "BeginTransaction", Access{auth_, {Need{Permission::kProduce, Group(req->producer_group())}}},
-               ValidateBeginTransaction("", req->producer_group(), req->check_ref(),
-                                        req->timeout_ms()),
-               [this, req, resp] { return broker_.BeginTransaction(*req, resp); });
+  return Unary(
+      ctx, executor_, "BeginTransaction",
+      Access{auth_, {Need{Permission::kProduce, Group(req->producer_group())}}},
+      ValidateBeginTransaction("", req->producer_group(), req->check_ref(), req->timeout_ms()),
+      [this, req, resp] { return broker_.BeginTransaction(*req, resp); });
 }
 
 grpc::ServerUnaryReactor* BrokerService::EndTransaction(grpc::CallbackServerContext* ctx,
                                                         const v1::EndTransactionRequest* req,
                                                         v1::EndTransactionResponse* resp) {
-  return Unary(ctx, executor_, "EndTransaction", Access{auth_, {Need{Permission::kProduce, TransactionGroup(req->transaction_id())}}}, ValidateEndTransaction(*req),
+  return Unary(ctx, executor_, "EndTransaction",
+               Access{auth_, {Need{Permission::kProduce, TransactionGroup(req->transaction_id())}}},
+               ValidateEndTransaction(*req),
                [this, req, resp] { return broker_.EndTransaction(*req, resp); });
 }
 
@@ -228,7 +233,8 @@ void BrokerService::ConsumeAttempt(std::shared_ptr<ConsumeCall> call) {
   if (!status.ok() || call->resp->messages_size() > 0 || Clock::now() >= call->deadline ||
       call->ctx->IsCancelled()) {
     if (status.ok() && call->resp->messages_size() > 0) {
-      Metrics().delivered.With({call->req->topic(), call->req->group()})
+      Metrics()
+          .delivered.With({call->req->topic(), call->req->group()})
           .Add(call->resp->messages_size());
     }
     Finish(call->reactor, "Consume", call->start, status);
@@ -248,41 +254,44 @@ void BrokerService::ConsumeAttempt(std::shared_ptr<ConsumeCall> call) {
 grpc::ServerUnaryReactor* AdminService::CreateTopic(grpc::CallbackServerContext* ctx,
                                                     const v1::CreateTopicRequest* req,
                                                     v1::CreateTopicResponse* resp) {
-  return Unary(ctx, executor_, "CreateTopic", Access{auth_, {Need{Permission::kAdmin, Topic(req->topic().name())}}}, ValidateTopicConfig(req->topic(), limits_),
-               [this, req, resp]() -> absl::Status {
-                 TopicInfo t;
-                 t.name = req->topic().name();
-                 t.queue_count = req->topic().queues() == 0 ? kDefaultQueues : req->topic().queues();
-                 t.retention_ms = static_cast<int64_t>(
-                     req->topic().retention_ms() == 0 ? kDefaultRetentionMs
-                                                      : req->topic().retention_ms());
-                 t.dedup_window_ms = static_cast<int64_t>(
-                     req->topic().dedup_window_ms() == 0 ? kDefaultDedupWindowMs
-                                                         : req->topic().dedup_window_ms());
-                 t.ordered = req->topic().ordered();
-                 auto created = store_.CreateTopic(t);
-                 if (!created.ok()) return created.status();
-                 ToProto(*created, resp->mutable_topic());
-                 return absl::OkStatus();
-               });
+  return Unary(
+      ctx, executor_, "CreateTopic",
+      Access{auth_, {Need{Permission::kAdmin, Topic(req->topic().name())}}},
+      ValidateTopicConfig(req->topic(), limits_), [this, req, resp]() -> absl::Status {
+        TopicInfo t;
+        t.name = req->topic().name();
+        t.queue_count = req->topic().queues() == 0 ? kDefaultQueues : req->topic().queues();
+        t.retention_ms = static_cast<int64_t>(
+            req->topic().retention_ms() == 0 ? kDefaultRetentionMs : req->topic().retention_ms());
+        t.dedup_window_ms = static_cast<int64_t>(req->topic().dedup_window_ms() == 0
+                                                     ? kDefaultDedupWindowMs
+                                                     : req->topic().dedup_window_ms());
+        t.ordered = req->topic().ordered();
+        auto created = store_.CreateTopic(t);
+        if (!created.ok()) return created.status();
+        ToProto(*created, resp->mutable_topic());
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminService::ListTopics(grpc::CallbackServerContext* ctx,
                                                    const v1::ListTopicsRequest* /*req*/,
                                                    v1::ListTopicsResponse* resp) {
-  return Unary(ctx, executor_, "ListTopics", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, absl::OkStatus(), [this, resp]() -> absl::Status {
-    auto topics = store_.ListTopics();
-    if (!topics.ok()) return topics.status();
-    for (const auto& t : *topics) ToProto(t, resp->add_topics());
-    return absl::OkStatus();
-  });
+  return Unary(ctx, executor_, "ListTopics", Access{auth_, {Need{Permission::kAdmin, Cluster()}}},
+               absl::OkStatus(), [this, resp]() -> absl::Status {
+                 auto topics = store_.ListTopics();
+                 if (!topics.ok()) return topics.status();
+                 for (const auto& t : *topics) ToProto(t, resp->add_topics());
+                 return absl::OkStatus();
+               });
 }
 
 grpc::ServerUnaryReactor* AdminService::DescribeTopic(grpc::CallbackServerContext* ctx,
                                                       const v1::DescribeTopicRequest* req,
                                                       v1::DescribeTopicResponse* resp) {
-  return Unary(ctx, executor_, "DescribeTopic", Access{auth_, {Need{Permission::kAdmin, Topic(req->name())}}}, ValidateName("name", req->name()),
-               [this, req, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "DescribeTopic",
+               Access{auth_, {Need{Permission::kAdmin, Topic(req->name())}}},
+               ValidateName("name", req->name()), [this, req, resp]() -> absl::Status {
                  auto d = store_.DescribeTopic(req->name());
                  if (!d.ok()) return d.status();
                  ToProto(d->topic, resp->mutable_topic());
@@ -302,8 +311,9 @@ grpc::ServerUnaryReactor* AdminService::DescribeTopic(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminService::DeleteTopic(grpc::CallbackServerContext* ctx,
                                                     const v1::DeleteTopicRequest* req,
                                                     v1::DeleteTopicResponse* /*resp*/) {
-  return Unary(ctx, executor_, "DeleteTopic", Access{auth_, {Need{Permission::kAdmin, Topic(req->name())}}}, ValidateName("name", req->name()),
-               [this, req] { return store_.DeleteTopic(req->name()); });
+  return Unary(
+      ctx, executor_, "DeleteTopic", Access{auth_, {Need{Permission::kAdmin, Topic(req->name())}}},
+      ValidateName("name", req->name()), [this, req] { return store_.DeleteTopic(req->name()); });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetGroupLag(grpc::CallbackServerContext* ctx,
@@ -311,30 +321,32 @@ grpc::ServerUnaryReactor* AdminService::GetGroupLag(grpc::CallbackServerContext*
                                                     v1::GetGroupLagResponse* resp) {
   absl::Status valid = ValidateName("group", req->group());
   if (valid.ok() && !req->topic().empty()) valid = ValidateName("topic", req->topic());
-  return Unary(ctx, executor_, "GetGroupLag", Access{auth_, {Need{Permission::kConsume, Group(req->group())}}}, valid, [this, req, resp]() -> absl::Status {
-    auto lag = store_.GroupLag(req->group(), req->topic());
-    if (!lag.ok()) return lag.status();
-    resp->set_group(req->group());
-    for (const auto& [topic, delayed] : lag->delayed) {
-      auto* d = resp->add_delayed();
-      d->set_topic(topic);
-      d->set_delayed(static_cast<uint64_t>(delayed));
-    }
-    for (const QueueLag& l : lag->queues) {
-      auto* q = resp->add_queues();
-      q->set_topic(l.topic);
-      q->set_queue(l.queue);
-      q->set_end_offset(static_cast<uint64_t>(l.end_offset));
-      q->set_committed_offset(static_cast<uint64_t>(l.committed_offset));
-      q->set_delivered_offset(static_cast<uint64_t>(l.delivered_offset));
-      q->set_in_flight(static_cast<uint64_t>(l.in_flight));
-      q->set_lag(static_cast<uint64_t>(l.end_offset - l.committed_offset));
-      q->set_oldest_unacked_age_ms(static_cast<uint64_t>(l.oldest_unacked_age_ms));
-      q->set_retrying(static_cast<uint64_t>(l.retrying));
-      q->set_dead_letters(static_cast<uint64_t>(l.dead_letters));
-    }
-    return absl::OkStatus();
-  });
+  return Unary(ctx, executor_, "GetGroupLag",
+               Access{auth_, {Need{Permission::kConsume, Group(req->group())}}}, valid,
+               [this, req, resp]() -> absl::Status {
+                 auto lag = store_.GroupLag(req->group(), req->topic());
+                 if (!lag.ok()) return lag.status();
+                 resp->set_group(req->group());
+                 for (const auto& [topic, delayed] : lag->delayed) {
+                   auto* d = resp->add_delayed();
+                   d->set_topic(topic);
+                   d->set_delayed(static_cast<uint64_t>(delayed));
+                 }
+                 for (const QueueLag& l : lag->queues) {
+                   auto* q = resp->add_queues();
+                   q->set_topic(l.topic);
+                   q->set_queue(l.queue);
+                   q->set_end_offset(static_cast<uint64_t>(l.end_offset));
+                   q->set_committed_offset(static_cast<uint64_t>(l.committed_offset));
+                   q->set_delivered_offset(static_cast<uint64_t>(l.delivered_offset));
+                   q->set_in_flight(static_cast<uint64_t>(l.in_flight));
+                   q->set_lag(static_cast<uint64_t>(l.end_offset - l.committed_offset));
+                   q->set_oldest_unacked_age_ms(static_cast<uint64_t>(l.oldest_unacked_age_ms));
+                   q->set_retrying(static_cast<uint64_t>(l.retrying));
+                   q->set_dead_letters(static_cast<uint64_t>(l.dead_letters));
+                 }
+                 return absl::OkStatus();
+               });
 }
 
 namespace {
@@ -366,8 +378,9 @@ GroupUpdate UpdateFrom(const v1::UpdateGroupRequest& r) {
 grpc::ServerUnaryReactor* AdminService::CreateGroup(grpc::CallbackServerContext* ctx,
                                                     const v1::CreateGroupRequest* req,
                                                     v1::CreateGroupResponse* resp) {
-  return Unary(ctx, executor_, "CreateGroup", Access{auth_, {Need{Permission::kAdmin, Group(req->group().name())}}}, ValidateCreateGroup(*req),
-               [this, req, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "CreateGroup",
+               Access{auth_, {Need{Permission::kAdmin, Group(req->group().name())}}},
+               ValidateCreateGroup(*req), [this, req, resp]() -> absl::Status {
                  auto g = store_.CreateGroup(
                      req->group().name(), PolicyFrom(req->group()),
                      std::vector<std::string>(req->topics().begin(), req->topics().end()));
@@ -380,8 +393,9 @@ grpc::ServerUnaryReactor* AdminService::CreateGroup(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::UpdateGroup(grpc::CallbackServerContext* ctx,
                                                     const v1::UpdateGroupRequest* req,
                                                     v1::UpdateGroupResponse* resp) {
-  return Unary(ctx, executor_, "UpdateGroup", Access{auth_, {Need{Permission::kAdmin, Group(req->name())}}}, ValidateUpdateGroup(*req),
-               [this, req, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "UpdateGroup",
+               Access{auth_, {Need{Permission::kAdmin, Group(req->name())}}},
+               ValidateUpdateGroup(*req), [this, req, resp]() -> absl::Status {
                  auto g = store_.UpdateGroup(req->name(), UpdateFrom(*req));
                  if (!g.ok()) return g.status();
                  ToProto(*g, resp->mutable_group());
@@ -392,8 +406,9 @@ grpc::ServerUnaryReactor* AdminService::UpdateGroup(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::DescribeGroup(grpc::CallbackServerContext* ctx,
                                                       const v1::DescribeGroupRequest* req,
                                                       v1::DescribeGroupResponse* resp) {
-  return Unary(ctx, executor_, "DescribeGroup", Access{auth_, {Need{Permission::kConsume, Group(req->name())}}}, ValidateName("name", req->name()),
-               [this, req, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "DescribeGroup",
+               Access{auth_, {Need{Permission::kConsume, Group(req->name())}}},
+               ValidateName("name", req->name()), [this, req, resp]() -> absl::Status {
                  auto g = store_.DescribeGroup(req->name());
                  if (!g.ok()) return g.status();
                  ToProto(g->first, resp->mutable_group());
@@ -406,8 +421,9 @@ grpc::ServerUnaryReactor* AdminService::DescribeGroup(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminService::ResetGroup(grpc::CallbackServerContext* ctx,
                                                    const v1::ResetGroupRequest* req,
                                                    v1::ResetGroupResponse* resp) {
-  return Unary(ctx, executor_, "ResetGroup", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidateResetGroup(*req, limits_),
-               [this, req, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "ResetGroup",
+               Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}},
+               ValidateResetGroup(*req, limits_), [this, req, resp]() -> absl::Status {
                  ResetTarget target;
                  switch (req->to_case()) {
                    case v1::ResetGroupRequest::kPosition:
@@ -442,41 +458,43 @@ grpc::ServerUnaryReactor* AdminService::ResetGroup(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AdminService::ListDeadLetters(grpc::CallbackServerContext* ctx,
                                                         const v1::ListDeadLettersRequest* req,
                                                         v1::ListDeadLettersResponse* resp) {
-  return Unary(ctx, executor_, "ListDeadLetters", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidateListDeadLetters(*req),
-               [this, req, resp]() -> absl::Status {
-                 const int64_t after = *ParsePageToken(req->page_token());
-                 const int64_t limit = req->page_size() == 0 ? 100 : req->page_size();
-                 auto rows = store_.ListDeadLetters(req->group(), req->topic(), after, limit);
-                 if (!rows.ok()) return rows.status();
-                 for (const DeadLetterRow& r : *rows) {
-                   auto* d = resp->add_dead_letters();
-                   d->set_id(static_cast<uint64_t>(r.id));
-                   d->set_topic(r.topic);
-                   d->set_queue(r.queue);
-                   d->set_offset(static_cast<uint64_t>(r.offset));
-                   if (r.key) d->set_key(*r.key);
-                   if (r.payload) d->set_payload(*r.payload);
-                   HeadersFromJson(r.headers_json, d->mutable_headers());
-                   d->set_attempts(static_cast<uint32_t>(r.attempts));
-                   d->set_reason(r.reason);
-                   d->set_produced_at_unix_ms(static_cast<uint64_t>(r.produced_at_ms));
-                   d->set_first_delivered_at_unix_ms(
-                       static_cast<uint64_t>(r.first_delivered_at_ms));
-                   d->set_last_delivered_at_unix_ms(static_cast<uint64_t>(r.last_delivered_at_ms));
-                   d->set_dead_at_unix_ms(static_cast<uint64_t>(r.dead_at_ms));
-                 }
-                 if (static_cast<int64_t>(rows->size()) == limit) {
-                   resp->set_next_page_token(std::to_string(rows->back().id));
-                 }
-                 return absl::OkStatus();
-               });
+  return Unary(
+      ctx, executor_, "ListDeadLetters",
+      Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidateListDeadLetters(*req),
+      [this, req, resp]() -> absl::Status {
+        const int64_t after = *ParsePageToken(req->page_token());
+        const int64_t limit = req->page_size() == 0 ? 100 : req->page_size();
+        auto rows = store_.ListDeadLetters(req->group(), req->topic(), after, limit);
+        if (!rows.ok()) return rows.status();
+        for (const DeadLetterRow& r : *rows) {
+          auto* d = resp->add_dead_letters();
+          d->set_id(static_cast<uint64_t>(r.id));
+          d->set_topic(r.topic);
+          d->set_queue(r.queue);
+          d->set_offset(static_cast<uint64_t>(r.offset));
+          if (r.key) d->set_key(*r.key);
+          if (r.payload) d->set_payload(*r.payload);
+          HeadersFromJson(r.headers_json, d->mutable_headers());
+          d->set_attempts(static_cast<uint32_t>(r.attempts));
+          d->set_reason(r.reason);
+          d->set_produced_at_unix_ms(static_cast<uint64_t>(r.produced_at_ms));
+          d->set_first_delivered_at_unix_ms(static_cast<uint64_t>(r.first_delivered_at_ms));
+          d->set_last_delivered_at_unix_ms(static_cast<uint64_t>(r.last_delivered_at_ms));
+          d->set_dead_at_unix_ms(static_cast<uint64_t>(r.dead_at_ms));
+        }
+        if (static_cast<int64_t>(rows->size()) == limit) {
+          resp->set_next_page_token(std::to_string(rows->back().id));
+        }
+        return absl::OkStatus();
+      });
 }
 
-grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(
-    grpc::CallbackServerContext* ctx, const v1::RedriveDeadLettersRequest* req,
-    v1::RedriveDeadLettersResponse* resp) {
-  return Unary(ctx, executor_, "RedriveDeadLetters", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidateRedrive(*req),
-               [this, req, resp]() -> absl::Status {
+grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(grpc::CallbackServerContext* ctx,
+                                                           const v1::RedriveDeadLettersRequest* req,
+                                                           v1::RedriveDeadLettersResponse* resp) {
+  return Unary(ctx, executor_, "RedriveDeadLetters",
+               Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}},
+               ValidateRedrive(*req), [this, req, resp]() -> absl::Status {
                  std::vector<int64_t> ids(req->ids().begin(), req->ids().end());
                  auto report = store_.RedriveDeadLetters(req->group(), ids, req->all(),
                                                          req->to_topic(), broker_.Chooser());
@@ -494,7 +512,8 @@ grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(
 grpc::ServerUnaryReactor* AdminService::PurgeDeadLetters(grpc::CallbackServerContext* ctx,
                                                          const v1::PurgeDeadLettersRequest* req,
                                                          v1::PurgeDeadLettersResponse* resp) {
-  return Unary(ctx, executor_, "PurgeDeadLetters", Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidatePurge(*req),
+  return Unary(ctx, executor_, "PurgeDeadLetters",
+               Access{auth_, {Need{Permission::kAdmin, Group(req->group())}}}, ValidatePurge(*req),
                [this, req, resp]() -> absl::Status {
                  std::vector<int64_t> ids(req->ids().begin(), req->ids().end());
                  auto purged = store_.PurgeDeadLetters(req->group(), ids, req->all());
@@ -507,9 +526,11 @@ grpc::ServerUnaryReactor* AdminService::PurgeDeadLetters(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AdminService::CancelDelayed(grpc::CallbackServerContext* ctx,
                                                       const v1::CancelDelayedRequest* req,
                                                       v1::CancelDelayedResponse* /*resp*/) {
-  return Unary(ctx, executor_, "CancelDelayed", Access{auth_, {Need{Permission::kAdmin, Topic(req->topic())}}}, ValidateCancelDelayed(*req), [this, req] {
-    return store_.CancelDelayed(req->topic(), static_cast<int64_t>(req->delayed_id()));
-  });
+  return Unary(ctx, executor_, "CancelDelayed",
+               Access{auth_, {Need{Permission::kAdmin, Topic(req->topic())}}},
+               ValidateCancelDelayed(*req), [this, req] {
+                 return store_.CancelDelayed(req->topic(), static_cast<int64_t>(req->delayed_id()));
+               });
 }
 
 }  // namespace ferry::broker
@@ -519,7 +540,8 @@ namespace ferry::broker {
 grpc::ServerUnaryReactor* AdminService::ListTransactions(grpc::CallbackServerContext* ctx,
                                                          const v1::ListTransactionsRequest* req,
                                                          v1::ListTransactionsResponse* resp) {
-  return Unary(ctx, executor_, "ListTransactions", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, ValidateListTransactions(*req),
+  return Unary(ctx, executor_, "ListTransactions",
+               Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, ValidateListTransactions(*req),
                [this, req, resp]() -> absl::Status {
                  std::optional<TxnState> state;
                  switch (req->state()) {
@@ -567,15 +589,15 @@ grpc::ServerUnaryReactor* AdminService::ListTransactions(grpc::CallbackServerCon
                });
 }
 
-grpc::ServerUnaryReactor* AdminService::ResolveTransaction(
-    grpc::CallbackServerContext* ctx, const v1::ResolveTransactionRequest* req,
-    v1::ResolveTransactionResponse* resp) {
-  return Unary(ctx, executor_, "ResolveTransaction", Access{auth_, {Need{Permission::kAdmin, TransactionGroup(req->transaction_id())}}}, ValidateResolveTransaction(*req),
-               [this, req, resp]() -> absl::Status {
-                 auto ended = store_.EndTransaction(req->transaction_id(),
-                                                    FromProto(req->decision()), "admin",
-                                                    req->reason(), /*by_admin=*/true,
-                                                    broker_.Chooser());
+grpc::ServerUnaryReactor* AdminService::ResolveTransaction(grpc::CallbackServerContext* ctx,
+                                                           const v1::ResolveTransactionRequest* req,
+                                                           v1::ResolveTransactionResponse* resp) {
+  return Unary(ctx, executor_, "ResolveTransaction",
+               Access{auth_, {Need{Permission::kAdmin, TransactionGroup(req->transaction_id())}}},
+               ValidateResolveTransaction(*req), [this, req, resp]() -> absl::Status {
+                 auto ended = store_.EndTransaction(
+                     req->transaction_id(), FromProto(req->decision()), "admin", req->reason(),
+                     /*by_admin=*/true, broker_.Chooser());
                  if (!ended.ok()) return ended.status();
                  resp->set_state(ToProto(ended->state));
                  return absl::OkStatus();
@@ -585,7 +607,8 @@ grpc::ServerUnaryReactor* AdminService::ResolveTransaction(
 grpc::ServerUnaryReactor* AdminService::RearmTransactionChecks(
     grpc::CallbackServerContext* ctx, const v1::RearmTransactionChecksRequest* req,
     v1::RearmTransactionChecksResponse* /*resp*/) {
-  return Unary(ctx, executor_, "RearmTransactionChecks", Access{auth_, {Need{Permission::kAdmin, TransactionGroup(req->transaction_id())}}},
+  return Unary(ctx, executor_, "RearmTransactionChecks",
+               Access{auth_, {Need{Permission::kAdmin, TransactionGroup(req->transaction_id())}}},
                ValidateTransactionId("transaction_id", req->transaction_id()),
                [this, req] { return store_.RearmChecks(req->transaction_id(), "admin"); });
 }
@@ -614,8 +637,9 @@ grpc::ServerUnaryReactor* AdminService::CreatePrincipal(grpc::CallbackServerCont
                                                         v1::CreatePrincipalResponse* resp) {
   absl::Status valid = ValidatePrincipalName("name", req->name());
   if (valid.ok()) valid = ValidateGrants(req->grants());
-  return Unary(ctx, executor_, "CreatePrincipal", Access{auth_, {Need{Permission::kAdmin, Cluster()}}},
-               valid, [this, req, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "CreatePrincipal",
+               Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, valid,
+               [this, req, resp]() -> absl::Status {
                  NewToken t = GenerateToken();
                  absl::Status s = auth_store_.CreatePrincipal(req->name(), t.sha256);
                  if (!s.ok()) return s;
@@ -655,8 +679,9 @@ grpc::ServerUnaryReactor* AdminService::DeletePrincipal(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AdminService::ListPrincipals(grpc::CallbackServerContext* ctx,
                                                        const v1::ListPrincipalsRequest* /*req*/,
                                                        v1::ListPrincipalsResponse* resp) {
-  return Unary(ctx, executor_, "ListPrincipals", Access{auth_, {Need{Permission::kAdmin, Cluster()}}},
-               absl::OkStatus(), [this, resp]() -> absl::Status {
+  return Unary(ctx, executor_, "ListPrincipals",
+               Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, absl::OkStatus(),
+               [this, resp]() -> absl::Status {
                  auto all = auth_store_.ListPrincipals();
                  if (!all.ok()) return all.status();
                  for (const auto& p : *all) {
@@ -681,11 +706,11 @@ grpc::ServerUnaryReactor* AdminService::Grant(grpc::CallbackServerContext* ctx,
   if (valid.ok()) valid = ValidateAccessGrant("grant", req->grant());
   return Unary(ctx, executor_, "Grant", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, valid,
                [this, req] {
-                 ferry::log::Get("auth")->info("event=granted principal={} permission={} "
-                                               "resource={}:{}",
-                                               req->principal(), req->grant().permission(),
-                                               req->grant().resource_type(),
-                                               req->grant().resource_name());
+                 ferry::log::Get("auth")->info(
+                     "event=granted principal={} permission={} "
+                     "resource={}:{}",
+                     req->principal(), req->grant().permission(), req->grant().resource_type(),
+                     req->grant().resource_name());
                  return auth_store_.Grant(req->principal(), ToRecord(req->grant()));
                });
 }
@@ -695,16 +720,16 @@ grpc::ServerUnaryReactor* AdminService::Revoke(grpc::CallbackServerContext* ctx,
                                                v1::RevokeResponse* /*resp*/) {
   absl::Status valid = ValidatePrincipalName("principal", req->principal());
   if (valid.ok()) valid = ValidateAccessGrant("grant", req->grant());
-  return Unary(ctx, executor_, "Revoke", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, valid,
-               [this, req]() -> absl::Status {
-                 auto removed = auth_store_.Revoke(req->principal(), ToRecord(req->grant()));
-                 if (!removed.ok()) return removed.status();
-                 if (!*removed) {
-                   return absl::NotFoundError("principal '" + req->principal() +
-                                              "' has no such grant");
-                 }
-                 return absl::OkStatus();
-               });
+  return Unary(
+      ctx, executor_, "Revoke", Access{auth_, {Need{Permission::kAdmin, Cluster()}}}, valid,
+      [this, req]() -> absl::Status {
+        auto removed = auth_store_.Revoke(req->principal(), ToRecord(req->grant()));
+        if (!removed.ok()) return removed.status();
+        if (!*removed) {
+          return absl::NotFoundError("principal '" + req->principal() + "' has no such grant");
+        }
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace ferry::broker

@@ -15,7 +15,8 @@ void AddFlags(CLI::App& app, BrokerOptions& o) {
   // A misspelt key in a --config file is an error, not a silently ignored setting.
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("--listen", o.listen, "gRPC listen address HOST:PORT")
-      ->envname("FERRY_LISTEN")->capture_default_str();
+      ->envname("FERRY_LISTEN")
+      ->capture_default_str();
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Prometheus /metrics address HOST:PORT (empty: no metrics endpoint)")
       ->envname("FERRY_METRICS_LISTEN");
@@ -23,43 +24,57 @@ void AddFlags(CLI::App& app, BrokerOptions& o) {
                  "PostgreSQL URL or conninfo (empty: libpq's PG* environment variables)")
       ->envname("FERRY_DATABASE_URL");
   app.add_option("--pool-size", o.pool_size, "database connections = worker threads")
-      ->envname("FERRY_POOL_SIZE")->capture_default_str();
+      ->envname("FERRY_POOL_SIZE")
+      ->capture_default_str();
   app.add_option("--max-queued-calls", o.max_queued_calls,
                  "calls waiting for a worker before RESOURCE_EXHAUSTED")
-      ->envname("FERRY_MAX_QUEUED_CALLS")->capture_default_str();
+      ->envname("FERRY_MAX_QUEUED_CALLS")
+      ->capture_default_str();
   app.add_option("--max-message-bytes", o.max_message_bytes, "largest payload accepted, bytes")
-      ->envname("FERRY_MAX_MESSAGE_BYTES")->capture_default_str();
+      ->envname("FERRY_MAX_MESSAGE_BYTES")
+      ->capture_default_str();
   app.add_option("--poll-interval-ms", o.poll_interval_ms,
                  "long-poll re-check interval when no notification arrives, ms")
-      ->envname("FERRY_POLL_INTERVAL_MS")->capture_default_str();
+      ->envname("FERRY_POLL_INTERVAL_MS")
+      ->capture_default_str();
   app.add_option("--shutdown-grace-ms", o.shutdown_grace_ms,
                  "time in-flight calls get to finish on SIGTERM/SIGINT, ms")
-      ->envname("FERRY_SHUTDOWN_GRACE_MS")->capture_default_str();
+      ->envname("FERRY_SHUTDOWN_GRACE_MS")
+      ->capture_default_str();
   app.add_option("--delayed-poll-ms", o.delayed_poll_ms,
                  "how often due delayed messages are moved into their queues, ms")
-      ->envname("FERRY_DELAYED_POLL_MS")->capture_default_str();
+      ->envname("FERRY_DELAYED_POLL_MS")
+      ->capture_default_str();
   app.add_option("--health-interval-ms", o.health_interval_ms,
                  "how often the database is probed; gRPC health is NOT_SERVING while it fails, ms")
-      ->envname("FERRY_HEALTH_INTERVAL_MS")->capture_default_str();
+      ->envname("FERRY_HEALTH_INTERVAL_MS")
+      ->capture_default_str();
   app.add_option("--maintenance-interval-ms", o.maintenance_interval_ms,
                  "how often retention and dedup expiry run, ms")
-      ->envname("FERRY_MAINTENANCE_INTERVAL_MS")->capture_default_str();
+      ->envname("FERRY_MAINTENANCE_INTERVAL_MS")
+      ->capture_default_str();
   app.add_option("--txn-check-after-ms", o.txn_check_after_ms,
                  "first back-check of an undecided transaction after this long, ms")
-      ->envname("FERRY_TXN_CHECK_AFTER_MS")->capture_default_str();
+      ->envname("FERRY_TXN_CHECK_AFTER_MS")
+      ->capture_default_str();
   app.add_option("--txn-check-interval-ms", o.txn_check_interval_ms,
                  "then a back-check this often, ms")
-      ->envname("FERRY_TXN_CHECK_INTERVAL_MS")->capture_default_str();
+      ->envname("FERRY_TXN_CHECK_INTERVAL_MS")
+      ->capture_default_str();
   app.add_option("--txn-max-checks", o.txn_max_checks,
                  "UNKNOWN or unanswered checks before CHECK_EXHAUSTED")
-      ->envname("FERRY_TXN_MAX_CHECKS")->capture_default_str();
+      ->envname("FERRY_TXN_MAX_CHECKS")
+      ->capture_default_str();
   app.add_option("--group-commit", o.group_commit,
                  "concurrent produces to a topic share one transaction (true|false)")
-      ->envname("FERRY_GROUP_COMMIT")->capture_default_str();
+      ->envname("FERRY_GROUP_COMMIT")
+      ->capture_default_str();
   app.add_option("--migrate", o.migrate, "apply database migrations at start (true|false)")
-      ->envname("FERRY_MIGRATE")->capture_default_str();
+      ->envname("FERRY_MIGRATE")
+      ->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")
-      ->envname("FERRY_LOG_LEVEL")->capture_default_str();
+      ->envname("FERRY_LOG_LEVEL")
+      ->capture_default_str();
   app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate chain: serve gRPC over TLS")
       ->envname("FERRY_TLS_CERT");
   app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert")
@@ -69,10 +84,12 @@ void AddFlags(CLI::App& app, BrokerOptions& o) {
       ->envname("FERRY_TLS_CLIENT_CA");
   app.add_option("--auth", o.auth,
                  "require a bearer token and a permission on every call but health (true|false)")
-      ->envname("FERRY_AUTH")->capture_default_str();
+      ->envname("FERRY_AUTH")
+      ->capture_default_str();
   app.add_option("--auth-cache-ms", o.auth_cache_ms,
                  "tokens and grants are cached this long; a revoke takes effect within it, ms")
-      ->envname("FERRY_AUTH_CACHE_MS")->capture_default_str();
+      ->envname("FERRY_AUTH_CACHE_MS")
+      ->capture_default_str();
 }
 
 absl::Status Validate(const BrokerOptions& o) {
@@ -132,22 +149,19 @@ absl::Status Validate(const BrokerOptions& o) {
 }
 
 std::string Describe(const BrokerOptions& o) {
-  return absl::StrCat("listen=", o.listen, " metrics_listen=", o.metrics_listen,
-                      " database_url=\"", config::RedactConninfo(o.database_url),
-                      "\" pool_size=", o.pool_size, " max_queued_calls=", o.max_queued_calls,
-                      " max_message_bytes=", o.max_message_bytes,
-                      " poll_interval_ms=", o.poll_interval_ms,
-                      " shutdown_grace_ms=", o.shutdown_grace_ms,
-                      " delayed_poll_ms=", o.delayed_poll_ms,
-                      " health_interval_ms=", o.health_interval_ms,
-                      " maintenance_interval_ms=", o.maintenance_interval_ms,
-                      " txn_check_after_ms=", o.txn_check_after_ms,
-                      " txn_check_interval_ms=", o.txn_check_interval_ms,
-                      " txn_max_checks=", o.txn_max_checks, " group_commit=", o.group_commit,
-                      " migrate=", o.migrate, " log_level=", o.log_level,
-                      " tls_cert=", o.tls_cert_file, " tls_key=", o.tls_key_file.empty() ? "" : "(set)",
-                      " tls_client_ca=", o.tls_client_ca_file, " auth=", o.auth,
-                      " auth_cache_ms=", o.auth_cache_ms);
+  return absl::StrCat(
+      "listen=", o.listen, " metrics_listen=", o.metrics_listen, " database_url=\"",
+      config::RedactConninfo(o.database_url), "\" pool_size=", o.pool_size,
+      " max_queued_calls=", o.max_queued_calls, " max_message_bytes=", o.max_message_bytes,
+      " poll_interval_ms=", o.poll_interval_ms, " shutdown_grace_ms=", o.shutdown_grace_ms,
+      " delayed_poll_ms=", o.delayed_poll_ms, " health_interval_ms=", o.health_interval_ms,
+      " maintenance_interval_ms=", o.maintenance_interval_ms,
+      " txn_check_after_ms=", o.txn_check_after_ms,
+      " txn_check_interval_ms=", o.txn_check_interval_ms, " txn_max_checks=", o.txn_max_checks,
+      " group_commit=", o.group_commit, " migrate=", o.migrate, " log_level=", o.log_level,
+      " tls_cert=", o.tls_cert_file, " tls_key=", o.tls_key_file.empty() ? "" : "(set)",
+      " tls_client_ca=", o.tls_client_ca_file, " auth=", o.auth,
+      " auth_cache_ms=", o.auth_cache_ms);
 }
 
 }  // namespace ferry::broker

@@ -17,10 +17,12 @@ void AddFlags(CLI::App& app, RelayOptions& o) {
   app.add_option("--database-url", o.database_url, "the application's PostgreSQL URL/conninfo")
       ->envname("FERRY_DATABASE_URL");
   app.add_option("--broker", o.broker, "broker HOST:PORT")
-      ->envname("FERRY_BROKER")->capture_default_str();
+      ->envname("FERRY_BROKER")
+      ->capture_default_str();
   app.add_option("--producer-group", o.producer_groups,
                  "answer back-checks of this producer group (repeatable)")
-      ->envname("FERRY_PRODUCER_GROUPS")->delimiter(',');
+      ->envname("FERRY_PRODUCER_GROUPS")
+      ->delimiter(',');
   app.add_option("--check-query", o.check_query,
                  "back-check SQL for check_refs that are not transaction ids: $1 = check_ref, "
                  "returns COMMIT, ROLLBACK or UNKNOWN")
@@ -28,23 +30,33 @@ void AddFlags(CLI::App& app, RelayOptions& o) {
   app.add_option("--relay-id", o.relay_id, "name in claimed_by (default host/pid)")
       ->envname("FERRY_RELAY_ID");
   app.add_option("--batch-size", o.batch_size, "rows per claim")
-      ->envname("FERRY_BATCH_SIZE")->capture_default_str();
-  app.add_option("--poll-interval-ms", o.poll_interval_ms, "after an empty claim, claim again after this long (ms)")
-      ->envname("FERRY_POLL_INTERVAL_MS")->capture_default_str();
+      ->envname("FERRY_BATCH_SIZE")
+      ->capture_default_str();
+  app.add_option("--poll-interval-ms", o.poll_interval_ms,
+                 "after an empty claim, claim again after this long (ms)")
+      ->envname("FERRY_POLL_INTERVAL_MS")
+      ->capture_default_str();
   app.add_option("--lease-ms", o.lease_ms, "a claim expires after this")
-      ->envname("FERRY_LEASE_MS")->capture_default_str();
+      ->envname("FERRY_LEASE_MS")
+      ->capture_default_str();
   app.add_option("--publish-timeout-ms", o.publish_timeout_ms, "deadline of one Produce")
-      ->envname("FERRY_PUBLISH_TIMEOUT_MS")->capture_default_str();
+      ->envname("FERRY_PUBLISH_TIMEOUT_MS")
+      ->capture_default_str();
   app.add_option("--max-attempts", o.max_attempts, "then the row is failed")
-      ->envname("FERRY_MAX_ATTEMPTS")->capture_default_str();
+      ->envname("FERRY_MAX_ATTEMPTS")
+      ->capture_default_str();
   app.add_option("--backoff-min-ms", o.backoff_min_ms, "first retry delay (x2 each, jittered)")
-      ->envname("FERRY_BACKOFF_MIN_MS")->capture_default_str();
+      ->envname("FERRY_BACKOFF_MIN_MS")
+      ->capture_default_str();
   app.add_option("--backoff-max-ms", o.backoff_max_ms, "longest retry delay")
-      ->envname("FERRY_BACKOFF_MAX_MS")->capture_default_str();
+      ->envname("FERRY_BACKOFF_MAX_MS")
+      ->capture_default_str();
   app.add_option("--sent-retention-ms", o.sent_retention_ms, "sent rows are deleted after this")
-      ->envname("FERRY_SENT_RETENTION_MS")->capture_default_str();
+      ->envname("FERRY_SENT_RETENTION_MS")
+      ->capture_default_str();
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")
-      ->envname("FERRY_LOG_LEVEL")->capture_default_str();
+      ->envname("FERRY_LOG_LEVEL")
+      ->capture_default_str();
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Prometheus /metrics and /healthz address HOST:PORT (empty: off)")
       ->envname("FERRY_METRICS_LISTEN");
@@ -69,7 +81,8 @@ absl::Status Validate(const RelayOptions& o) {
   if (o.poll_interval_ms < 1 || o.poll_interval_ms > 60000 || o.lease_ms < 1000 ||
       o.publish_timeout_ms < 100 || o.publish_timeout_ms >= o.lease_ms) {
     return absl::InvalidArgumentError(
-        "--poll-interval-ms between 1 and 60000, --lease-ms >= 1000, and --publish-timeout-ms between 100 and "
+        "--poll-interval-ms between 1 and 60000, --lease-ms >= 1000, and --publish-timeout-ms "
+        "between 100 and "
         "--lease-ms (a publish must end before its claim does)");
   }
   if (o.max_attempts < 1 || o.backoff_min_ms < 1 || o.backoff_max_ms < o.backoff_min_ms) {
@@ -99,15 +112,14 @@ absl::Status Validate(const RelayOptions& o) {
 std::string Describe(const RelayOptions& o) {
   return absl::StrCat(
       "database_url=\"", config::RedactConninfo(o.database_url), "\" broker=", o.broker,
-      " producer_groups=", absl::StrJoin(o.producer_groups, ","),
-      " check_query=\"", o.check_query, "\" relay_id=", o.relay_id,
-      " batch_size=", o.batch_size, " poll_interval_ms=", o.poll_interval_ms,
-      " lease_ms=", o.lease_ms, " publish_timeout_ms=", o.publish_timeout_ms,
-      " max_attempts=", o.max_attempts, " backoff_min_ms=", o.backoff_min_ms,
-      " backoff_max_ms=", o.backoff_max_ms, " sent_retention_ms=", o.sent_retention_ms,
-      " metrics_listen=", o.metrics_listen, " broker_token=", o.broker_token.empty() ? "" : "***",
-      " broker_tls_ca=", o.broker_tls_ca, " broker_tls_cert=", o.broker_tls_cert,
-      " log_level=", o.log_level);
+      " producer_groups=", absl::StrJoin(o.producer_groups, ","), " check_query=\"", o.check_query,
+      "\" relay_id=", o.relay_id, " batch_size=", o.batch_size,
+      " poll_interval_ms=", o.poll_interval_ms, " lease_ms=", o.lease_ms,
+      " publish_timeout_ms=", o.publish_timeout_ms, " max_attempts=", o.max_attempts,
+      " backoff_min_ms=", o.backoff_min_ms, " backoff_max_ms=", o.backoff_max_ms,
+      " sent_retention_ms=", o.sent_retention_ms, " metrics_listen=", o.metrics_listen,
+      " broker_token=", o.broker_token.empty() ? "" : "***", " broker_tls_ca=", o.broker_tls_ca,
+      " broker_tls_cert=", o.broker_tls_cert, " log_level=", o.log_level);
 }
 
 }  // namespace ferry::relay

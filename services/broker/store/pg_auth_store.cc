@@ -41,8 +41,8 @@ absl::StatusOr<std::optional<std::string>> PgAuthStore::TransactionProducerGroup
   absl::Status s = pg::WithConnection(pool_, "authorize transaction", [&](pqxx::connection& c) {
     out.reset();
     pqxx::read_transaction tx(c);
-    auto r = tx.exec_params(
-        "SELECT producer_group FROM transactions WHERE txn_id = $1::text::uuid", txn_id);
+    auto r = tx.exec_params("SELECT producer_group FROM transactions WHERE txn_id = $1::text::uuid",
+                            txn_id);
     if (!r.empty()) out = r[0][0].as<std::string>();
     return absl::OkStatus();
   });
@@ -94,11 +94,11 @@ absl::StatusOr<std::vector<PrincipalRecord>> PgAuthStore::ListPrincipals() {
   absl::Status s = pg::WithConnection(pool_, "list principals", [&](pqxx::connection& c) {
     out.clear();
     pqxx::read_transaction tx(c);
-    for (const auto& r : tx.exec(
-             "SELECT p.name, (extract(epoch FROM p.created_at) * 1000)::bigint, g.permission,"
-             " g.resource_type, g.resource_name FROM principals p LEFT JOIN grants g"
-             " ON g.principal = p.name ORDER BY p.name, g.resource_type, g.resource_name,"
-             " g.permission")) {
+    for (const auto& r :
+         tx.exec("SELECT p.name, (extract(epoch FROM p.created_at) * 1000)::bigint, g.permission,"
+                 " g.resource_type, g.resource_name FROM principals p LEFT JOIN grants g"
+                 " ON g.principal = p.name ORDER BY p.name, g.resource_type, g.resource_name,"
+                 " g.permission")) {
       const std::string name = r[0].as<std::string>();
       if (out.empty() || out.back().name != name) {
         out.push_back(PrincipalRecord{name, {}, r[1].as<int64_t>()});

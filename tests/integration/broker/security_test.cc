@@ -1,11 +1,11 @@
 // --auth (tokens, principals, grants in PostgreSQL) and TLS (with and without client
 // certificates), against an in-process broker on 127.0.0.1.
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
-#include <unistd.h>
 
 #include "broker/server.h"
 #include "client/client.h"
@@ -57,8 +57,7 @@ grpc::Status AdminCall(Client& c,
   return (c.admin().*method)(&ctx, req, resp);
 }
 
-v1::AccessGrant G(const std::string& permission, const std::string& type,
-                  const std::string& name) {
+v1::AccessGrant G(const std::string& permission, const std::string& type, const std::string& name) {
   v1::AccessGrant g;
   g.set_permission(permission);
   g.set_resource_type(type);
@@ -101,9 +100,10 @@ TEST_CASE("auth: no token or an unknown token is UNAUTHENTICATED - health needs 
   CHECK(hresp.status() == grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
-TEST_CASE("auth: grants per topic and group - denials name the permission - revoke and delete "
-          "take effect - tokens are stored hashed",
-          "[integration][security]") {
+TEST_CASE(
+    "auth: grants per topic and group - denials name the permission - revoke and delete "
+    "take effect - tokens are stored hashed",
+    "[integration][security]") {
   broker::BrokerOptions opts;
   BrokerFixture f([&](broker::BrokerOptions& o) {
     o.auth = true;
@@ -151,8 +151,7 @@ TEST_CASE("auth: grants per topic and group - denials name the permission - revo
   CHECK(CodeOf(StatusOf(not_admin)) == absl::StatusCode::kPermissionDenied);
   CHECK(std::string(StatusOf(not_admin).message()).find("admin") != std::string::npos);
   v1::ListPrincipalsResponse principals;
-  CHECK(AdminCall(*cart, &v1::Admin::Stub::ListPrincipals, v1::ListPrincipalsRequest(),
-                  &principals)
+  CHECK(AdminCall(*cart, &v1::Admin::Stub::ListPrincipals, v1::ListPrincipalsRequest(), &principals)
             .error_code() == grpc::StatusCode::PERMISSION_DENIED);
 
   // Transactions: shop may act as producer group shop; cart may not end shop's transaction.
@@ -193,9 +192,9 @@ TEST_CASE("auth: grants per topic and group - denials name the permission - revo
   }
 
   // The list shows who may do what.
-  REQUIRE(AdminCall(*admin, &v1::Admin::Stub::ListPrincipals, v1::ListPrincipalsRequest(),
-                    &principals)
-              .ok());
+  REQUIRE(
+      AdminCall(*admin, &v1::Admin::Stub::ListPrincipals, v1::ListPrincipalsRequest(), &principals)
+          .ok());
   REQUIRE(principals.principals_size() == 3);
   CHECK(principals.principals(0).name() == "cart");
   CHECK(principals.principals(0).grants_size() == 2);
@@ -243,8 +242,8 @@ TEST_CASE("auth: grants per topic and group - denials name the permission - revo
   // Stored: the SHA-256 of the token, never the token.
   CHECK(f.Query("SELECT count(*) FROM principals WHERE token_sha256 = sha256(convert_to('" +
                 *admin_token + "', 'UTF8'))")[0] == "1");
-  CHECK(f.Query("SELECT count(*) FROM principals p WHERE p::text LIKE '%" +
-                admin_token->substr(6) + "%'")[0] == "0");
+  CHECK(f.Query("SELECT count(*) FROM principals p WHERE p::text LIKE '%" + admin_token->substr(6) +
+                "%'")[0] == "0");
   CHECK(f.Query("SELECT count(*) FROM grants g WHERE g::text LIKE '%" + admin_token->substr(6) +
                 "%'")[0] == "0");
 }
