@@ -17,7 +17,13 @@ PACKAGES=(
   libcpp-httplib-dev
   # tests (openssl: the TLS tests make a throwaway CA and certificates)
   catch2 openssl
+  # the examples in other languages (examples/python, examples/go; Node's packages come from npm)
+  python3-grpcio python3-protobuf
+  golang-go golang-google-grpc-dev protoc-gen-go protoc-gen-go-grpc
+  golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
 )
+# Node.js and npm for examples/node, unless the machine has them already (from anywhere).
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
