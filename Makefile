@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: help deps build run demo bench bench-relay test test-unit test-integration test-e2e format clean up down
+.PHONY: help deps build run demo bench bench-relay test test-unit test-integration test-e2e format clean up down compose-test
 
 help:
 	@echo "make run               install, build, start PostgreSQL under .ferry/ and ferry-broker on 127.0.0.1:7420"
@@ -12,7 +12,9 @@ help:
 	@echo "make demo              the order/cart example end to end (outbox, relay, inbox)"
 	@echo "make bench             the standard workloads (W1-W5, pg-limit) -> bench/RESULTS.md"
 	@echo "make bench-relay       relay throughput and latency on this machine"
-	@echo "make build | deps | format | clean | up | down"
+	@echo "make up | down         docker-compose stack: postgres, migrate, 2 brokers, relay, order/cart"
+	@echo "make compose-test      build the images, start the stack, smoke-test it, stop it (works offline)"
+	@echo "make build | deps | format | clean"
 
 deps:
 	@scripts/install-deps.sh
@@ -51,9 +53,13 @@ format:
 clean:
 	@rm -rf $(BUILD)
 
-# docker-compose: a first version (postgres + broker); see deploy/README.md.
+# docker-compose (deploy/README.md). `up` expects a Docker engine and the debian:bookworm image
+# (on a machine without a registry, `make compose-test` shows how both are made).
 up:
 	@docker-compose up -d --build
 
 down:
 	@docker-compose down
+
+compose-test:
+	@scripts/compose-test.sh

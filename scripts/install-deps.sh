@@ -2,28 +2,40 @@
 # Installs every Debian package Ferry needs to build, run and test. Idempotent: packages that
 # are already installed are not fetched again, and apt-get is only called when one is missing.
 # Used by `make run`, `make test`, the README and .ci/run (one list, one place).
+#   scripts/install-deps.sh              everything: build, run, test, the language examples
+#   scripts/install-deps.sh --build-only what compiling needs (the container images' build stage)
 set -euo pipefail
+build_only=""
+[ "${1:-}" = "--build-only" ] && build_only=1
 
 PACKAGES=(
   # build
   g++ cmake make pkg-config
   # gRPC + Protobuf (protobuf-compiler-grpc is required by gRPC's CMake config)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  # PostgreSQL client library and server (tests and `make run` start their own cluster)
-  libpqxx-dev libpq-dev postgresql-15
+  # PostgreSQL client library
+  libpqxx-dev libpq-dev
   # command line, logging, JSON, hashing (zlib crc32 for key -> queue, OpenSSL HMAC for receipts)
   libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev libssl-dev
   # HTTP for the Prometheus /metrics endpoint
   libcpp-httplib-dev
+  # test framework (CMake finds it at configure time)
+  catch2
+)
+[ -n "$build_only" ] || PACKAGES+=(
+  # PostgreSQL server: tests and `make run` start their own cluster
+  postgresql-15
   # tests (openssl: the TLS tests make a throwaway CA and certificates)
-  catch2 openssl
+  openssl
   # the examples in other languages (examples/python, examples/go; Node's packages come from npm)
   python3-grpcio python3-protobuf
   golang-go golang-google-grpc-dev protoc-gen-go protoc-gen-go-grpc
   golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
 )
 # Node.js and npm for examples/node, unless the machine has them already (from anywhere).
-command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+if [ -z "$build_only" ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

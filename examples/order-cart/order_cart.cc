@@ -6,9 +6,16 @@
 // that a redelivered message (here: the cart service "crashes" before its first ACK) changes
 // nothing twice. An order whose transaction rolls back never reaches the cart service.
 //
-//   order-cart-demo --database-url APP_DB --broker HOST:PORT
+//   order-cart-demo --database-url APP_DB --broker HOST:PORT                  the story, once
+//   order-cart-demo --database-url APP_DB order-service --every-ms 1000       runs until killed
+//   order-cart-demo --database-url APP_DB --broker HOST:PORT cart-service     runs until killed
+// The two services are what docker-compose.yml runs: every --every-ms the order service fills a
+// customer's cart and orders it (every fifth payment is declined: rolled back), and the cart
+// service clears ordered carts. Both touch /tmp/heartbeat after each round (their health check).
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -54,23 +61,112 @@ int64_t PlaceOrder(pqxx::connection& db, const std::string& customer, bool fail_
   return id;
 }
 
+void EnsureSchema(pqxx::connection& db) {
+  pqxx::work tx(db);
+  tx.exec("SELECT pg_advisory_xact_lock(7420)");  // two services starting at once
+  tx.exec(
+      "CREATE TABLE IF NOT EXISTS orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+      " customer text NOT NULL, items jsonb NOT NULL, created_at timestamptz DEFAULT now());"
+      "CREATE TABLE IF NOT EXISTS cart_items (customer text, item text,"
+      " PRIMARY KEY (customer, item));");
+  tx.commit();
+}
+
+void Heartbeat() { std::ofstream("/tmp/heartbeat") << std::time(nullptr) << "\n"; }
+
+// Removes an order's items from its customer's cart, once per message id (the inbox).
+// Returns the items removed, or -1 when the message was processed before.
+int ClearCart(pqxx::connection& cart_db, const ferry::v1::DeliveredMessage& m) {
+  const json order = json::parse(m.payload());
+  pqxx::work tx(cart_db);
+  int removed = 0;
+  const bool ran =
+      ferry::ProcessOnce(tx, "cart", m.headers().at("ferry-outbox-id"), [&](pqxx::work& t) {
+        for (const auto& item : order["items"]) {
+          removed += t.exec_params("DELETE FROM cart_items WHERE customer = $1 AND item = $2",
+                                   order["customer"].get<std::string>(), item.get<std::string>())
+                         .affected_rows();
+        }
+      });
+  tx.commit();
+  return ran ? removed : -1;
+}
+
+// The long-running order service: fill a cart, order it; every fifth payment is declined.
+int OrderService(const std::string& database_url, int every_ms) {
+  pqxx::connection db(database_url);
+  EnsureSchema(db);
+  const std::vector<std::string> customers{"ada", "bob", "cy", "dee"};
+  for (int64_t n = 0;; ++n) {
+    const std::string customer = customers[n % customers.size()];
+    {
+      pqxx::work tx(db);
+      tx.exec_params(
+          "INSERT INTO cart_items VALUES ($1, 'item-' || $2), ($1, 'gift-' || $2)"
+          " ON CONFLICT DO NOTHING",
+          customer, std::to_string(n));
+      tx.commit();
+    }
+    PlaceOrder(db, customer, n % 5 == 4);
+    Heartbeat();
+    std::this_thread::sleep_for(std::chrono::milliseconds(every_ms));
+  }
+}
+
+// The long-running cart service: consume "orders" as group "cart", clear carts, ACK.
+int CartService(const std::string& database_url, const std::string& broker) {
+  pqxx::connection cart_db(database_url);
+  EnsureSchema(cart_db);
+  ferry::Client client(broker);
+  for (;;) {
+    Heartbeat();
+    ferry::v1::ConsumeRequest req;
+    req.set_group("cart");
+    req.set_topic("orders");
+    req.set_max_messages(10);
+    req.set_max_wait_ms(2000);
+    auto got = client.Consume(req);
+    if (!got.ok()) {
+      Say("cart service", "consume: " + got.status().ToString() + " (retrying)");
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    std::vector<std::string> receipts;
+    for (const auto& m : got->messages()) {
+      const int removed = ClearCart(cart_db, m);
+      Say("cart service", removed < 0 ? "order already processed (inbox)"
+                                      : "cleared " + std::to_string(removed) + " items for " +
+                                            json::parse(m.payload())["customer"].get<std::string>());
+      receipts.push_back(m.receipt());
+    }
+    if (!receipts.empty()) (void)client.Ack("cart", receipts);  // a lost ACK: redelivered, no-op
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string database_url, broker = "127.0.0.1:7420";
+  int every_ms = 1000;
   CLI::App app{"order-cart-demo: an order service and a cart service on Ferry's outbox"};
-  app.add_option("--database-url", database_url, "the application database")->required();
-  app.add_option("--broker", broker, "broker HOST:PORT")->capture_default_str();
+  app.add_option("--database-url", database_url, "the application database")
+      ->envname("FERRY_DATABASE_URL")->required();
+  app.add_option("--broker", broker, "broker HOST:PORT")
+      ->envname("FERRY_BROKER")->capture_default_str();
+  app.fallthrough();
+  auto* order_service = app.add_subcommand("order-service", "place an order every --every-ms");
+  order_service->add_option("--every-ms", every_ms, "ms between orders")->capture_default_str();
+  auto* cart_service = app.add_subcommand("cart-service", "clear carts of ordered items");
   CLI11_PARSE(app, argc, argv);
+  std::cout.setf(std::ios::unitbuf);  // logs of the services show up at once
+  if (order_service->parsed()) return OrderService(database_url, every_ms);
+  if (cart_service->parsed()) return CartService(database_url, broker);
 
   pqxx::connection db(database_url);
+  EnsureSchema(db);
   {
     pqxx::work tx(db);
     tx.exec(
-        "CREATE TABLE IF NOT EXISTS orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-        " customer text NOT NULL, items jsonb NOT NULL, created_at timestamptz DEFAULT now());"
-        "CREATE TABLE IF NOT EXISTS cart_items (customer text, item text,"
-        " PRIMARY KEY (customer, item));"
         "DELETE FROM cart_items;"
         "INSERT INTO cart_items VALUES ('ada', 'book'), ('ada', 'lamp'), ('bob', 'chair'),"
         " ('bob', 'desk'), ('bob', 'pen')");
@@ -105,19 +201,8 @@ int main(int argc, char** argv) {
       Say("cart service", "received " + m.headers().at("type") + " for order " +
                               std::to_string(order["order"].get<int64_t>()) + " (delivery attempt " +
                               std::to_string(m.delivery_attempt()) + ")");
-      pqxx::work tx(cart_db);
-      int removed = 0;
-      const bool ran = ferry::ProcessOnce(
-          tx, "cart", m.headers().at("ferry-outbox-id"), [&](pqxx::work& t) {
-            for (const auto& item : order["items"]) {
-              removed += t.exec_params("DELETE FROM cart_items WHERE customer = $1 AND item = $2",
-                                       order["customer"].get<std::string>(),
-                                       item.get<std::string>())
-                             .affected_rows();
-            }
-          });
-      tx.commit();
-      if (ran) {
+      const int removed = ClearCart(cart_db, m);
+      if (removed >= 0) {
         Say("cart service", "removed " + std::to_string(removed) + " items from " +
                                 order["customer"].get<std::string>() + "'s cart");
       } else {

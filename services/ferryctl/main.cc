@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "client/client.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "client/transactions.h"
 
 #include <atomic>
@@ -404,6 +405,10 @@ int main(int argc, char** argv) {
   txn_checker->add_option("--group", checker_groups, "producer group (repeatable)")->required();
   txn_checker->add_option("--answer", answer, "commit|rollback|unknown for every check");
   txn_checker->add_option("--count", answer_count, "stop after this many answers (0: never)");
+
+  // health: for container health checks and scripts.
+  auto* health = app.add_subcommand(
+      "health", "exit 0 if the broker reports SERVING (gRPC health; NOT_SERVING: database away)");
 
   // auth ...
   auto* auth = app.add_subcommand("auth", "principals, tokens and grants (broker --auth)");
@@ -980,6 +985,21 @@ int main(int argc, char** argv) {
       req.set_transaction_id(txn_id);
       AdminCall(client, &ferry::v1::Admin::Stub::RearmTransactionChecks, req, "txn rearm");
       if (!as_json) std::cout << txn_id << " PREPARED: back-checks start again\n";
+    } else if (health->parsed()) {
+      auto stub = grpc::health::v1::Health::NewStub(*channel);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      grpc::health::v1::HealthCheckResponse resp;
+      grpc::Status s = stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp);
+      if (!s.ok()) throw Failure{"health: " + s.error_message()};
+      const std::string state =
+          grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+      if (as_json) {
+        std::cout << Dump(json{{"status", state}}) << "\n";
+      } else {
+        std::cout << state << "\n";
+      }
+      if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) return 1;
     } else if (auth_create->parsed()) {
       ferry::v1::CreatePrincipalRequest req;
       req.set_name(principal);

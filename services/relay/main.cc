@@ -1,5 +1,6 @@
 // ferry-relay: the transactional outbox relay. `ferry-relay --help` lists every option.
 #include <CLI/CLI.hpp>
+#include <httplib.h>
 #include <csignal>
 #include <iostream>
 
@@ -14,12 +15,33 @@ int main(int argc, char** argv) {
   app.fallthrough();  // `migrate --database-url X`: options after the subcommand apply too
   ferry::relay::AddFlags(app, o);
   auto* migrate = app.add_subcommand("migrate", "create ferry_outbox (and ferry_inbox) and exit");
+  auto* probe = app.add_subcommand(
+      "probe", "exit 0 if the relay on --metrics-listen answers /healthz with 200 (health checks)");
   CLI11_PARSE(app, argc, argv);
 
   ferry::log::Init(o.log_level);
   if (absl::Status s = ferry::relay::Validate(o); !s.ok()) {
     std::cerr << "ferry-relay: " << s.message() << "\n";
     return 2;
+  }
+  if (probe->parsed()) {
+    const auto colon = o.metrics_listen.rfind(':');
+    if (colon == std::string::npos) {
+      std::cerr << "ferry-relay probe: --metrics-listen HOST:PORT is required\n";
+      return 2;
+    }
+    std::string host = o.metrics_listen.substr(0, colon);
+    if (host == "0.0.0.0") host = "127.0.0.1";
+    httplib::Client http(host, std::stoi(o.metrics_listen.substr(colon + 1)));
+    http.set_connection_timeout(2);
+    http.set_read_timeout(3);
+    auto res = http.Get("/healthz");
+    if (!res) {
+      std::cerr << "ferry-relay probe: no answer from " << o.metrics_listen << "\n";
+      return 1;
+    }
+    std::cout << res->body;
+    return res->status == 200 ? 0 : 1;
   }
   if (migrate->parsed()) {
     absl::Status s = ferry::relay::MigrateOutbox(o.database_url);
