@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "client/client.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 #if !defined(FERRY_BROKER_BIN) || !defined(FERRY_RELAY_BIN)
 #error "FERRY_BROKER_BIN and FERRY_RELAY_BIN must name the binaries"
@@ -103,10 +104,16 @@ void BrokerProcess::Start() {
       pid_ = -1;
       throw std::runtime_error("ferry-broker exited at start; see " + log_path_);
     }
-    // A new channel per probe: a channel that failed to connect backs off for seconds.
-    ferry::Client client(listen);
-    client.set_timeout(std::chrono::milliseconds(500));
-    if (client.ListTopics().ok()) return;
+    // A new channel per probe: a channel that failed to connect backs off for seconds. gRPC
+    // health, which needs no token (brokers with --auth too).
+    auto health = grpc::health::v1::Health::NewStub(ferry::MakeChannel(listen));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    grpc::health::v1::HealthCheckResponse resp;
+    if (health->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp).ok() &&
+        resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   Kill();

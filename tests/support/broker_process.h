@@ -34,7 +34,7 @@ class RelayProcess {
 class BrokerProcess {
  public:
   // Starts ferry-broker on 127.0.0.1:`port` against `conninfo`, and waits until it answers
-  // ListTopics (throws if it does not within 20 s). Its log goes to `log_path`.
+  // gRPC health SERVING (throws if it does not within 20 s). Its log goes to `log_path`.
   BrokerProcess(const std::string& conninfo, int port, const std::string& log_path,
                 std::vector<std::string> extra_args = {});
   ~BrokerProcess();  // SIGKILL if still running
