@@ -46,6 +46,7 @@ cat <<MSG
       -c "INSERT INTO ferry_outbox (topic, key, payload) VALUES ('orders', 'order-1', 'from the outbox')"
     build/bin/ferryctl consume orders --group billing --wait-ms 2000
     psql -h $dir -p $port -U postgres demo -c 'SELECT * FROM ferry_outbox_health'
+  Metrics: broker http://127.0.0.1:9420/metrics, relay http://127.0.0.1:9422/metrics (and /healthz).
   Ctrl-C stops the relay, the broker and the database.
 
 MSG
@@ -57,12 +58,14 @@ stop_all() {
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
-"$root/build/bin/ferry-broker" --listen "$listen" --database-url "$url" &
+"$root/build/bin/ferry-broker" --listen "$listen" --database-url "$url" \
+  --metrics-listen 127.0.0.1:9420 &
 pids+=($!)
 for i in $(seq 1 100); do   # the relay starts once the broker answers
   "$root/build/bin/ferryctl" --broker "$listen" topic list >/dev/null 2>&1 && break
   sleep 0.1
 done
-"$root/build/bin/ferry-relay" --database-url "$app_url" --broker "$listen" --producer-group demo &
+"$root/build/bin/ferry-relay" --database-url "$app_url" --broker "$listen" --producer-group demo \
+  --metrics-listen 127.0.0.1:9422 &
 pids+=($!)
 wait -n "${pids[@]}" || true   # either one stopping ends the run
