@@ -8,15 +8,14 @@
 FROM debian:bookworm AS build
 COPY scripts/install-deps.sh /src/scripts/install-deps.sh
 RUN /src/scripts/install-deps.sh --build-only && rm -rf /var/lib/apt/lists/*
+# Only what the binaries are made of: editing tests or docs does not invalidate the build cache.
 COPY CMakeLists.txt /src/
 COPY cmake /src/cmake
 COPY proto /src/proto
 COPY migrations /src/migrations
 COPY services /src/services
-COPY examples /src/examples
-COPY tests /src/tests
-COPY bench /src/bench
-RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
+COPY examples/order-cart /src/examples/order-cart
+RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=OFF && \
     cmake --build /build -j"$(nproc)" --target ferry-broker ferry-relay ferryctl order-cart-demo
 
 # The shared libraries of the binaries (apt brings their dependencies: abseil, fmt, libpq, ...).

@@ -63,7 +63,7 @@ for s in migrate topics; do
   [ "$code" = 0 ]
 done
 
-ctl() { docker run --rm --network host --entrypoint ferryctl ferry/broker:dev "$@"; }
+ctl() { docker run --rm -i --network host --entrypoint ferryctl ferry/broker:dev "$@"; }
 psql_shop() {
   compose exec -T postgres psql -h /tmp -p "$FERRY_PG_PORT" -U postgres -d shop -tAc "$1"
 }

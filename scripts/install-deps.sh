@@ -3,7 +3,8 @@
 # are already installed are not fetched again, and apt-get is only called when one is missing.
 # Used by `make run`, `make test`, the README and .ci/run (one list, one place).
 #   scripts/install-deps.sh              everything: build, run, test, the language examples
-#   scripts/install-deps.sh --build-only what compiling needs (the container images' build stage)
+#   scripts/install-deps.sh --build-only what compiling the binaries needs (cmake -DFERRY_TESTS=OFF;
+#                                        the container images' build stage)
 set -euo pipefail
 build_only=""
 [ "${1:-}" = "--build-only" ] && build_only=1
@@ -19,10 +20,10 @@ PACKAGES=(
   libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev libssl-dev
   # HTTP for the Prometheus /metrics endpoint
   libcpp-httplib-dev
-  # test framework (CMake finds it at configure time)
-  catch2
 )
 [ -n "$build_only" ] || PACKAGES+=(
+  # test framework
+  catch2
   # PostgreSQL server: tests and `make run` start their own cluster
   postgresql-15
   # tests (openssl: the TLS tests make a throwaway CA and certificates)
