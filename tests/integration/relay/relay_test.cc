@@ -2,6 +2,11 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -404,4 +409,73 @@ TEST_CASE("inbox: a message id is processed once per consumer group", "[integrat
   CHECK(ProcessOnce(tx, "billing", "msg-1", [&](pqxx::work&) { ++effects; }));
   tx.commit();
   CHECK(effects == 3);  // cart once, billing once + the rolled-back try
+}
+
+TEST_CASE("the Grafana dashboard only queries series that a running broker and relay export",
+          "[integration][relay][metrics]") {
+  RelayFixture f(
+      [](relay::RelayOptions& o) {
+        o.metrics_listen = "127.0.0.1:0";
+        o.producer_groups = {"shop"};
+      },
+      [](broker::BrokerOptions& o) {
+        o.metrics_listen = "127.0.0.1:0";
+        o.txn_check_after_ms = 100;
+        o.txn_check_interval_ms = 100;
+      });
+  f.broker.CreateTopic("orders", 1);
+  f.StartRelay();
+  // Traffic of every kind: outbox rows (one to a missing topic), consume and commit, and a
+  // transaction nobody ends, so that the broker back-checks it and the relay answers.
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('orders', 'a'), ('no.such', 'b')");
+  REQUIRE(Payloads(f.broker, "g", "orders", 1).size() == 1);
+  v1::ProduceRequest half;
+  half.set_topic("orders");
+  half.mutable_transactional()->set_producer_group("shop");
+  half.mutable_transactional()->set_check_ref("not-an-xid");
+  half.add_messages()->set_payload("h");
+  REQUIRE(f.broker.client->Produce(half).ok());
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  std::string text;
+  while (Clock::now() < give_up) {
+    text = test::Scrape(f.relay_->metrics_port());  // one process: broker's series too
+    if (text.find("ferry_txn_check_answers_total{") != std::string::npos &&
+        text.find("ferry_relay_publish_errors_total{") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::set<std::string> exported;
+  {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("# TYPE ", 0) == 0) exported.insert(line.substr(7, line.find(' ', 7) - 7));
+    }
+  }
+  std::ifstream file(std::string(FERRY_SOURCE_DIR) + "/deploy/grafana/ferry-dashboard.json");
+  REQUIRE(file.good());
+  const auto dashboard = nlohmann::json::parse(file);
+  std::set<std::string> queried;
+  const std::regex series(R"(ferry_[a-z_]+)");
+  for (const auto& panel : dashboard.at("panels")) {
+    if (!panel.contains("targets")) continue;
+    for (const auto& target : panel.at("targets")) {
+      const std::string expr = target.at("expr").get<std::string>();
+      for (std::sregex_iterator it(expr.begin(), expr.end(), series), end; it != end; ++it) {
+        std::string name = it->str();
+        for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+          const std::string s(suffix);
+          if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) {
+            name.resize(name.size() - s.size());
+          }
+        }
+        queried.insert(name);
+      }
+    }
+  }
+  REQUIRE(queried.size() >= 20);
+  for (const auto& name : queried) {
+    INFO("the dashboard queries " << name);
+    CHECK(exported.count(name) == 1);
+  }
 }
