@@ -81,9 +81,11 @@ until [ "$(psql_shop "SELECT count(*) FROM ferry_inbox")" -ge 3 ]; do
   [ $SECONDS -lt $deadline ] || { echo "the cart service processed fewer than 3 orders in 60 s"; exit 1; }
   sleep 1
 done
-psql_shop "SELECT 'orders committed: ' || count(*) FROM orders"
-psql_shop "SELECT 'outbox rows by status: ' || string_agg(status || '=' || n, ', ') FROM (SELECT status, count(*) n FROM ferry_outbox GROUP BY 1) s"
-psql_shop "SELECT 'processed by the cart service (inbox): ' || count(*) FROM ferry_inbox"
+# One snapshot (the services keep running while we look).
+psql_shop "SELECT 'orders committed: ' || (SELECT count(*) FROM orders)
+  || E'\noutbox rows by status: ' || (SELECT string_agg(status || '=' || n, ', ')
+                                      FROM (SELECT status, count(*) n FROM ferry_outbox GROUP BY 1) s)
+  || E'\nprocessed by the cart service (inbox): ' || (SELECT count(*) FROM ferry_inbox)"
 # Every message the cart service processed belongs to a committed order (declined ones rolled
 # back with their outbox row, so they cannot arrive).
 phantom=$(psql_shop "SELECT count(*) FROM ferry_inbox i WHERE NOT EXISTS (SELECT 1 FROM ferry_outbox o WHERE o.id::text = i.message_id)")

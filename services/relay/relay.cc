@@ -58,6 +58,7 @@ Relay::Relay(RelayOptions options) : options_(std::move(options)) {}
 Relay::~Relay() { Stop(); }
 
 absl::Status Relay::Start() {
+  ferry::log::Get("relay")->info("event=starting {}", Describe(options_));
   std::string id = options_.relay_id;
   if (id.empty()) {
     char host[256] = "localhost";
