@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: help deps build run demo bench bench-relay test test-unit test-integration test-e2e format clean up down compose-test
+.PHONY: help deps build run demo bench bench-relay test test-unit test-integration test-e2e format clean up down compose-test chaos fuzz
 
 help:
 	@echo "make run               install, build, start PostgreSQL under .ferry/ and ferry-broker on 127.0.0.1:7420"
@@ -14,6 +14,8 @@ help:
 	@echo "make bench-relay       relay throughput and latency on this machine"
 	@echo "make up | down         docker-compose stack: postgres, migrate, 2 brokers, relay, order/cart"
 	@echo "make compose-test      build the images, start the stack, smoke-test it, stop it (works offline)"
+	@echo "make chaos             fault injection (broker kills, PostgreSQL crashes, relay kills), 60 s each, checked"
+	@echo "make fuzz              libFuzzer targets (clang), 60 s each"
 	@echo "make build | deps | format | clean"
 
 deps:
@@ -63,3 +65,9 @@ down:
 
 compose-test:
 	@scripts/compose-test.sh
+
+chaos: build
+	@tests/chaos/run.sh $(or $(CHAOS_SECONDS),60)
+
+fuzz: deps
+	@scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)

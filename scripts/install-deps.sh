@@ -28,6 +28,8 @@ PACKAGES=(
   postgresql-15
   # tests (openssl: the TLS tests make a throwaway CA and certificates)
   openssl
+  # fuzzing: clang with libFuzzer and the sanitizers' runtime (scripts/fuzz.sh)
+  clang libclang-rt-14-dev
   # the examples in other languages (examples/python, examples/go; Node's packages come from npm)
   python3-grpcio python3-protobuf
   golang-go golang-google-grpc-dev protoc-gen-go protoc-gen-go-grpc

@@ -2,6 +2,7 @@
 # listening on a unix socket in the cluster's folder and on 127.0.0.1.
 #   ferry_pg_start DIR PORT [durable|fast]   initdb if DIR/data is missing, then start
 #   ferry_pg_stop DIR                        fast shutdown (immediate if that fails)
+#   ferry_pg_crash DIR                       immediate shutdown (a crash: no checkpoint)
 #   ferry_pg_conninfo DIR PORT DB            prints a libpq conninfo for the unix socket
 # As root the server runs as the `postgres` user (created by the postgresql-common package).
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}   # Debian keeps the server binaries off PATH
@@ -42,6 +43,10 @@ ferry_pg_stop() {
   [ -f "$dir/data/postmaster.pid" ] || return 0
   ferry_pg_run "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
     ferry_pg_run "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+ferry_pg_crash() {
+  ferry_pg_run "$PG_BIN/pg_ctl" -D "$1/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
 }
 
 ferry_pg_conninfo() {

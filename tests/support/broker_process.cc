@@ -122,6 +122,10 @@ void BrokerProcess::Start() {
 
 void BrokerProcess::Kill() { KillAndReap(pid_); }
 
+void BrokerProcess::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
 int BrokerProcess::Terminate() { return TerminateAndReap(pid_); }
 
 }  // namespace ferry::test

@@ -43,6 +43,7 @@ class BrokerProcess {
   void Kill();       // SIGKILL and reap
   int Terminate();   // SIGTERM, wait; returns the exit status (or -1)
   void Start();      // (re)start with the same settings
+  void Signal(int sig);  // e.g. SIGSTOP / SIGCONT (a pause)
 
  private:
   std::string conninfo_;

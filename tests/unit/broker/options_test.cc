@@ -58,6 +58,10 @@ TEST_CASE("passwords never reach the log", "[unit][options]") {
         "host=db user=ferry password=*** dbname=x");
   CHECK(RedactConninfo("host=db password='a b' dbname=x") == "host=db password=*** dbname=x");
   CHECK(RedactConninfo("host=/tmp port=5 user=postgres") == "host=/tmp port=5 user=postgres");
+  // Regression (fuzz_config): a scheme in other letters still has its password hidden.
+  CHECK(RedactConninfo("Postgresql://ferry:s3cret@db/ferry") == "Postgresql://ferry:***@db/ferry");
+  CHECK(RedactConninfo("postg\x05sql://u:s3cret@db").find("s3cret") ==
+        std::string::npos);
   BrokerOptions o;
   o.database_url = "postgresql://u:topsecret@h/d";
   o.tls_key_file = "/etc/ferry/key-topsecret.pem";

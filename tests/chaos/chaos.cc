@@ -1,0 +1,469 @@
+// ferry-chaos: runs a workload against real ferry-broker (and ferry-relay) processes on a real
+// PostgreSQL while injecting faults, records every operation, and checks the history
+// (chaos/history.h). tests/chaos/run.sh starts the PostgreSQL cluster and calls this once per
+// scenario:
+//   broker-kill   two brokers; SIGKILL one every 1.5-3 s (restarted), or SIGSTOP it for 1-2 s
+//   pg-restart    PostgreSQL shut down immediately (a crash) and restarted, and every broker
+//                 connection killed with pg_terminate_backend, in turns
+//   relay-kill    the outbox: application transactions (some rolled back) and two ferry-relay
+//                 processes racing, one SIGKILLed every 1-2 s; consumers use the inbox
+// Producers resend an unacknowledged message with the same dedup_id until it is acknowledged
+// (or the faults stop: then it is "unknown"). Every 10th produce is a transaction of two
+// messages decided COMMIT or ROLLBACK; a back-check handler answers what the producer decided.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <iostream>
+#include <pqxx/pqxx>
+#include <random>
+#include <thread>
+
+#include "chaos/history.h"
+#include "client/client.h"
+#include "client/outbox.h"
+#include "client/transactions.h"
+#include "relay/relay.h"
+#include "support/broker_process.h"
+
+using namespace ferry;
+using namespace ferry::chaos;
+using test::BrokerProcess;
+using test::RelayProcess;
+
+namespace {
+
+struct Settings {
+  std::string scenario;
+  int seconds = 20;
+  int heal_bound_s = 30;
+  std::string pg_dir, root;
+  int pg_port = 0;
+  std::string log_dir = "/tmp";
+};
+
+std::string Conninfo(const Settings& s, const std::string& db) {
+  return "host=" + s.pg_dir + " port=" + std::to_string(s.pg_port) + " user=postgres dbname=" + db;
+}
+
+int Shell(const std::string& command) { return std::system(command.c_str()); }
+
+void Sleep(double seconds) {
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+}
+
+// Runs scripts/pg.sh functions on the scenario's cluster.
+void Pg(const Settings& s, const std::string& fn) {
+  Shell("bash -c 'source " + s.root + "/scripts/pg.sh && " + fn + "' >/dev/null 2>&1");
+}
+
+std::mt19937& Rng() {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  return rng;
+}
+
+double Uniform(double lo, double hi) {
+  return std::uniform_real_distribution<double>(lo, hi)(Rng());
+}
+
+// A client that talks to one of several brokers and moves to the next after an error.
+class Failover {
+ public:
+  explicit Failover(std::vector<std::string> addresses) : addresses_(std::move(addresses)) {
+    for (const auto& a : addresses_) {
+      clients_.push_back(std::make_unique<Client>(a));
+      clients_.back()->set_timeout(std::chrono::seconds(3));
+    }
+  }
+  Client& now() { return *clients_[current_ % clients_.size()]; }
+  void Next() { ++current_; }
+
+ private:
+  std::vector<std::string> addresses_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  size_t current_ = 0;
+};
+
+// The workload's consumers: long-poll, record, ACK. In `inbox` mode every message is processed
+// through ferry::ProcessOnce in the application database, and double processing is counted.
+class Consumers {
+ public:
+  Consumers(History& h, std::vector<std::string> brokers, std::string group, std::string topic,
+            int threads, std::string inbox_db = "")
+      : h_(h), group_(std::move(group)), topic_(std::move(topic)), inbox_db_(std::move(inbox_db)) {
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this, brokers, i] { Run(brokers, i); });
+    }
+  }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  int64_t double_processed() const { return double_processed_.load(); }
+
+ private:
+  void Run(std::vector<std::string> brokers, int i) {
+    std::rotate(brokers.begin(), brokers.begin() + (i % brokers.size()), brokers.end());
+    Failover f(brokers);
+    std::unique_ptr<pqxx::connection> db;
+    while (!stop_) {
+      v1::ConsumeRequest req;
+      req.set_group(group_);
+      req.set_topic(topic_);
+      req.set_max_messages(50);
+      req.set_max_wait_ms(500);
+      req.set_visibility_timeout_ms(3000);
+      auto got = f.now().Consume(req);
+      if (!got.ok()) {
+        f.Next();
+        Sleep(0.05);
+        continue;
+      }
+      std::vector<std::string> receipts;
+      for (const auto& m : got->messages()) {
+        h_.AddDelivery(Delivery{m.payload(), group_, m.queue(), m.offset(), m.delivery_attempt(),
+                                Clock::now()});
+        if (!inbox_db_.empty() && !Process(db, m)) break;  // database away: no ACK, redelivered
+        receipts.push_back(m.receipt());
+      }
+      if (!receipts.empty() && !f.now().Ack(group_, receipts).ok()) f.Next();  // lost: redelivered
+    }
+  }
+
+  bool Process(std::unique_ptr<pqxx::connection>& db, const v1::DeliveredMessage& m) {
+    try {
+      if (!db || !db->is_open()) db = std::make_unique<pqxx::connection>(inbox_db_);
+      pqxx::work tx(*db);
+      bool ran = ProcessOnce(tx, group_, m.headers().at("ferry-outbox-id"), [](pqxx::work&) {});
+      tx.commit();
+      if (ran) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!processed_.insert(m.payload()).second) ++double_processed_;
+      }
+      return true;
+    } catch (const std::exception&) {
+      db.reset();
+      return false;
+    }
+  }
+
+  History& h_;
+  const std::string group_, topic_, inbox_db_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::set<std::string> processed_;
+  std::atomic<int64_t> double_processed_{0};
+};
+
+// Producers through the broker: keyed messages, one at a time per key (so per-key order is
+// defined), resent with the same dedup_id until acknowledged; every 10th a transaction.
+class Producers {
+ public:
+  Producers(History& h, std::vector<std::string> brokers, std::string topic, int threads)
+      : h_(h), topic_(std::move(topic)) {
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this, brokers, i] { Run(brokers, i); });
+    }
+  }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  // The back-check answer: what the producer decided (ROLLBACK when it never learnt the id).
+  v1::TransactionDecision Decide(const v1::TransactionCheck& check) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = decided_.find(check.check_ref());
+    if (it == decided_.end()) return v1::TRANSACTION_ROLLBACK;
+    return it->second ? v1::TRANSACTION_COMMIT : v1::TRANSACTION_ROLLBACK;
+  }
+
+ private:
+  void Run(std::vector<std::string> brokers, int p) {
+    std::rotate(brokers.begin(), brokers.begin() + (p % brokers.size()), brokers.end());
+    Failover f(brokers);
+    for (int64_t n = 0; !stop_; ++n) {
+      if (n % 10 == 9) {
+        Transaction(f, p, n);
+        continue;
+      }
+      const std::string key = "k" + std::to_string(p) + "-" + std::to_string(n % 4);
+      const std::string id = "m-" + std::to_string(p) + "-" + std::to_string(n);
+      h_.AddSent(Sent{id, key, n, false, false, ""});
+      v1::ProduceRequest req;
+      req.set_topic(topic_);
+      auto* m = req.add_messages();
+      m->set_key(key);
+      m->set_payload(id);
+      m->set_dedup_id(id);
+      while (!stop_) {
+        if (f.now().Produce(req).ok()) {
+          h_.MarkAcked(id);
+          break;
+        }
+        f.Next();
+        Sleep(0.05);
+      }
+    }
+  }
+
+  void Transaction(Failover& f, int p, int64_t n) {
+    const std::string ref = "t-" + std::to_string(p) + "-" + std::to_string(n);
+    const bool commit = Uniform(0, 1) < 0.7;
+    std::vector<std::string> ids = {ref + "-a", ref + "-b"};
+    for (const auto& id : ids) h_.AddSent(Sent{id, "", 0, false, false, ref});
+    {
+      // Decided before anything is sent: a back-check may come at any moment after.
+      std::lock_guard<std::mutex> lock(mu_);
+      decided_[ref] = commit;
+    }
+    h_.AddTxn(ref, Txn{ids, commit});
+    v1::ProduceRequest req;
+    req.set_topic(topic_);
+    req.mutable_transactional()->set_producer_group("chaos");
+    req.mutable_transactional()->set_check_ref(ref);
+    for (const auto& id : ids) {
+      auto* m = req.add_messages();
+      m->set_payload(id);
+      m->set_dedup_id(id);
+    }
+    auto produced = f.now().Produce(req);
+    if (!produced.ok()) {  // maybe stored, maybe not: the back-check answers the decision
+      f.Next();
+      return;
+    }
+    v1::EndTransactionRequest end;
+    end.set_transaction_id(produced->transaction_id());
+    end.set_decision(commit ? v1::TRANSACTION_COMMIT : v1::TRANSACTION_ROLLBACK);
+    for (int attempt = 0; attempt < 3 && !stop_; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      v1::EndTransactionResponse resp;
+      if (f.now().broker().EndTransaction(&ctx, end, &resp).ok()) return;
+      f.Next();
+    }
+    // Not ended: the back-check decides the same way.
+  }
+
+  History& h_;
+  const std::string topic_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::map<std::string, bool> decided_;
+};
+
+void CreateDatabase(const Settings& s, const std::string& name) {
+  pqxx::connection admin(Conninfo(s, "postgres"));
+  pqxx::nontransaction tx(admin);
+  tx.exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+  tx.exec("CREATE DATABASE " + name);
+}
+
+void CreateTopic(const std::string& broker, const std::string& name) {
+  Client c(broker);
+  v1::TopicConfig t;
+  t.set_name(name);
+  t.set_queues(4);
+  t.set_ordered(true);
+  auto r = c.CreateTopic(t);
+  if (!r.ok()) throw std::runtime_error("create topic: " + std::string(r.status().message()));
+}
+
+// Waits until every group has everything acknowledged, or the hard limit.
+void Heal(History& h, const std::vector<std::string>& groups, std::chrono::seconds limit) {
+  const auto give_up = Clock::now() + limit;
+  while (Clock::now() < give_up) {
+    int64_t missing = 0;
+    for (const auto& g : groups) missing += h.Missing(g);
+    if (missing == 0) return;
+    Sleep(0.2);
+  }
+}
+
+Report BrokerScenario(const Settings& s) {
+  CreateDatabase(s, "chaos_broker");
+  const std::vector<std::string> args = {"--txn-check-after-ms", "1000", "--txn-check-interval-ms",
+                                         "1000", "--txn-max-checks", "1000",
+                                         "--shutdown-grace-ms", "1000", "--log-level", "warn"};
+  std::vector<std::unique_ptr<BrokerProcess>> brokers;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    brokers.push_back(std::make_unique<BrokerProcess>(
+        Conninfo(s, "chaos_broker"), test::FreePort(),
+        s.log_dir + "/ferry-chaos-" + s.scenario + "-broker" + std::to_string(i) + ".log", args));
+    addresses.push_back(brokers.back()->address());
+  }
+  CreateTopic(addresses[0], "chaos");
+  History h;
+  Producers producers(h, addresses, "chaos", 3);
+  auto checker_for = [&](const std::string& address) {
+    auto c = std::make_unique<TransactionChecker>(
+        MakeChannel(address), std::vector<std::string>{"chaos"}, "chaos-checker",
+        [&producers](const v1::TransactionCheck& check) { return producers.Decide(check); });
+    c->Start();
+    return c;
+  };
+  auto checker0 = checker_for(addresses[0]);
+  auto checker1 = checker_for(addresses[1]);
+  Consumers consumers(h, addresses, "g1", "chaos", 2);
+
+  const auto end = Clock::now() + std::chrono::seconds(s.seconds);
+  while (Clock::now() < end) {
+    Sleep(s.scenario == "broker-kill" ? Uniform(1.5, 3) : Uniform(2, 4));
+    if (Clock::now() >= end) break;
+    if (s.scenario == "broker-kill") {
+      const size_t victim = static_cast<size_t>(Uniform(0, 2)) % 2;
+      if (Uniform(0, 1) < 0.7) {
+        brokers[victim]->Kill();
+        h.AddFault("SIGKILL broker " + std::to_string(victim));
+        Sleep(Uniform(0.3, 1));
+        brokers[victim]->Start();
+      } else {
+        brokers[victim]->Signal(SIGSTOP);
+        h.AddFault("SIGSTOP broker " + std::to_string(victim));
+        Sleep(Uniform(1, 2));
+        brokers[victim]->Signal(SIGCONT);
+      }
+    } else {  // pg-restart
+      if (Uniform(0, 1) < 0.5) {
+        Pg(s, "ferry_pg_crash " + s.pg_dir);
+        h.AddFault("PostgreSQL immediate shutdown");
+        Sleep(Uniform(0.5, 1.5));
+        Pg(s, "ferry_pg_start " + s.pg_dir + " " + std::to_string(s.pg_port) + " durable");
+      } else {
+        try {
+          pqxx::connection admin(Conninfo(s, "postgres"));
+          pqxx::nontransaction tx(admin);
+          tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE datname = 'chaos_broker' AND pid <> pg_backend_pid()");
+          h.AddFault("pg_terminate_backend of every broker connection");
+        } catch (const std::exception&) {
+        }
+      }
+    }
+  }
+  const auto faults_stopped = Clock::now();
+  producers.Stop();
+  Heal(h, {"g1"}, std::chrono::seconds(60));
+  consumers.Stop();
+  checker0->Stop();
+  checker1->Stop();
+  return h.Check(s.scenario, {"g1"}, {"g1"}, faults_stopped, std::chrono::seconds(s.heal_bound_s));
+}
+
+Report RelayScenario(const Settings& s) {
+  CreateDatabase(s, "chaos_broker");
+  CreateDatabase(s, "chaos_app");
+  const std::string app = Conninfo(s, "chaos_app");
+  if (absl::Status st = relay::MigrateOutbox(app); !st.ok()) {
+    throw std::runtime_error(std::string(st.message()));
+  }
+  std::vector<std::unique_ptr<BrokerProcess>> brokers;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    brokers.push_back(std::make_unique<BrokerProcess>(
+        Conninfo(s, "chaos_broker"), test::FreePort(),
+        s.log_dir + "/ferry-chaos-relay-broker" + std::to_string(i) + ".log",
+        std::vector<std::string>{"--log-level", "warn"}));
+    addresses.push_back(brokers.back()->address());
+  }
+  CreateTopic(addresses[0], "chaos");
+  std::vector<std::unique_ptr<RelayProcess>> relays;
+  for (int i = 0; i < 2; ++i) {
+    relays.push_back(std::make_unique<RelayProcess>(
+        std::vector<std::string>{"--database-url", app, "--broker", addresses[i], "--lease-ms",
+                                 "2000", "--publish-timeout-ms", "1000", "--log-level", "warn"},
+        s.log_dir + "/ferry-chaos-relay" + std::to_string(i) + ".log"));
+  }
+  History h;
+  Consumers consumers(h, addresses, "cart", "chaos", 2, app);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 3; ++w) {
+    writers.emplace_back([&, w] {
+      std::unique_ptr<pqxx::connection> db;
+      for (int64_t n = 0; !stop; ++n) {
+        const std::string key = "k" + std::to_string(w) + "-" + std::to_string(n % 4);
+        const std::string id = "r-" + std::to_string(w) + "-" + std::to_string(n);
+        h.AddSent(Sent{id, key, n, false, false, ""});
+        const bool rollback = Uniform(0, 1) < 0.15;
+        try {
+          if (!db || !db->is_open()) db = std::make_unique<pqxx::connection>(app);
+          pqxx::work tx(*db);
+          Enqueue(tx, "chaos", key, id);
+          if (rollback) {
+            tx.abort();
+            h.MarkRejected(id);
+          } else {
+            tx.commit();
+            h.MarkAcked(id);
+          }
+        } catch (const pqxx::in_doubt_error&) {
+          db.reset();  // unknown
+        } catch (const std::exception&) {
+          db.reset();
+          h.MarkRejected(id);  // failed before COMMIT: nothing was stored
+        }
+        Sleep(0.002);
+      }
+    });
+  }
+  const auto end = Clock::now() + std::chrono::seconds(s.seconds);
+  while (Clock::now() < end) {
+    Sleep(Uniform(1, 2));
+    const size_t victim = static_cast<size_t>(Uniform(0, 2)) % 2;
+    relays[victim]->Kill();
+    h.AddFault("SIGKILL relay " + std::to_string(victim));
+    Sleep(Uniform(0.2, 0.8));
+    relays[victim]->Start();
+  }
+  const auto faults_stopped = Clock::now();
+  stop = true;
+  for (auto& t : writers) t.join();
+  Heal(h, {"cart"}, std::chrono::seconds(60));
+  consumers.Stop();
+  h.SetDoubleProcessed(consumers.double_processed());
+  return h.Check(s.scenario, {"cart"}, {"cart"}, faults_stopped,
+                 std::chrono::seconds(s.heal_bound_s));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  CLI::App app{"ferry-chaos: a workload under faults, checked against Ferry's contract"};
+  app.add_option("--scenario", s.scenario, "broker-kill | pg-restart | relay-kill")->required();
+  app.add_option("--seconds", s.seconds, "how long faults are injected")->capture_default_str();
+  app.add_option("--heal-bound", s.heal_bound_s,
+                 "every acknowledged message must arrive within this after the faults stop (s)")
+      ->capture_default_str();
+  app.add_option("--pg-dir", s.pg_dir, "the cluster's folder (scripts/pg.sh)")->required();
+  app.add_option("--pg-port", s.pg_port, "its port")->required();
+  app.add_option("--root", s.root, "the repository (for scripts/pg.sh)")->required();
+  app.add_option("--log-dir", s.log_dir, "process logs go here")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  setenv("FERRY_TEST_PG", Conninfo(s, "postgres").c_str(), 1);
+  Report r;
+  try {
+    if (s.scenario == "relay-kill") {
+      r = RelayScenario(s);
+    } else if (s.scenario == "broker-kill" || s.scenario == "pg-restart") {
+      r = BrokerScenario(s);
+    } else {
+      std::cerr << "unknown scenario " << s.scenario << "\n";
+      return 2;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "ferry-chaos " << s.scenario << ": " << e.what() << "\n";
+    return 1;
+  }
+  std::cout << Table({r});
+  std::cout << "healed " << r.healed_after_s << " s after the faults stopped\n";
+  for (const auto& e : r.examples) std::cout << "  " << e << "\n";
+  return r.ok() ? 0 : 1;
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make chaos` (and a short run in `make test`): each scenario on its own durable PostgreSQL
+# cluster, with real ferry-broker / ferry-relay processes and real faults; ferry-chaos checks
+# the recorded history and prints the table. Exit 1 if any scenario finds a violation.
+# Usage: tests/chaos/run.sh [SECONDS] [SCENARIO...]   (default 60 s each, every scenario)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$root/scripts/pg.sh"
+seconds=${1:-60}
+shift || true
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(broker-kill pg-restart relay-kill)
+bin=${FERRY_BIN:-$root/build/bin}
+logs=$(mktemp -d /tmp/ferry-chaos-logs.XXXXXX)
+chmod 755 "$logs"
+failed=0
+results=()
+for scenario in "${scenarios[@]}"; do
+  dir=$(mktemp -d /tmp/ferry-chaos-pg.XXXXXX)
+  chmod 755 "$dir"
+  port=$(ferry_pg_free_port)
+  ferry_pg_start "$dir" "$port" durable
+  echo "chaos: $scenario for ${seconds}s (PostgreSQL on $dir:$port, logs in $logs)"
+  if ! out=$("$bin/ferry-chaos" --scenario "$scenario" --seconds "$seconds" \
+       --pg-dir "$dir" --pg-port "$port" --root "$root" --log-dir "$logs" 2>&1); then
+    failed=1
+  fi
+  echo "$out" | sed 's/^/  /'
+  results+=("$(echo "$out" | grep -E "^$scenario " || echo "$scenario  (no result: see above)")")
+  header=$(echo "$out" | grep -E '^scenario ' || true)
+  ferry_pg_stop "$dir"
+  rm -rf "$dir"
+done
+echo
+echo "${header:-scenario ...}"
+printf '%s\n' "${results[@]}"
+[ $failed -eq 0 ] && { echo "chaos: ok"; rm -rf "$logs"; } || echo "chaos: FAILED (logs in $logs)"
+exit $failed
