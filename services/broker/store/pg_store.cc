@@ -1267,7 +1267,23 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
     out.assign(settlements.size(), SettleResult{});
     pqxx::work tx(c);
     pqxx::result g = tx.exec_prepared(kSelectGroup.name, group_name);
-    if (g.empty()) return absl::OkStatus();  // every entry: kTopicGone (the group is gone)
+    if (g.empty()) {
+      // No such group. A receipt of a group that still exists was issued to that other group
+      // (INVALID_RECEIPT, found by the bad-input suite: it said TOPIC_NOT_FOUND); the others
+      // belong to a group that was deleted: kTopicGone.
+      std::vector<int64_t> ids;
+      for (const auto& st : settlements) ids.push_back(st.ref.group_id);
+      std::set<int64_t> existing;
+      for (const auto& row : tx.exec_params(
+               "SELECT group_id FROM consumer_groups WHERE group_id = ANY($1::bigint[])",
+               pg::IntArray(ids))) {
+        existing.insert(row[0].as<int64_t>());
+      }
+      for (size_t i = 0; i < settlements.size(); ++i) {
+        if (existing.count(settlements[i].ref.group_id)) out[i].status = SettleStatus::kWrongGroup;
+      }
+      return absl::OkStatus();
+    }
     const GroupPolicy group = GroupFromRow(g[0]);
 
     std::vector<size_t> mine;
