@@ -7,10 +7,17 @@
 //                 connection killed with pg_terminate_backend, in turns
 //   relay-kill    the outbox: application transactions (some rolled back) and two ferry-relay
 //                 processes racing, one SIGKILLed every 1-2 s; consumers use the inbox
+//   network-cut   the brokers reach PostgreSQL through a TCP proxy this program controls; it
+//                 cuts every connection and refuses new ones for 4-6 s (longer than the
+//                 consumers' 3 s leases), every 3-5 s
 // Producers resend an unacknowledged message with the same dedup_id until it is acknowledged
 // (or the faults stop: then it is "unknown"). Every 10th produce is a transaction of two
 // messages decided COMMIT or ROLLBACK; a back-check handler answers what the producer decided.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +25,7 @@
 #include <iostream>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "chaos/history.h"
@@ -235,6 +243,7 @@ class Producers {
       f.Next();
       return;
     }
+    for (const auto& id : ids) h_.MarkAcked(id);  // stored: from now on it must not be lost
     v1::EndTransactionRequest end;
     end.set_transaction_id(produced->transaction_id());
     end.set_decision(commit ? v1::TRANSACTION_COMMIT : v1::TRANSACTION_ROLLBACK);
@@ -254,6 +263,111 @@ class Producers {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::map<std::string, bool> decided_;
+};
+
+// A TCP proxy on 127.0.0.1 in front of PostgreSQL: Cut() closes every connection through it
+// and refuses new ones until Restore() (a network partition between brokers and database).
+class Proxy {
+ public:
+  explicit Proxy(int target_port) : target_port_(target_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(listen_fd_, 128) != 0) {
+      throw std::runtime_error("proxy: cannot listen");
+    }
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  ~Proxy() {
+    stop_ = true;
+    shutdown(listen_fd_, SHUT_RDWR);
+    close(listen_fd_);
+    acceptor_.join();
+    Cut();
+    for (auto& t : pumps_) t.join();
+  }
+  int port() const { return port_; }
+  void Cut() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cut_ = true;
+    for (int fd : open_) shutdown(fd, SHUT_RDWR);  // the pumps close them
+  }
+  void Restore() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cut_ = false;
+  }
+
+ private:
+  void Accept() {
+    while (!stop_) {
+      int client = accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cut_ || stop_) {
+        close(client);
+        continue;
+      }
+      int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(target_port_));
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      open_.insert(client);
+      open_.insert(server);
+      pumps_.emplace_back([this, client, server] { Pump(client, server); });
+    }
+  }
+  void Pump(int a, int b) {
+    pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+    char buf[65536];
+    for (bool open = true; open;) {
+      if (poll(fds, 2, 500) < 0) break;
+      for (int i = 0; i < 2 && open; ++i) {
+        if (fds[i].revents == 0) continue;
+        const ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+        if (n <= 0) {
+          open = false;
+          break;
+        }
+        for (ssize_t sent = 0; sent < n;) {
+          const ssize_t w = write(fds[1 - i].fd, buf + sent, static_cast<size_t>(n - sent));
+          if (w <= 0) {
+            open = false;
+            break;
+          }
+          sent += w;
+        }
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    open_.erase(a);
+    open_.erase(b);
+    close(a);
+    close(b);
+  }
+
+  const int target_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  bool cut_ = false;
+  std::set<int> open_;
+  std::vector<std::thread> pumps_;
+  std::thread acceptor_;
 };
 
 void CreateDatabase(const Settings& s, const std::string& name) {
@@ -284,8 +398,40 @@ void Heal(History& h, const std::vector<std::string>& groups, std::chrono::secon
   }
 }
 
+// For a failed run: what the database says about the transactions named in the examples.
+void Explain(const std::string& conninfo, const Report& r) {
+  try {
+    pqxx::connection c(conninfo);
+    pqxx::read_transaction tx(c);
+    for (const auto& e : r.examples) {
+      const auto at = e.find("(transaction ");
+      if (at == std::string::npos) continue;
+      const std::string ref = e.substr(at + 13, e.find(')', at) - at - 13);
+      for (const auto& row : tx.exec_params(
+               "SELECT t.txn_id::text, t.state, t.checks_sent, coalesce(string_agg(e.kind || '/' ||"
+               " e.actor || '/' || e.detail, ' ; ' ORDER BY e.event_id), '')"
+               " FROM transactions t LEFT JOIN transaction_events e USING (txn_id)"
+               " WHERE t.check_ref = $1 GROUP BY 1, 2, 3",
+               ref)) {
+        std::cout << "  " << ref << ": " << row[0].c_str() << " " << row[1].c_str()
+                  << " checks_sent=" << row[2].c_str() << " events: " << row[3].c_str() << "\n";
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cout << "  (cannot explain: " << e.what() << ")\n";
+  }
+}
+
 Report BrokerScenario(const Settings& s) {
   CreateDatabase(s, "chaos_broker");
+  // network-cut: the brokers' database connections go through the proxy.
+  std::unique_ptr<Proxy> proxy;
+  std::string broker_db = Conninfo(s, "chaos_broker");
+  if (s.scenario == "network-cut") {
+    proxy = std::make_unique<Proxy>(s.pg_port);
+    broker_db = "host=127.0.0.1 port=" + std::to_string(proxy->port()) +
+                " user=postgres dbname=chaos_broker connect_timeout=2";
+  }
   const std::vector<std::string> args = {"--txn-check-after-ms", "1000", "--txn-check-interval-ms",
                                          "1000", "--txn-max-checks", "1000",
                                          "--shutdown-grace-ms", "1000", "--log-level", "warn"};
@@ -293,7 +439,7 @@ Report BrokerScenario(const Settings& s) {
   std::vector<std::string> addresses;
   for (int i = 0; i < 2; ++i) {
     brokers.push_back(std::make_unique<BrokerProcess>(
-        Conninfo(s, "chaos_broker"), test::FreePort(),
+        broker_db, test::FreePort(),
         s.log_dir + "/ferry-chaos-" + s.scenario + "-broker" + std::to_string(i) + ".log", args));
     addresses.push_back(brokers.back()->address());
   }
@@ -313,7 +459,9 @@ Report BrokerScenario(const Settings& s) {
 
   const auto end = Clock::now() + std::chrono::seconds(s.seconds);
   while (Clock::now() < end) {
-    Sleep(s.scenario == "broker-kill" ? Uniform(1.5, 3) : Uniform(2, 4));
+    Sleep(s.scenario == "broker-kill" ? Uniform(1.5, 3)
+          : s.scenario == "network-cut" ? Uniform(3, 5)
+                                        : Uniform(2, 4));
     if (Clock::now() >= end) break;
     if (s.scenario == "broker-kill") {
       const size_t victim = static_cast<size_t>(Uniform(0, 2)) % 2;
@@ -328,6 +476,11 @@ Report BrokerScenario(const Settings& s) {
         Sleep(Uniform(1, 2));
         brokers[victim]->Signal(SIGCONT);
       }
+    } else if (s.scenario == "network-cut") {
+      proxy->Cut();
+      h.AddFault("network cut between brokers and PostgreSQL");
+      Sleep(Uniform(4, 6));
+      proxy->Restore();
     } else {  // pg-restart
       if (Uniform(0, 1) < 0.5) {
         Pg(s, "ferry_pg_crash " + s.pg_dir);
@@ -352,7 +505,10 @@ Report BrokerScenario(const Settings& s) {
   consumers.Stop();
   checker0->Stop();
   checker1->Stop();
-  return h.Check(s.scenario, {"g1"}, {"g1"}, faults_stopped, std::chrono::seconds(s.heal_bound_s));
+  Report r =
+      h.Check(s.scenario, {"g1"}, {"g1"}, faults_stopped, std::chrono::seconds(s.heal_bound_s));
+  if (!r.ok()) Explain(Conninfo(s, "chaos_broker"), r);
+  return r;
 }
 
 Report RelayScenario(const Settings& s) {
@@ -436,7 +592,8 @@ Report RelayScenario(const Settings& s) {
 int main(int argc, char** argv) {
   Settings s;
   CLI::App app{"ferry-chaos: a workload under faults, checked against Ferry's contract"};
-  app.add_option("--scenario", s.scenario, "broker-kill | pg-restart | relay-kill")->required();
+  app.add_option("--scenario", s.scenario, "broker-kill | pg-restart | relay-kill | network-cut")
+      ->required();
   app.add_option("--seconds", s.seconds, "how long faults are injected")->capture_default_str();
   app.add_option("--heal-bound", s.heal_bound_s,
                  "every acknowledged message must arrive within this after the faults stop (s)")
@@ -452,7 +609,8 @@ int main(int argc, char** argv) {
   try {
     if (s.scenario == "relay-kill") {
       r = RelayScenario(s);
-    } else if (s.scenario == "broker-kill" || s.scenario == "pg-restart") {
+    } else if (s.scenario == "broker-kill" || s.scenario == "pg-restart" ||
+               s.scenario == "network-cut") {
       r = BrokerScenario(s);
     } else {
       std::cerr << "unknown scenario " << s.scenario << "\n";

@@ -49,11 +49,13 @@ std::vector<std::string> History::faults() {
 
 namespace {
 
-// Whether `s` must reach every group: acknowledged, or part of a transaction decided COMMIT.
+// Whether `s` must reach every group: acknowledged (for a half message: its Produce was
+// acknowledged and its transaction decided COMMIT; a half message whose Produce failed may or
+// may not exist, and the back-check commits it only if it does).
 bool MustArrive(const Sent& s, const std::map<std::string, Txn>& txns) {
   if (!s.txn.empty()) {
     auto t = txns.find(s.txn);
-    return t != txns.end() && t->second.commit;
+    return s.acked && t != txns.end() && t->second.commit;
   }
   return s.acked && !s.rejected;
 }

@@ -9,7 +9,7 @@ source "$root/scripts/pg.sh"
 seconds=${1:-60}
 shift || true
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(broker-kill pg-restart relay-kill)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(broker-kill pg-restart network-cut relay-kill)
 bin=${FERRY_BIN:-$root/build/bin}
 logs=$(mktemp -d /tmp/ferry-chaos-logs.XXXXXX)
 chmod 755 "$logs"
