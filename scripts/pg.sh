@@ -3,6 +3,9 @@
 #   ferry_pg_start DIR PORT [durable|fast]   initdb if DIR/data is missing, then start
 #   ferry_pg_stop DIR                        fast shutdown (immediate if that fails)
 #   ferry_pg_crash DIR                       immediate shutdown (a crash: no checkpoint)
+#   ferry_pg_standby PRIMARY_DIR PRIMARY_PORT DIR PORT NAME
+#                                            a streaming standby of that cluster, started
+#   ferry_pg_promote DIR                     the standby becomes a primary
 #   ferry_pg_conninfo DIR PORT DB            prints a libpq conninfo for the unix socket
 # As root the server runs as the `postgres` user (created by the postgresql-common package).
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}   # Debian keeps the server binaries off PATH
@@ -47,6 +50,20 @@ ferry_pg_stop() {
 
 ferry_pg_crash() {
   ferry_pg_run "$PG_BIN/pg_ctl" -D "$1/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+}
+
+ferry_pg_standby() {
+  local pdir=$1 pport=$2 dir=$3 port=$4 name=$5
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
+  ferry_pg_run "$PG_BIN/pg_basebackup" -h "$pdir" -p "$pport" -U postgres -D "$dir/data" -R \
+    -X stream -c fast -d "host=$pdir port=$pport user=postgres application_name=$name" \
+    >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; return 1; }
+  ferry_pg_start "$dir" "$port" durable
+}
+
+ferry_pg_promote() {
+  ferry_pg_run "$PG_BIN/pg_ctl" -D "$1/data" -w -t 60 promote >/dev/null
 }
 
 ferry_pg_conninfo() {

@@ -7,6 +7,9 @@
 //                 connection killed with pg_terminate_backend, in turns
 //   relay-kill    the outbox: application transactions (some rolled back) and two ferry-relay
 //                 processes racing, one SIGKILLed every 1-2 s; consumers use the inbox
+//   failover      PostgreSQL with a synchronous standby (run.sh sets it up); halfway through,
+//                 the primary is killed and the standby promoted; the brokers' conninfo names
+//                 both (target_session_attrs=read-write), so they reconnect to the new primary
 //   network-cut   the brokers reach PostgreSQL through a TCP proxy this program controls; it
 //                 cuts every connection and refuses new ones for 4-6 s (longer than the
 //                 consumers' 3 s leases), every 3-5 s
@@ -49,6 +52,8 @@ struct Settings {
   std::string pg_dir, root;
   int pg_port = 0;
   std::string log_dir = "/tmp";
+  std::string standby_dir;  // failover
+  int standby_port = 0;
 };
 
 std::string Conninfo(const Settings& s, const std::string& db) {
@@ -427,6 +432,12 @@ Report BrokerScenario(const Settings& s) {
   // network-cut: the brokers' database connections go through the proxy.
   std::unique_ptr<Proxy> proxy;
   std::string broker_db = Conninfo(s, "chaos_broker");
+  if (s.scenario == "failover") {
+    broker_db = "host=" + s.pg_dir + "," + s.standby_dir + " port=" + std::to_string(s.pg_port) +
+                "," + std::to_string(s.standby_port) +
+                " user=postgres dbname=chaos_broker target_session_attrs=read-write"
+                " connect_timeout=2";
+  }
   if (s.scenario == "network-cut") {
     proxy = std::make_unique<Proxy>(s.pg_port);
     broker_db = "host=127.0.0.1 port=" + std::to_string(proxy->port()) +
@@ -458,6 +469,16 @@ Report BrokerScenario(const Settings& s) {
   Consumers consumers(h, addresses, "g1", "chaos", 2);
 
   const auto end = Clock::now() + std::chrono::seconds(s.seconds);
+  if (s.scenario == "failover") {
+    // Under load, halfway: the primary dies; the standby, which has every acknowledged commit
+    // (synchronous replication), is promoted.
+    Sleep(s.seconds / 2.0);
+    Pg(s, "ferry_pg_crash " + s.pg_dir);
+    h.AddFault("primary killed (immediate shutdown)");
+    Pg(s, "ferry_pg_promote " + s.standby_dir);
+    h.AddFault("standby promoted");
+    while (Clock::now() < end) Sleep(0.1);
+  }
   while (Clock::now() < end) {
     Sleep(s.scenario == "broker-kill" ? Uniform(1.5, 3)
           : s.scenario == "network-cut" ? Uniform(3, 5)
@@ -592,7 +613,8 @@ Report RelayScenario(const Settings& s) {
 int main(int argc, char** argv) {
   Settings s;
   CLI::App app{"ferry-chaos: a workload under faults, checked against Ferry's contract"};
-  app.add_option("--scenario", s.scenario, "broker-kill | pg-restart | relay-kill | network-cut")
+  app.add_option("--scenario", s.scenario,
+                 "broker-kill | pg-restart | network-cut | failover | relay-kill")
       ->required();
   app.add_option("--seconds", s.seconds, "how long faults are injected")->capture_default_str();
   app.add_option("--heal-bound", s.heal_bound_s,
@@ -602,6 +624,8 @@ int main(int argc, char** argv) {
   app.add_option("--pg-port", s.pg_port, "its port")->required();
   app.add_option("--root", s.root, "the repository (for scripts/pg.sh)")->required();
   app.add_option("--log-dir", s.log_dir, "process logs go here")->capture_default_str();
+  app.add_option("--standby-dir", s.standby_dir, "failover: the synchronous standby's folder");
+  app.add_option("--standby-port", s.standby_port, "failover: its port");
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   setenv("FERRY_TEST_PG", Conninfo(s, "postgres").c_str(), 1);
@@ -610,7 +634,7 @@ int main(int argc, char** argv) {
     if (s.scenario == "relay-kill") {
       r = RelayScenario(s);
     } else if (s.scenario == "broker-kill" || s.scenario == "pg-restart" ||
-               s.scenario == "network-cut") {
+               s.scenario == "network-cut" || s.scenario == "failover") {
       r = BrokerScenario(s);
     } else {
       std::cerr << "unknown scenario " << s.scenario << "\n";
@@ -621,7 +645,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << Table({r});
-  std::cout << "healed " << r.healed_after_s << " s after the faults stopped\n";
+  std::cout << "faults: " << r.faults << "; acknowledged after the first fault: "
+            << r.acked_after_first_fault << "; all delivered " << r.healed_after_s
+            << " s after the faults stopped\n";
   for (const auto& e : r.examples) std::cout << "  " << e << "\n";
   return r.ok() ? 0 : 1;
 }

@@ -14,6 +14,7 @@ void History::AddSent(const Sent& s) {
 void History::MarkAcked(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   sent_[id].acked = true;
+  sent_[id].acked_at = Clock::now();
 }
 
 void History::MarkRejected(const std::string& id) {
@@ -34,6 +35,7 @@ void History::AddDelivery(Delivery d) {
 
 void History::AddFault(const std::string& what) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (faults_.empty()) first_fault_ = Clock::now();
   faults_.push_back(what);
 }
 
@@ -96,6 +98,7 @@ Report History::Check(const std::string& scenario, const std::vector<std::string
   };
   for (const auto& [id, s] : sent_) {
     ++r.sent;
+    if (s.acked && !faults_.empty() && s.acked_at > first_fault_) ++r.acked_after_first_fault;
     if (MustArrive(s, txns_)) {
       ++r.acked;
     } else if (s.rejected || MustNotArrive(s, txns_)) {

@@ -24,6 +24,7 @@ struct Sent {
   bool acked = false;    // Produce returned OK / the application transaction committed
   bool rejected = false; // definitely not stored (the application transaction rolled back)
   std::string txn;       // transaction id when it was a half message ("" = plain)
+  Clock::time_point acked_at{};
 };
 
 struct Delivery {
@@ -48,6 +49,7 @@ struct Report {
   int64_t lost = 0, phantom = 0, dup_expected = 0, dup_unexplained = 0, double_processed = -1;
   int64_t out_of_order = 0, partial_txns = 0, stuck = 0;
   double healed_after_s = 0;
+  int64_t acked_after_first_fault = 0;  // the service went on working through the faults
   std::vector<std::string> examples;  // the first few violations, for a person to look at
   bool ok() const {
     return lost == 0 && phantom == 0 && dup_unexplained == 0 && double_processed <= 0 &&
@@ -84,6 +86,7 @@ class History {
   std::vector<Delivery> deliveries_;
   std::map<std::string, std::set<std::string>> seen_;  // group -> ids
   std::vector<std::string> faults_;
+  Clock::time_point first_fault_{};
   int64_t double_processed_ = -1;
 };
 

@@ -9,7 +9,7 @@ source "$root/scripts/pg.sh"
 seconds=${1:-60}
 shift || true
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(broker-kill pg-restart network-cut relay-kill)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(broker-kill pg-restart network-cut failover relay-kill)
 bin=${FERRY_BIN:-$root/build/bin}
 logs=$(mktemp -d /tmp/ferry-chaos-logs.XXXXXX)
 chmod 755 "$logs"
@@ -19,12 +19,27 @@ for scenario in "${scenarios[@]}"; do
   dir=$(mktemp -d /tmp/ferry-chaos-pg.XXXXXX)
   chmod 755 "$dir"
   port=$(ferry_pg_free_port)
-  ferry_pg_start "$dir" "$port" durable
+  extra=()
+  standby=""
+  if [ "$scenario" = failover ]; then
+    # A primary whose every commit waits for its synchronous standby's flush: an acknowledged
+    # Produce is on two nodes. The fault kills the primary and promotes the standby.
+    FERRY_PG_OPTS="-c wal_level=replica -c max_wal_senders=5 -c synchronous_standby_names=standby1" \
+      ferry_pg_start "$dir" "$port" durable
+    standby=$(mktemp -d /tmp/ferry-chaos-standby.XXXXXX)
+    chmod 755 "$standby"
+    sport=$(ferry_pg_free_port)
+    ferry_pg_standby "$dir" "$port" "$standby" "$sport" standby1
+    extra=(--standby-dir "$standby" --standby-port "$sport")
+  else
+    ferry_pg_start "$dir" "$port" durable
+  fi
   echo "chaos: $scenario for ${seconds}s (PostgreSQL on $dir:$port, logs in $logs)"
   if ! out=$("$bin/ferry-chaos" --scenario "$scenario" --seconds "$seconds" \
-       --pg-dir "$dir" --pg-port "$port" --root "$root" --log-dir "$logs" 2>&1); then
+       --pg-dir "$dir" --pg-port "$port" --root "$root" --log-dir "$logs" "${extra[@]}" 2>&1); then
     failed=1
   fi
+  if [ -n "$standby" ]; then ferry_pg_stop "$standby"; rm -rf "$standby"; fi
   echo "$out" | sed 's/^/  /'
   results+=("$(echo "$out" | grep -E "^$scenario " || echo "$scenario  (no result: see above)")")
   header=$(echo "$out" | grep -E '^scenario ' || true)
