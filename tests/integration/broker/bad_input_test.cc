@@ -2,7 +2,11 @@
 // message naming the field, and afterwards the stored data is exactly what it was. Plus the
 // abuse cases: forged and foreign receipts, unknown transactions, abandoned streams, checkers
 // that never answer, and thousands of long polls while another client works normally.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -295,14 +299,16 @@ TEST_CASE("2000 concurrent long polls: the broker answers another client and kee
   BrokerFixture f;
   f.CreateTopic("idle", 1);
   f.CreateTopic("busy", 1);
-  auto threads_now = [] {
+  auto status_field = [](const std::string& field) {
     std::ifstream status("/proc/self/status");
     for (std::string line; std::getline(status, line);) {
-      if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+      if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
     }
-    return -1;
+    return -1L;
   };
-  const int threads_before = threads_now();
+  auto threads_now = [&] { return status_field("Threads:"); };
+  const long threads_before = threads_now();
+  const long rss_before_kb = status_field("VmRSS:");
   // 2000 long polls on an empty topic, all parked at once (asynchronous calls: one client
   // thread), each waiting up to 5 s.
   grpc::CompletionQueue cq;
@@ -334,8 +340,10 @@ TEST_CASE("2000 concurrent long polls: the broker answers another client and kee
   REQUIRE(got->messages_size() == 1);
   CHECK(got->messages(0).payload() == "hello");
   // Parked polls hold no thread each: the process did not grow by anything like 2000 threads.
-  const int threads_during = threads_now();
+  const long threads_during = threads_now();
   CHECK(threads_during - threads_before < 100);
+  // ... nor much memory: client and broker together grew by less than 200 MiB for 2000 calls.
+  CHECK(status_field("VmRSS:") - rss_before_kb < 200 * 1024);
   // Every poll ends by itself: empty (OK) or told the broker is busy (RESOURCE_EXHAUSTED).
   int ok = 0, busy = 0, other_code = 0;
   for (int i = 0; i < 2000; ++i) {
@@ -354,4 +362,36 @@ TEST_CASE("2000 concurrent long polls: the broker answers another client and kee
   CHECK(other_code == 0);
   CHECK(ok + busy == 2000);
   cq.Shutdown();
+}
+
+TEST_CASE("clients that connect and never speak or read do not stop the broker serving others",
+          "[integration][bad-input]") {
+  BrokerFixture f;
+  f.CreateTopic("t", 1);
+  // 200 connections that send a few bytes of garbage (not HTTP/2) or nothing, and never read.
+  std::vector<int> fds;
+  for (int i = 0; i < 200; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(f.server->port()));
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+    if (i % 2 == 0) {
+      const char junk[] = "GET / HTTP/1.1\r\n\r\n\x00\x01garbage";
+      (void)!write(fd, junk, sizeof(junk));
+    }
+    fds.push_back(fd);
+  }
+  // A backlog of 1 MiB (100 x 10 KiB) is there to be read while they hang on.
+  std::vector<std::string> big(100, std::string(10 << 10, 'x'));
+  f.Produce("t", big);
+  Client other(f.address());
+  other.set_timeout(std::chrono::seconds(5));
+  v1::ProduceRequest req = OneMessage("t", "still served");
+  CHECK(other.Produce(req).ok());
+  auto got = other.Consume(ConsumeOf("g", "t"));
+  REQUIRE(got.ok());
+  CHECK(got->messages_size() >= 1);
+  for (int fd : fds) close(fd);
 }
