@@ -36,10 +36,13 @@ class TxnChecks::Stream
     StartRead(&request_);
   }
 
-  // Queues a check for the checker; false if the stream is finishing.
+  // Queues a check for the checker; false if the stream is finishing, or if the checker has
+  // not read the last kMaxUnread checks (a checker that never reads must not grow the
+  // broker's memory: the check goes to another checker, or is tried again later).
   bool Send(v1::CheckTransactionResponse check) {
+    constexpr size_t kMaxUnread = 1000;
     std::lock_guard<std::mutex> lock(mu_);
-    if (finished_) return false;
+    if (finished_ || pending_.size() >= kMaxUnread) return false;
     pending_.push_back(std::move(check));
     if (!writing_) {
       writing_ = true;
