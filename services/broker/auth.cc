@@ -131,11 +131,5 @@ absl::Status Authorizer::Authorize(const grpc::ServerContextBase& ctx,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Authorizer::PrincipalName(const grpc::ServerContextBase& ctx) {
-  auto entry = Lookup(ctx);
-  if (!entry.ok()) return entry.status();
-  if (!(*entry)->principal) return absl::UnauthenticatedError("unknown or revoked token");
-  return (*entry)->principal->name;
-}
 
 }  // namespace ferry::broker

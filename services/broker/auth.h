@@ -64,9 +64,6 @@ class Authorizer {
   // May read the database: call it on an executor worker. Thread-safe.
   absl::Status Authorize(const grpc::ServerContextBase& ctx, const std::vector<Need>& needs);
 
-  // The principal of the call's token (for the audit trail), after Authorize succeeded.
-  absl::StatusOr<std::string> PrincipalName(const grpc::ServerContextBase& ctx);
-
  private:
   struct Entry {
     std::optional<PrincipalRecord> principal;  // nullopt: unknown token (cached too)

@@ -623,6 +623,10 @@ GrantRecord ToRecord(const v1::AccessGrant& g) {
 }
 
 absl::Status ValidateGrants(const google::protobuf::RepeatedPtrField<v1::AccessGrant>& grants) {
+  if (grants.size() > 100) {
+    return absl::InvalidArgumentError("grants: " + std::to_string(grants.size()) +
+                                      " in one call; at most 100");
+  }
   for (int i = 0; i < grants.size(); ++i) {
     absl::Status s = ValidateAccessGrant("grants[" + std::to_string(i) + "]", grants[i]);
     if (!s.ok()) return s;

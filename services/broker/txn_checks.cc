@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 
 #include "common/log.h"
 #include "common/status.h"
@@ -54,6 +55,10 @@ class TxnChecks::Stream
   void End(const grpc::Status& status) {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_) return;
+    if (authorizing_) {  // the authorization task still uses this stream: it finishes it
+      deferred_end_ = status;
+      return;
+    }
     finished_ = true;
     Finish(status);
   }
@@ -76,23 +81,11 @@ class TxnChecks::Stream
         return;
       }
       if (owner_->auth_ != nullptr) {
-        // Once per stream, on this callback thread (a database read only on a cache miss):
-        // answering a producer group's checks is acting as that producer group.
-        std::vector<Need> needs;
-        for (const auto& g : request_.subscribe().producer_groups()) {
-          needs.push_back(Need{Permission::kProduce, Group(g)});
-        }
-        absl::Status allowed = owner_->auth_->Authorize(*ctx_, needs);
-        if (!allowed.ok()) {
-          End(ToGrpcStatus(allowed));
-          return;
-        }
+        Authorize();  // answering a producer group's checks is acting as that producer group
+        return;       // the task subscribes (and reads on) or ends the stream
       }
-      subscribed_ = true;
-      checker_ = request_.subscribe().checker_id().empty() ? "anonymous"
-                                                           : request_.subscribe().checker_id();
-      owner_->Register(this, std::vector<std::string>(request_.subscribe().producer_groups().begin(),
-                                                      request_.subscribe().producer_groups().end()));
+      Subscribe();  // reads on
+      return;
     } else if (request_.has_answer()) {
       if (!subscribed_) {
         End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "send subscribe first"));
@@ -104,6 +97,57 @@ class TxnChecks::Stream
       return;
     }
     StartRead(&request_);
+  }
+
+  // Registers the subscription and reads on.
+  void Subscribe() {
+    subscribed_ = true;
+    checker_ = request_.subscribe().checker_id().empty() ? "anonymous"
+                                                         : request_.subscribe().checker_id();
+    owner_->Register(this, std::vector<std::string>(request_.subscribe().producer_groups().begin(),
+                                                    request_.subscribe().producer_groups().end()));
+    StartRead(&request_);
+  }
+
+  // The permission check may read the database: on an executor worker, not on this gRPC
+  // callback thread. Until it is done no read is outstanding, and End() only records how the
+  // stream should end, so the stream outlives the task.
+  void Authorize() {
+    std::vector<Need> needs;
+    for (const auto& g : request_.subscribe().producer_groups()) {
+      needs.push_back(Need{Permission::kProduce, Group(g)});
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      authorizing_ = true;
+    }
+    // Finish() is only ever called after authorizing_ is false again, and Subscribe()'s read
+    // is issued while it is still true: a Finish() never precedes that StartRead().
+    auto done = [this](const grpc::Status& denied) {
+      auto stop_authorizing = [this] {
+        std::lock_guard<std::mutex> lock(mu_);
+        authorizing_ = false;
+        return deferred_end_;
+      };
+      if (!denied.ok()) {
+        stop_authorizing();
+        return End(denied);
+      }
+      bool cancelled;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        cancelled = deferred_end_.has_value();
+      }
+      if (!cancelled) Subscribe();
+      if (auto end = stop_authorizing()) End(*end);  // cancelled, or the broker is stopping
+    };
+    if (!owner_->executor_.TrySubmit([this, needs, done] {
+          absl::Status allowed = owner_->auth_->Authorize(*ctx_, needs);
+          done(allowed.ok() ? grpc::Status::OK : ToGrpcStatus(allowed));
+        })) {
+      done(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "the broker is busy (work queue full); retry later"));
+    }
   }
 
   void OnWriteDone(bool ok) override {
@@ -133,6 +177,8 @@ class TxnChecks::Stream
   std::deque<v1::CheckTransactionResponse> pending_;
   bool writing_ = false;
   bool finished_ = false;
+  bool authorizing_ = false;                  // Authorize()'s task is running
+  std::optional<grpc::Status> deferred_end_;  // End() while it ran
 };
 
 TxnChecks::TxnChecks(PgStore& store, Broker& broker, Executor& executor, std::string broker_id,

@@ -141,11 +141,7 @@ void ConnectionPool::Return(std::unique_ptr<pqxx::connection> conn, bool broken)
   cv_.notify_one();
 }
 
-absl::Status StatusFromException(const std::exception& e, const std::string& operation) {
-  absl::Status s = StatusFromExceptionUncounted(e, operation);
-  Metrics().errors.With({absl::StatusCodeToString(s.code())}).Add();
-  return s;
-}
+namespace {
 
 absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::string& operation) {
   auto logger = ferry::log::Get("pg");
@@ -180,6 +176,15 @@ absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::st
   logger->error("op={} event=internal_error error=\"{}\"", operation, e.what());
   return absl::InternalError(operation + ": internal error; see the broker log");
 }
+
+}  // namespace
+
+absl::Status StatusFromException(const std::exception& e, const std::string& operation) {
+  absl::Status s = StatusFromExceptionUncounted(e, operation);
+  Metrics().errors.With({absl::StatusCodeToString(s.code())}).Add();
+  return s;
+}
+
 
 absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
                             const std::function<absl::Status(pqxx::connection&)>& body) {

@@ -100,7 +100,6 @@ class ConnectionPool {
 //   anything else                      -> INTERNAL
 // Each call counts one `ferry_db_errors_total{code}`.
 absl::Status StatusFromException(const std::exception& e, const std::string& operation);
-absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::string& operation);
 
 // Borrows a connection and runs `body` with it; retries serialization failures and deadlocks
 // up to three times. `body` returns a status; exceptions it throws are mapped with

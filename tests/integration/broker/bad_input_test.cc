@@ -16,7 +16,9 @@
 
 #include "broker/server.h"
 #include "client/client.h"
+#include "common/metrics.h"
 #include "support/broker_fixture.h"
+#include "support/scrape.h"
 
 using namespace ferry;
 using test::BrokerFixture;
@@ -47,6 +49,13 @@ v1::ProduceRequest OneMessage(const std::string& topic, const std::string& paylo
   r.set_topic(topic);
   r.add_messages()->set_payload(payload);
   return r;
+}
+
+absl::Status EndTransaction(Client& c, const v1::EndTransactionRequest& end) {
+  grpc::ClientContext ctx;
+  v1::EndTransactionResponse resp;
+  grpc::Status s = c.broker().EndTransaction(&ctx, end, &resp);
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
 v1::ConsumeRequest ConsumeOf(const std::string& group, const std::string& topic) {
@@ -178,23 +187,11 @@ TEST_CASE("bad input suite: each malformed request gets its status and a precise
     end.set_transaction_id("3f0c7a2e-1b2c-4d5e-8f90-123456789abc");
     end.set_decision(v1::TRANSACTION_COMMIT);
     cases.push_back({"EndTransaction of an unknown id",
-                     [&c, end] {
-                       grpc::ClientContext ctx;
-                       v1::EndTransactionResponse resp;
-                       grpc::Status s = c.broker().EndTransaction(&ctx, end, &resp);
-                       return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                                           s.error_message());
-                     },
+                     [&c, end] { return EndTransaction(c, end); },
                      absl::StatusCode::kNotFound, "3f0c7a2e"});
     end.set_decision(v1::TRANSACTION_DECISION_UNSPECIFIED);
     cases.push_back({"EndTransaction without a decision",
-                     [&c, end] {
-                       grpc::ClientContext ctx;
-                       v1::EndTransactionResponse resp;
-                       grpc::Status s = c.broker().EndTransaction(&ctx, end, &resp);
-                       return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                                           s.error_message());
-                     },
+                     [&c, end] { return EndTransaction(c, end); },
                      kInvalid, "decision"});
   }
   {
@@ -394,4 +391,51 @@ TEST_CASE("clients that connect and never speak or read do not stop the broker s
   REQUIRE(got.ok());
   CHECK(got->messages_size() >= 1);
   for (int fd : fds) close(fd);
+}
+
+TEST_CASE("a checker that never reads holds at most 1000 unread checks - the rest wait",
+          "[integration][bad-input]") {
+  BrokerFixture f([](broker::BrokerOptions& o) {
+    o.txn_check_after_ms = 100;
+    o.txn_check_interval_ms = 100;
+    o.txn_max_checks = 1000;
+    o.pool_size = 8;
+  });
+  f.CreateTopic("t", 1);
+  // A client whose transport does not read ahead either: without this, gRPC's client keeps
+  // taking data into its own buffers (its flow-control window grows), and the broker never
+  // sees a slow reader.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  auto stub = v1::Broker::NewStub(
+      grpc::CreateCustomChannel(f.address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext ctx;
+  auto silent = stub->CheckTransaction(&ctx);
+  v1::CheckTransactionRequest sub;
+  sub.mutable_subscribe()->add_producer_groups("flood");
+  REQUIRE(silent->Write(sub));  // and never reads
+  for (int i = 0; i < 1100; ++i) {
+    v1::ProduceRequest half = OneMessage("t", "half");
+    half.mutable_transactional()->set_producer_group("flood");
+    REQUIRE(f.client->Produce(half).ok());
+  }
+  auto count = [](const std::string& outcome) {
+    return test::Sample(
+        metrics::Default().Render(),
+        "ferry_txn_checks_total{producer_group=\"flood\",outcome=\"" + outcome + "\"}");
+  };
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (count("no_checker") <= 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // gRPC's own buffers take a few before the broker's queue fills; after that, nothing more
+  // goes to this stream however many checks are due.
+  CHECK(count("no_checker") > 0);
+  const double sent = count("sent");
+  CHECK(sent >= 1000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(count("sent") == sent);
+  ctx.TryCancel();
+  silent->Finish();
 }

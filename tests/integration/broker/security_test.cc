@@ -221,6 +221,16 @@ TEST_CASE(
   grpc::Status bad = AdminCall(*admin, &v1::Admin::Stub::Grant, grant, &granted);
   CHECK(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(bad.error_message().find("produce, consume or admin") != std::string::npos);
+  v1::CreatePrincipalRequest flood;
+  flood.set_name("flood");
+  for (int i = 0; i < 101; ++i) {
+    *flood.add_grants() = G("produce", "topic", "t" + std::to_string(i));
+  }
+  v1::CreatePrincipalResponse flooded;
+  bad = AdminCall(*admin, &v1::Admin::Stub::CreatePrincipal, flood, &flooded);
+  CHECK(bad.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(bad.error_message() == "grants: 101 in one call; at most 100");
+  CHECK(f.Query("SELECT count(*) FROM principals WHERE name = 'flood'")[0] == "0");
 
   // Rotate: the old token stops working, the new one works.
   v1::RotateTokenRequest rotate;

@@ -10,6 +10,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "broker/server.h"
 #include "client/outbox.h"
 #include "relay/relay.h"
 #include "relay/store/pg_outbox_store.h"
@@ -478,4 +479,57 @@ TEST_CASE("the Grafana dashboard only queries series that a running broker and r
     INFO("the dashboard queries " << name);
     CHECK(exported.count(name) == 1);
   }
+}
+
+TEST_CASE("relay with --broker-token publishes to a broker run with --auth - without a token "
+          "rows wait",
+          "[integration][relay][security]") {
+  broker::BrokerOptions broker_options;
+  RelayFixture f(nullptr, [&](broker::BrokerOptions& o) {
+    o.auth = true;
+    o.auth_cache_ms = 0;
+    broker_options = o;
+  });
+  auto admin_token = broker::CreateAdmin(broker_options, "ops");
+  REQUIRE(admin_token.ok());
+  ChannelOptions as_admin;
+  as_admin.token = *admin_token;
+  auto channel = MakeChannel(f.broker.address(), as_admin);
+  REQUIRE(channel.ok());
+  Client admin(*channel);
+  v1::TopicConfig t;
+  t.set_name("orders");
+  t.set_queues(1);
+  REQUIRE(admin.CreateTopic(t).ok());
+  v1::CreatePrincipalRequest relay_principal;
+  relay_principal.set_name("relay");
+  auto* g = relay_principal.add_grants();
+  g->set_permission("produce");
+  g->set_resource_type("topic");
+  g->set_resource_name("orders");
+  v1::CreatePrincipalResponse created;
+  grpc::ClientContext ctx;
+  REQUIRE(admin.admin().CreatePrincipal(&ctx, relay_principal, &created).ok());
+
+  // Without a token the broker refuses the relay: the row stays pending with the reason.
+  f.StartRelay();
+  f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('orders', 'x')");
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (f.One("SELECT coalesce(last_error, '') FROM ferry_outbox").empty() &&
+         Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(f.One("SELECT last_error FROM ferry_outbox").find("UNAUTHENTICATED") !=
+        std::string::npos);
+  CHECK(f.One("SELECT status FROM ferry_outbox") != "sent");
+  f.relay_->Stop();
+
+  // With its token it publishes (the failed row is requeued by a person, as documented).
+  f.options.broker_token = created.token();
+  f.Sql("SELECT ferry_outbox_requeue(id) FROM ferry_outbox WHERE status = 'failed'");
+  f.StartRelay();
+  while (f.One("SELECT status FROM ferry_outbox") != "sent" && Clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(f.One("SELECT status FROM ferry_outbox") == "sent");
 }
