@@ -25,31 +25,6 @@ Lease::~Lease() {
   if (pool_ != nullptr && conn_ != nullptr) pool_->Return(std::move(conn_), broken_);
 }
 
-ConnectionPool::ConnectionPool(std::string conninfo, int size, std::string application_name,
-                               std::vector<Statement> statements)
-    : conninfo_(std::move(conninfo)),
-      size_(size),
-      application_name_(std::move(application_name)),
-      statements_(std::move(statements)) {}
-
-ConnectionPool::~ConnectionPool() = default;
-
-std::unique_ptr<pqxx::connection> ConnectionPool::Open() const {
-  auto conn = OpenDedicated("pool");
-  for (const Statement& s : statements_) {
-    conn->prepare(s.name, s.sql);
-    conn->prepare_now(s.name);  // parse now: a bad statement fails here, at start
-  }
-  return conn;
-}
-
-std::unique_ptr<pqxx::connection> ConnectionPool::OpenDedicated(const std::string& purpose) const {
-  auto conn = std::make_unique<pqxx::connection>(conninfo_);
-  pqxx::nontransaction tx(*conn);
-  tx.exec("SET application_name = " + tx.quote(application_name_ + "/" + purpose));
-  return conn;
-}
-
 namespace {
 
 struct PoolMetrics {
@@ -75,6 +50,37 @@ PoolMetrics& Metrics() {
 
 }  // namespace
 
+ConnectionPool::ConnectionPool(std::string conninfo, int size, std::string application_name,
+                               std::vector<Statement> statements)
+    : conninfo_(std::move(conninfo)),
+      size_(size),
+      application_name_(std::move(application_name)),
+      statements_(std::move(statements)),
+      // Looked up once: Acquire() is on every call's path.
+      wait_metric_(&Metrics().wait.With({application_name_})),
+      acquired_ok_(&Metrics().acquires.With({application_name_, "ok"})),
+      acquired_unavailable_(&Metrics().acquires.With({application_name_, "unavailable"})),
+      acquired_exhausted_(&Metrics().acquires.With({application_name_, "exhausted"})) {}
+
+ConnectionPool::~ConnectionPool() = default;
+
+std::unique_ptr<pqxx::connection> ConnectionPool::Open() const {
+  auto conn = OpenDedicated("pool");
+  for (const Statement& s : statements_) {
+    conn->prepare(s.name, s.sql);
+    conn->prepare_now(s.name);  // parse now: a bad statement fails here, at start
+  }
+  return conn;
+}
+
+std::unique_ptr<pqxx::connection> ConnectionPool::OpenDedicated(const std::string& purpose) const {
+  auto conn = std::make_unique<pqxx::connection>(conninfo_);
+  pqxx::nontransaction tx(*conn);
+  tx.exec("SET application_name = " + tx.quote(application_name_ + "/" + purpose));
+  return conn;
+}
+
+
 ConnectionPool::Stats ConnectionPool::stats() {
   std::lock_guard<std::mutex> lock(mu_);
   return Stats{size_, open_, static_cast<int>(open_ - static_cast<int>(idle_.size()))};
@@ -83,14 +89,12 @@ ConnectionPool::Stats ConnectionPool::stats() {
 absl::StatusOr<Lease> ConnectionPool::Acquire(std::chrono::milliseconds wait) {
   const auto start = std::chrono::steady_clock::now();
   auto result = AcquireUncounted(wait);
-  auto& m = Metrics();
-  m.wait.With({application_name_})
-      .Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  const char* outcome = result.ok() ? "ok"
-                        : result.status().code() == absl::StatusCode::kUnavailable
-                            ? "unavailable"
-                            : "exhausted";
-  m.acquires.With({application_name_, outcome}).Add();
+  wait_metric_->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  (result.ok()                                                  ? acquired_ok_
+   : result.status().code() == absl::StatusCode::kUnavailable ? acquired_unavailable_
+                                                                : acquired_exhausted_)
+      ->Add();
   return result;
 }
 

@@ -85,6 +85,10 @@ class ConnectionPool {
   const int size_;
   const std::string application_name_;
   const std::vector<Statement> statements_;
+  metrics::Histogram* const wait_metric_;
+  metrics::Counter* const acquired_ok_;
+  metrics::Counter* const acquired_unavailable_;
+  metrics::Counter* const acquired_exhausted_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;
