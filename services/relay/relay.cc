@@ -4,6 +4,7 @@
 
 #include <absl/strings/ascii.h>
 #include <absl/strings/match.h>
+#include <absl/strings/str_cat.h>
 
 #include <algorithm>
 #include <map>
@@ -232,22 +233,30 @@ bool Permanent(const absl::Status& s) {
   }
 }
 
-v1::ProducedMessage ToMessage(const OutboxRow& r) {
+}  // namespace
+
+absl::StatusOr<v1::ProducedMessage> OutboxMessage(const OutboxRow& r) {
+  constexpr const char* kOutboxId = "ferry-outbox-id";
+  const auto headers = nlohmann::json::parse(r.headers_json, nullptr, false);
+  if (!headers.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("headers: must be a JSON object of header names to values, got ",
+                     headers.is_discarded() ? "unparsable text" : headers.type_name()));
+  }
   v1::ProducedMessage m;
   if (r.key) m.set_key(*r.key);
   m.set_payload(r.payload);
   m.set_dedup_id(r.id);  // a re-send after a crash is recognised, not stored twice
-  const auto headers = nlohmann::json::parse(r.headers_json, nullptr, false);
-  if (headers.is_object()) {
-    for (const auto& [k, v] : headers.items()) {
-      (*m.mutable_headers())[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  for (const auto& [k, v] : headers.items()) {
+    if (k == kOutboxId) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("headers: \"", kOutboxId, "\" is set by the relay (the row id)"));
     }
+    (*m.mutable_headers())[k] = v.is_string() ? v.get<std::string>() : v.dump();
   }
-  (*m.mutable_headers())["ferry-outbox-id"] = r.id;  // the consumer's inbox key
+  (*m.mutable_headers())[kOutboxId] = r.id;  // the consumer's inbox key
   return m;
 }
-
-}  // namespace
 
 bool Relay::Publish(std::vector<OutboxRow> rows) {
   auto logger = ferry::log::Get("relay");
@@ -264,11 +273,24 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
     // A permanent rejection of a batch is narrowed down row by row, so one bad row does not
     // fail its neighbours.
     std::vector<std::vector<const OutboxRow*>> calls(1);
-    for (const auto& r : batch) calls[0].push_back(&r);
+    std::map<const OutboxRow*, v1::ProducedMessage> messages;
+    for (const auto& r : batch) {
+      auto m = OutboxMessage(r);
+      if (!m.ok()) {  // the row itself is malformed: it fails with the reason, alone
+        const std::string error = std::string(m.status().message());
+        logger->warn("event=row_failed id={} error=\"{}\"", r.id, error);
+        (void)store_->MarkFailed({RetryRow{r.id, r.attempts, 0}}, error);
+        Metrics().errors.With({topic, "failed"}).Add(1);
+        continue;
+      }
+      messages.emplace(&r, *std::move(m));
+      calls[0].push_back(&r);
+    }
+    if (calls[0].empty()) continue;
     for (size_t c = 0; c < calls.size(); ++c) {
       v1::ProduceRequest req;
       req.set_topic(topic);
-      for (const OutboxRow* r : calls[c]) *req.add_messages() = ToMessage(*r);
+      for (const OutboxRow* r : calls[c]) *req.add_messages() = messages.at(r);
       const auto call_start = std::chrono::steady_clock::now();
       auto resp = client_->Produce(req);
       Metrics().produce.With({topic}).Observe(

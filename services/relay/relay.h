@@ -10,6 +10,7 @@
 #pragma once
 
 #include <absl/status/status.h>
+#include <absl/status/statusor.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -39,6 +40,12 @@ absl::Status MigrateOutbox(const std::string& database_url);
 // UNKNOWN. Any error is UNKNOWN, never COMMIT.
 v1::TransactionDecision AnswerCheck(pqxx::connection& conn, const std::string& check_ref,
                                     const std::string& check_query);
+
+// The broker message for an outbox row: the row id is its dedup_id and its `ferry-outbox-id`
+// header; `headers` must be a JSON object, string values are sent as they are and other values
+// as their JSON text. INVALID_ARGUMENT (the row fails with this reason) when `headers` is not
+// an object or sets ferry-outbox-id itself.
+absl::StatusOr<v1::ProducedMessage> OutboxMessage(const OutboxRow& row);
 
 class Relay {
  public:

@@ -375,6 +375,41 @@ TEST_CASE("C++ Enqueue: the row is published with its headers - only if the tran
   CHECK(f.broker.Consume("g", "orders", 10, 1000).messages_size() == 0);
 }
 
+TEST_CASE("outbox headers: other JSON values are sent as their text - headers that are not an "
+          "object or that set ferry-outbox-id fail the row with the reason - neighbours flow",
+          "[integration][relay]") {
+  RelayFixture f;
+  f.broker.CreateTopic("orders", 1);
+  f.Sql("INSERT INTO ferry_outbox (topic, payload, headers) VALUES "
+        "('orders', 'typed', '{\"n\": 1, \"s\": \"x\", \"o\": {\"a\": [true, null]}}'), "
+        "('orders', 'array', '[1, 2]'), "
+        "('orders', 'string', '\"created\"'), "
+        "('orders', 'forged', '{\"ferry-outbox-id\": \"00000000-0000-0000-0000-000000000000\"}'), "
+        "('orders', 'plain', '{}')");
+  f.StartRelay();
+  auto got = f.broker.Consume("g", "orders", 10, 5000);
+  std::map<std::string, v1::DeliveredMessage> by_payload;
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (by_payload.size() < 2 && Clock::now() < give_up) {
+    for (const auto& m : got.messages()) by_payload[m.payload()] = m;
+    if (by_payload.size() < 2) got = f.broker.Consume("g", "orders", 10, 1000);
+  }
+  REQUIRE(by_payload.size() == 2);
+  const auto& typed = by_payload.at("typed").headers();
+  CHECK(typed.at("n") == "1");
+  CHECK(typed.at("s") == "x");
+  CHECK(typed.at("o") == R"({"a":[true,null]})");
+  CHECK(typed.size() == 4);  // with ferry-outbox-id
+  CHECK(by_payload.at("plain").headers().size() == 1);
+
+  CHECK(f.One("SELECT string_agg(convert_from(payload, 'UTF8') || ': ' || last_error, ' | ' "
+              "ORDER BY convert_from(payload, 'UTF8')) FROM ferry_outbox WHERE status = 'failed'") ==
+        "array: headers: must be a JSON object of header names to values, got array | "
+        "forged: headers: \"ferry-outbox-id\" is set by the relay (the row id) | "
+        "string: headers: must be a JSON object of header names to values, got string");
+  CHECK(f.broker.Consume("g", "orders", 10, 500).messages_size() == 0);  // nothing else sent
+}
+
 TEST_CASE("sent rows are deleted after their retention - open and failed rows stay",
           "[integration][relay]") {
   RelayFixture f([](relay::RelayOptions& o) { o.sent_retention_ms = 500; });
