@@ -237,7 +237,20 @@ bool Permanent(const absl::Status& s) {
 
 absl::StatusOr<v1::ProducedMessage> OutboxMessage(const OutboxRow& r) {
   constexpr const char* kOutboxId = "ferry-outbox-id";
-  const auto headers = nlohmann::json::parse(r.headers_json, nullptr, false);
+  // A value nested deeper than kMaxHeaderDepth is refused: the parser is iterative, but
+  // dump() (the header's text) recurses once per level and would overflow the stack.
+  bool too_deep = false;
+  const auto headers = nlohmann::json::parse(
+      r.headers_json,
+      [&too_deep](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+        if (depth > kMaxHeaderDepth) too_deep = true;
+        return !too_deep;
+      },
+      /*allow_exceptions=*/false);
+  if (too_deep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("headers: a value is nested deeper than ", kMaxHeaderDepth, " levels"));
+  }
   if (!headers.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat("headers: must be a JSON object of header names to values, got ",

@@ -44,7 +44,8 @@ v1::TransactionDecision AnswerCheck(pqxx::connection& conn, const std::string& c
 // The broker message for an outbox row: the row id is its dedup_id and its `ferry-outbox-id`
 // header; `headers` must be a JSON object, string values are sent as they are and other values
 // as their JSON text. INVALID_ARGUMENT (the row fails with this reason) when `headers` is not
-// an object or sets ferry-outbox-id itself.
+// an object, sets ferry-outbox-id itself, or nests a value deeper than kMaxHeaderDepth.
+inline constexpr int kMaxHeaderDepth = 32;
 absl::StatusOr<v1::ProducedMessage> OutboxMessage(const OutboxRow& row);
 
 class Relay {
