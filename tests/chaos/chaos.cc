@@ -532,6 +532,36 @@ Report BrokerScenario(const Settings& s) {
   return r;
 }
 
+// For a failed relay run: where the outbox rows named in the examples are, and the outbox's
+// state as a whole.
+void ExplainOutbox(const std::string& app, const Report& r) {
+  try {
+    pqxx::connection c(app);
+    pqxx::read_transaction tx(c);
+    for (const auto& row : tx.exec("SELECT status, rows, max_attempts FROM ferry_outbox_health")) {
+      std::cout << "  outbox " << row[0].c_str() << ": " << row[1].c_str()
+                << " rows, max attempts " << row[2].c_str() << "\n";
+    }
+    for (const auto& e : r.examples) {
+      const auto at = e.find(": lost ");
+      if (at == std::string::npos) continue;
+      const std::string id = e.substr(at + 7);
+      for (const auto& row : tx.exec_params(
+               "SELECT status, attempts, coalesce(claimed_by, '-'), coalesce(claimed_until::text,"
+               " '-'), coalesce(last_error, '-'), coalesce(broker_queue || '/' || broker_offset,"
+               " '-'), key, key_seq FROM ferry_outbox WHERE payload = convert_to($1, 'UTF8')",
+               id)) {
+        std::cout << "  " << id << ": " << row[0].c_str() << " attempts=" << row[1].c_str()
+                  << " claimed_by=" << row[2].c_str() << " until=" << row[3].c_str()
+                  << " error=" << row[4].c_str() << " at=" << row[5].c_str()
+                  << " key=" << row[6].c_str() << "#" << row[7].c_str() << "\n";
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cout << "  (cannot explain: " << e.what() << ")\n";
+  }
+}
+
 Report RelayScenario(const Settings& s) {
   CreateDatabase(s, "chaos_broker");
   CreateDatabase(s, "chaos_app");
@@ -604,8 +634,10 @@ Report RelayScenario(const Settings& s) {
   Heal(h, {"cart"}, std::chrono::seconds(60));
   consumers.Stop();
   h.SetDoubleProcessed(consumers.double_processed());
-  return h.Check(s.scenario, {"cart"}, {"cart"}, faults_stopped,
-                 std::chrono::seconds(s.heal_bound_s));
+  Report r = h.Check(s.scenario, {"cart"}, {"cart"}, faults_stopped,
+                     std::chrono::seconds(s.heal_bound_s));
+  if (!r.ok()) ExplainOutbox(app, r);
+  return r;
 }
 
 }  // namespace
