@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "common/log.h"
 #include "common/metrics.h"
@@ -273,37 +274,63 @@ absl::StatusOr<v1::ProducedMessage> OutboxMessage(const OutboxRow& r) {
 
 bool Relay::Publish(std::vector<OutboxRow> rows) {
   auto logger = ferry::log::Get("relay");
+  // Rows keep the claim's order (each key's rows in key_seq order; a key's run is one topic).
   std::map<std::string, std::vector<OutboxRow>> by_topic;
   for (auto& r : rows) by_topic[r.topic].push_back(std::move(r));
   bool reachable = true;
+  // Keys with a row that was not published in this batch (failed, retrying, malformed): their
+  // later rows are given back unspent, to wait behind it as the ordering promise says.
+  std::set<std::string> held;
+  auto holding = [&held](const OutboxRow& r) { return r.key && held.count(*r.key) > 0; };
+  auto hold = [&held](const OutboxRow& r) {
+    if (r.key) held.insert(*r.key);
+  };
+  auto give_back = [this](const std::vector<const OutboxRow*>& back, const std::string& why) {
+    std::vector<RetryRow> retry;
+    for (const OutboxRow* r : back) retry.push_back(RetryRow{r->id, r->attempts, 0});
+    (void)store_->Retry(retry, /*refund=*/true, why);
+  };
+  const std::string kBehind = "held back: an earlier row of its key was not published";
   for (auto& [topic, batch] : by_topic) {
     if (!reachable) {  // give the rest back without spending attempts
-      std::vector<RetryRow> back;
-      for (const auto& r : batch) back.push_back(RetryRow{r.id, r.attempts, 0});
-      (void)store_->Retry(back, /*refund=*/true, "broker unavailable");
+      std::vector<const OutboxRow*> back;
+      for (const auto& r : batch) back.push_back(&r);
+      give_back(back, "broker unavailable");
       continue;
     }
     // A permanent rejection of a batch is narrowed down row by row, so one bad row does not
     // fail its neighbours.
     std::vector<std::vector<const OutboxRow*>> calls(1);
     std::map<const OutboxRow*, v1::ProducedMessage> messages;
+    std::vector<const OutboxRow*> behind;
     for (const auto& r : batch) {
+      if (holding(r)) {
+        behind.push_back(&r);
+        continue;
+      }
       auto m = OutboxMessage(r);
       if (!m.ok()) {  // the row itself is malformed: it fails with the reason, alone
         const std::string error = std::string(m.status().message());
         logger->warn("event=row_failed id={} error=\"{}\"", r.id, error);
         (void)store_->MarkFailed({RetryRow{r.id, r.attempts, 0}}, error);
         Metrics().errors.With({topic, "failed"}).Add(1);
+        hold(r);
         continue;
       }
       messages.emplace(&r, *std::move(m));
       calls[0].push_back(&r);
     }
+    give_back(behind, kBehind);
     if (calls[0].empty()) continue;
     for (size_t c = 0; c < calls.size(); ++c) {
+      std::vector<const OutboxRow*> call;
+      behind.clear();
+      for (const OutboxRow* r : calls[c]) (holding(*r) ? behind : call).push_back(r);
+      give_back(behind, kBehind);
+      if (call.empty()) continue;
       v1::ProduceRequest req;
       req.set_topic(topic);
-      for (const OutboxRow* r : calls[c]) *req.add_messages() = messages.at(r);
+      for (const OutboxRow* r : call) *req.add_messages() = messages.at(r);
       const auto call_start = std::chrono::steady_clock::now();
       auto resp = client_->Produce(req);
       Metrics().produce.With({topic}).Observe(
@@ -311,8 +338,7 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
       if (resp.ok()) {
         std::vector<SentRow> sent;
         for (int i = 0; i < resp->results_size(); ++i) {
-          sent.push_back(SentRow{calls[c][i]->id, calls[c][i]->attempts,
-                                 resp->results(i).queue(),
+          sent.push_back(SentRow{call[i]->id, call[i]->attempts, resp->results(i).queue(),
                                  static_cast<int64_t>(resp->results(i).offset())});
         }
         auto marked = store_->MarkSent(sent);
@@ -332,26 +358,26 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
       const std::string error = std::string(absl::StatusCodeToString(err.code())) + ": " +
                                 std::string(err.message());
       if (BrokerUnreachable(err)) {
-        std::vector<RetryRow> back;
-        for (size_t k = c; k < calls.size(); ++k) {
-          for (const OutboxRow* r : calls[k]) back.push_back(RetryRow{r->id, r->attempts, 0});
+        std::vector<const OutboxRow*> back = call;
+        for (size_t k = c + 1; k < calls.size(); ++k) {
+          back.insert(back.end(), calls[k].begin(), calls[k].end());
         }
-        (void)store_->Retry(back, /*refund=*/true, error);
+        give_back(back, error);
         Metrics().errors.With({topic, "unreachable"}).Add(static_cast<double>(back.size()));
         reachable = false;
         break;
       }
-      if (Permanent(err) && calls[c].size() > 1) {
-        const std::vector<const OutboxRow*> split = calls[c];  // push_back may reallocate
-        for (const OutboxRow* r : split) calls.push_back({r});
+      if (Permanent(err) && call.size() > 1) {
+        for (const OutboxRow* r : call) calls.push_back({r});
         continue;
       }
       std::vector<RetryRow> rows_of_call;
-      for (const OutboxRow* r : calls[c]) {
+      for (const OutboxRow* r : call) {
         rows_of_call.push_back(RetryRow{r->id, r->attempts, Backoff(r->attempts)});
+        hold(*r);
       }
       if (Permanent(err)) {
-        logger->warn("event=row_failed id={} error=\"{}\"", calls[c][0]->id, error);
+        logger->warn("event=row_failed id={} error=\"{}\"", call[0]->id, error);
         (void)store_->MarkFailed(rows_of_call, error);
         Metrics().errors.With({topic, "failed"}).Add(static_cast<double>(rows_of_call.size()));
       } else {

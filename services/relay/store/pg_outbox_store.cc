@@ -2,9 +2,16 @@
 
 #include <absl/strings/ascii.h>
 
+#include <algorithm>
+#include <tuple>
+
 #include "common/log.h"
 #include "common/pg/arrays.h"
 #include "relay/relay.h"
+
+// The advisory lock class of a claim's key locks (pg_try_advisory_xact_lock(class, hash)):
+// ASCII "FeRy". An application using two-key advisory locks avoids this first key.
+#define FERRY_OUTBOX_LOCK_CLASS "1181045369"
 
 namespace ferry::relay {
 namespace {
@@ -12,18 +19,50 @@ namespace {
 using pg::IntArray;
 using pg::TextArray;
 
-constexpr pg::Statement kClaim{
-    "relay_claim_outbox",
-    "WITH c AS (SELECT o.id FROM ferry_outbox o"
-    "  WHERE o.status = 'pending' AND o.next_attempt_at <= now()"
-    "  AND (o.claimed_until IS NULL OR o.claimed_until < now())"
-    "  AND (o.key IS NULL OR NOT EXISTS (SELECT 1 FROM ferry_outbox p WHERE p.key = o.key"
-    "       AND p.key_seq < o.key_seq AND p.status IN ('pending', 'failed')))"
-    "  ORDER BY o.next_attempt_at LIMIT $1 FOR UPDATE OF o SKIP LOCKED)"
-    " UPDATE ferry_outbox o SET attempts = o.attempts + 1, claimed_by = $2,"
-    " claimed_until = now() + $3 * interval '1 millisecond'"
-    " FROM c WHERE o.id = c.id"
-    " RETURNING o.id::text, o.topic, o.key, o.payload, o.headers::text, o.attempts, o.key_seq"};
+// A claim is two statements in one transaction (see Claim). The first looks at a window of the
+// oldest due rows (so its cost does not grow with the backlog) and returns their unkeyed row ids
+// and their keys, oldest first, each key locked for this transaction with an advisory lock (a
+// key another relay is claiming now is skipped).
+constexpr pg::Statement kClaimKeys{
+    "relay_claim_keys",
+    "WITH w AS (SELECT id, key, next_attempt_at FROM ferry_outbox"
+    "  WHERE status = 'pending' AND next_attempt_at <= now()"
+    "  AND (claimed_until IS NULL OR claimed_until < now())"
+    "  ORDER BY next_attempt_at LIMIT $2),"
+    " k AS (SELECT key, min(next_attempt_at) AS due FROM w WHERE key IS NOT NULL"
+    "  GROUP BY key ORDER BY due LIMIT $1)"
+    " SELECT key, NULL::text, due FROM k"
+    "  WHERE pg_try_advisory_xact_lock(" FERRY_OUTBOX_LOCK_CLASS ", hashtext(key))"
+    " UNION ALL SELECT NULL, id::text, next_attempt_at FROM w WHERE key IS NULL"};
+
+// The second, with a snapshot taken after the key locks: per key, the run of its first open rows
+// (key_seq order) as long as each is pending, due, unclaimed and of the first one's topic (a
+// failed, backing-off or held row ends the run: later rows wait behind it); plus the unkeyed
+// rows nobody else is claiming. Oldest first, at most $3 in all. The last column counts the keyed
+// rows picked: if fewer were claimed (a row changed under us), the claim is rolled back.
+constexpr pg::Statement kClaimRuns{
+    "relay_claim_runs",
+    "WITH runs AS (SELECT r.id, k.due, k.ord, r.key_seq FROM unnest($1::text[], $2::timestamptz[])"
+    "  WITH ORDINALITY AS k(key, due, ord) CROSS JOIN LATERAL ("
+    "   SELECT n.id, n.key_seq, bool_and(n.ok) OVER (ORDER BY n.key_seq) AS claimable FROM ("
+    "    SELECT id, key_seq, status = 'pending' AND next_attempt_at <= now()"
+    "     AND (claimed_until IS NULL OR claimed_until < now())"
+    "     AND topic = first_value(topic) OVER (ORDER BY key_seq) AS ok"
+    "    FROM (SELECT id, key_seq, topic, status, next_attempt_at, claimed_until FROM ferry_outbox"
+    "     WHERE key = k.key AND status IN ('pending', 'failed') ORDER BY key_seq LIMIT $4) x) n) r"
+    "  WHERE r.claimable),"
+    " unkeyed AS (SELECT id, next_attempt_at AS due FROM ferry_outbox WHERE id = ANY($3::uuid[])"
+    "  AND status = 'pending' AND next_attempt_at <= now()"
+    "  AND (claimed_until IS NULL OR claimed_until < now()) FOR UPDATE SKIP LOCKED),"
+    " picked AS (SELECT id, keyed FROM ("
+    "  SELECT id, due, ord, key_seq, true AS keyed FROM runs"
+    "  UNION ALL SELECT id, due, 0, 0, false FROM unkeyed) a ORDER BY due, ord, key_seq LIMIT $4)"
+    " UPDATE ferry_outbox o SET attempts = o.attempts + 1, claimed_by = $5,"
+    " claimed_until = now() + $6 * interval '1 millisecond'"
+    " FROM picked p WHERE o.id = p.id AND o.status = 'pending' AND o.next_attempt_at <= now()"
+    " AND (o.claimed_until IS NULL OR o.claimed_until < now())"
+    " RETURNING o.id::text, o.topic, o.key, o.payload, o.headers::text, o.attempts, o.key_seq,"
+    " (SELECT count(*) FROM picked WHERE keyed)"};
 
 constexpr pg::Statement kMarkSent{
     "relay_mark_sent",
@@ -64,7 +103,7 @@ constexpr pg::Statement kStats{
 }  // namespace
 
 std::vector<pg::Statement> PgOutboxStore::Statements() {
-  return {kClaim, kMarkSent, kRetry, kMarkFailed, kDeleteSent, kStats};
+  return {kClaimKeys, kClaimRuns, kMarkSent, kRetry, kMarkFailed, kDeleteSent, kStats};
 }
 
 absl::StatusOr<OutboxStats> PgOutboxStore::Stats() {
@@ -86,20 +125,50 @@ absl::StatusOr<std::vector<OutboxRow>> PgOutboxStore::Claim(int32_t limit, int64
   absl::Status status = pg::WithConnection(pool_, "claim", [&](pqxx::connection& c) {
     out.clear();
     pqxx::work tx(c);
-    for (const auto& row : tx.exec_prepared(kClaim.name, limit, relay_id_, lease_ms)) {
+    std::vector<std::string> keys, dues, unkeyed;
+    for (const auto& row : tx.exec_prepared(kClaimKeys.name, limit, int64_t{10} * limit)) {
+      if (!row[0].is_null()) {
+        keys.push_back(row[0].as<std::string>());
+        dues.push_back(row[2].as<std::string>());
+      } else {
+        unkeyed.push_back(row[1].as<std::string>());
+      }
+    }
+    if (keys.empty() && unkeyed.empty()) return absl::OkStatus();
+    int64_t keyed_picked = 0, keyed_claimed = 0;
+    for (const auto& row : tx.exec_prepared(kClaimRuns.name, TextArray(keys), TextArray(dues),
+                                            TextArray(unkeyed), limit, relay_id_, lease_ms)) {
       OutboxRow r;
       r.id = row[0].as<std::string>();
       r.topic = row[1].as<std::string>();
-      if (!row[2].is_null()) r.key = row[2].as<std::string>();
+      if (!row[2].is_null()) {
+        r.key = row[2].as<std::string>();
+        r.key_seq = row[6].as<int64_t>();
+        ++keyed_claimed;
+      }
       r.payload = pqxx::binarystring(row[3]).str();
       r.headers_json = row[4].as<std::string>();
       r.attempts = row[5].as<int32_t>();
+      keyed_picked = row[7].as<int64_t>();
       out.push_back(std::move(r));
+    }
+    if (keyed_claimed != keyed_picked) {
+      // A row of a run changed between the snapshot and the update (its holder marked it after
+      // its claim expired, or a person skipped it): claiming the rest could pass it. Nothing is
+      // claimed; the next claim sees the change.
+      tx.abort();
+      out.clear();
+      return absl::OkStatus();
     }
     tx.commit();
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
+  // Each key's rows in key_seq order: the order they must reach the broker.
+  std::sort(out.begin(), out.end(), [](const OutboxRow& a, const OutboxRow& b) {
+    return std::make_tuple(a.key.has_value(), a.key.value_or(""), a.key_seq) <
+           std::make_tuple(b.key.has_value(), b.key.value_or(""), b.key_seq);
+  });
   return out;
 }
 

@@ -23,6 +23,7 @@ struct OutboxRow {
   std::string payload;
   std::string headers_json;
   int32_t attempts = 0;  // including this one
+  int64_t key_seq = 0;   // with a key: its place among the key's rows (commit order)
 };
 
 struct SentRow {
@@ -51,9 +52,11 @@ class PgOutboxStore {
 
   static std::vector<pg::Statement> Statements();
 
-  // Claims up to `limit` due pending rows for `lease_ms` (attempts + 1): rows nobody else holds,
-  // and for a key only its first open row (by key_seq, i.e. commit order), so one row per key
-  // is in flight and keys go in order.
+  // Claims up to `limit` due pending rows for `lease_ms` (attempts + 1): rows nobody else holds;
+  // for a key, a run of its first open rows in key_seq (commit) order, all of one topic and none
+  // failed, backing off or held by another relay, so a key is claimed by one relay at a time and
+  // its rows go in order. Returned with each key's rows in key_seq order. The cost depends on
+  // `limit`, not on the backlog: only the 10 x limit oldest due rows are looked at for keys.
   absl::StatusOr<std::vector<OutboxRow>> Claim(int32_t limit, int64_t lease_ms);
 
   // Published: status sent, with the broker position. Only rows this relay still holds with the

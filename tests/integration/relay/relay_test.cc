@@ -1,4 +1,5 @@
 // ferry-relay (in process) between a real application database and a real broker.
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -187,6 +188,89 @@ TEST_CASE("retry rules: backoff keeps a row pending - an outage refunds the atte
   REQUIRE(marked.ok());
   CHECK(marked->empty());
   CHECK(one("SELECT status FROM ferry_outbox") == "pending");
+}
+
+TEST_CASE("claims take a key's backlog in runs of its first rows in commit order - one relay "
+          "per key at a time - a failed row or another topic ends the run",
+          "[integration][relay]") {
+  TempDatabase app(false);
+  REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
+  pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
+  relay::PgOutboxStore a(pool, "a", 16), b(pool, "b", 16);
+  auto sql = [&](const std::string& q) {
+    pqxx::connection c(app.conninfo());
+    pqxx::work tx(c);
+    auto r = tx.exec(q);
+    tx.commit();
+    return r.empty() || r[0][0].is_null() ? std::string() : std::string(r[0][0].c_str());
+  };
+  // 250 rows of key k, then 5 of key j and 3 without a key, each its own transaction.
+  for (int i = 1; i <= 250; ++i) {
+    sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'k', 'k" + std::to_string(i) + "')");
+  }
+  for (int i = 1; i <= 5; ++i) {
+    sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'j', 'j" + std::to_string(i) + "')");
+  }
+  for (int i = 1; i <= 3; ++i) {
+    sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('t', 'n" + std::to_string(i) + "')");
+  }
+  auto claim = [](relay::PgOutboxStore& s, int limit) {
+    auto rows = s.Claim(limit, 30000);
+    REQUIRE(rows.ok());
+    return *rows;
+  };
+  // The payloads of one key, in the order the claim returned them.
+  auto of_key = [](const std::vector<relay::OutboxRow>& rows, const std::string& key) {
+    std::vector<std::string> out;
+    for (const auto& r : rows) {
+      if (r.key == key) out.push_back(r.payload);
+    }
+    return out;
+  };
+  auto expect = [](const std::string& key, int from, int to) {
+    std::vector<std::string> out;
+    for (int i = from; i <= to; ++i) out.push_back(key + std::to_string(i));
+    return out;
+  };
+  auto sent = [](const std::vector<relay::OutboxRow>& rows) {
+    std::vector<relay::SentRow> out;
+    for (const auto& r : rows) out.push_back({r.id, r.attempts, 0, 0});
+    return out;
+  };
+
+  auto first = claim(a, 100);
+  CHECK(first.size() == 100);
+  CHECK(of_key(first, "k") == expect("k", 1, 100));  // the oldest key's run, in order
+  auto second = claim(b, 100);  // k is held by a: b takes the other key and the unkeyed rows
+  CHECK(of_key(second, "k").empty());
+  CHECK(of_key(second, "j") == expect("j", 1, 5));
+  CHECK(second.size() == 8);
+  CHECK(claim(b, 100).empty());
+  REQUIRE(a.MarkSent(sent(first)).ok());
+  auto third = claim(b, 100);  // after the run is sent, the next rows of k, by any relay
+  CHECK(of_key(third, "k") == expect("k", 101, 200));
+
+  // A failed row ends the run: rows after it wait until a person requeues or skips it.
+  REQUIRE(b.MarkSent(sent(third)).ok());
+  const std::string k210 = sql("SELECT id FROM ferry_outbox WHERE payload = 'k210'");
+  sql("UPDATE ferry_outbox SET status = 'failed', last_error = 'test' WHERE id = '" + k210 + "'");
+  // ... and so does a row of another topic (a key's run is one Produce call).
+  sql("UPDATE ferry_outbox SET topic = 'u' WHERE payload = 'k205'");
+  auto fourth = claim(a, 100);
+  CHECK(of_key(fourth, "k") == expect("k", 201, 204));
+  REQUIRE(a.MarkSent(sent(fourth)).ok());
+  auto fifth = claim(a, 100);
+  CHECK(of_key(fifth, "k") == std::vector<std::string>{"k205"});
+  CHECK(fifth[0].topic == "u");
+  REQUIRE(a.MarkSent(sent(fifth)).ok());
+  CHECK(of_key(claim(a, 100), "k") == expect("k", 206, 209));  // then the failed 210
+  CHECK(claim(a, 100).empty());
+  sql("SELECT ferry_outbox_skip('" + k210 + "', 'test')");
+  CHECK(claim(b, 100).empty());  // 206-209 are a's until their claim ends ...
+  sql("UPDATE ferry_outbox SET claimed_until = now() - interval '1 second' WHERE claimed_by = 'a'");
+  auto rest = expect("k", 206, 209);  // ... then b takes over, in order, without the skipped 210
+  for (const auto& p : expect("k", 211, 250)) rest.push_back(p);
+  CHECK(of_key(claim(b, 100), "k") == rest);
 }
 
 // The outbox trigger must not NOTIFY: PostgreSQL serializes the commits of notifying
@@ -408,6 +492,32 @@ TEST_CASE("outbox headers: other JSON values are sent as their text - headers th
         "forged: headers: \"ferry-outbox-id\" is set by the relay (the row id) | "
         "string: headers: must be a JSON object of header names to values, got string");
   CHECK(f.broker.Consume("g", "orders", 10, 500).messages_size() == 0);  // nothing else sent
+}
+
+TEST_CASE("a row that fails in the middle of a key's run holds back the later rows of its key "
+          "until it is skipped - then they are published in order",
+          "[integration][relay]") {
+  RelayFixture f;
+  f.broker.CreateTopic("orders", 1);
+  for (int i = 1; i <= 5; ++i) {
+    f.Sql("INSERT INTO ferry_outbox (topic, key, payload, headers) VALUES ('orders', 'order-1', '" +
+          std::to_string(i) + "', '" + (i == 3 ? "[\"not an object\"]" : "{}") + "')");
+  }
+  f.Sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('orders', 'order-2', 'other')");
+  f.StartRelay();
+  std::vector<std::string> got = Payloads(f.broker, "g", "orders", 3);
+  std::sort(got.begin(), got.end());
+  CHECK(got == std::vector<std::string>{"1", "2", "other"});
+  CHECK(f.One("SELECT string_agg(convert_from(payload, 'UTF8') || ' ' || status || ' ' || "
+              "coalesce(last_error, ''), ' | ' ORDER BY key_seq) FROM ferry_outbox "
+              "WHERE key = 'order-1' AND status <> 'sent'") ==
+        "3 failed headers: must be a JSON object of header names to values, got array | "
+        "4 pending held back: an earlier row of its key was not published | "
+        "5 pending held back: an earlier row of its key was not published");
+  CHECK(f.broker.Consume("g", "orders", 10, 1000).messages_size() == 0);  // 4 and 5 wait
+
+  f.Sql("SELECT ferry_outbox_skip(id, 'bad headers') FROM ferry_outbox WHERE payload = '3'");
+  CHECK(Payloads(f.broker, "g", "orders", 2) == std::vector<std::string>{"4", "5"});
 }
 
 TEST_CASE("sent rows are deleted after their retention - open and failed rows stay",
