@@ -20,8 +20,8 @@ using pg::IntArray;
 using pg::TextArray;
 
 // A claim is two statements in one transaction (see Claim). The first looks at a window of the
-// oldest due rows (so its cost does not grow with the backlog) and returns their unkeyed row ids
-// and their keys, oldest first, each key locked for this transaction with an advisory lock (a
+// oldest due rows (so its cost does not grow with the backlog) and returns the first unkeyed row
+// ids and keys among them, oldest first, each key locked for this transaction with an advisory lock (a
 // key another relay is claiming now is skipped).
 constexpr pg::Statement kClaimKeys{
     "relay_claim_keys",
@@ -33,7 +33,8 @@ constexpr pg::Statement kClaimKeys{
     "  GROUP BY key ORDER BY due LIMIT $1)"
     " SELECT key, NULL::text, due FROM k"
     "  WHERE pg_try_advisory_xact_lock(" FERRY_OUTBOX_LOCK_CLASS ", hashtext(key))"
-    " UNION ALL SELECT NULL, id::text, next_attempt_at FROM w WHERE key IS NULL"};
+    " UNION ALL (SELECT NULL, id::text, next_attempt_at FROM w WHERE key IS NULL"
+    "  ORDER BY next_attempt_at LIMIT $1)"};
 
 // The second, with a snapshot taken after the key locks: per key, the run of its first open rows
 // (key_seq order) as long as each is pending, due, unclaimed and of the first one's topic (a
