@@ -127,7 +127,7 @@ absl::StatusOr<std::vector<OutboxRow>> PgOutboxStore::Claim(int32_t limit, int64
     out.clear();
     pqxx::work tx(c);
     std::vector<std::string> keys, dues, unkeyed;
-    for (const auto& row : tx.exec_prepared(kClaimKeys.name, limit, int64_t{10} * limit)) {
+    for (const auto& row : tx.exec_prepared(kClaimKeys.name, limit, int64_t{2} * limit)) {
       if (!row[0].is_null()) {
         keys.push_back(row[0].as<std::string>());
         dues.push_back(row[2].as<std::string>());

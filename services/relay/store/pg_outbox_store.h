@@ -56,7 +56,7 @@ class PgOutboxStore {
   // for a key, a run of its first open rows in key_seq (commit) order, all of one topic and none
   // failed, backing off or held by another relay, so a key is claimed by one relay at a time and
   // its rows go in order. Returned with each key's rows in key_seq order. The cost depends on
-  // `limit`, not on the backlog: only the 10 x limit oldest due rows are looked at for keys.
+  // `limit`, not on the backlog: only the 2 x limit oldest due rows are looked at for keys.
   absl::StatusOr<std::vector<OutboxRow>> Claim(int32_t limit, int64_t lease_ms);
 
   // Published: status sent, with the broker position. Only rows this relay still holds with the
