@@ -439,3 +439,81 @@ TEST_CASE("a checker that never reads holds at most 1000 unread checks - the res
   ctx.TryCancel();
   silent->Finish();
 }
+
+TEST_CASE("slow consumers that never read their 1 MiB replies: others are served - memory stays "
+          "bounded - their messages go to the next consumer when the lease ends",
+          "[integration][bad-input]") {
+  BrokerFixture f;
+  f.CreateTopic("t", 1);
+  std::vector<std::string> big(100, std::string(10 << 10, 'x'));
+  f.Produce("t", big);
+  auto rss_kb = [] {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1L;
+  };
+  const long rss_before_kb = rss_kb();
+  // 20 consumers, each in its own group, each taking the 1 MiB backlog with a 2 s lease over a
+  // transport that does not read ahead (see the checker test below), and never reading.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  grpc::CompletionQueue cq;
+  struct Slow {
+    grpc::ClientContext ctx;
+    v1::ConsumeResponse resp;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::ConsumeResponse>> rpc;
+  };
+  std::vector<std::unique_ptr<v1::Broker::Stub>> stubs;
+  std::vector<std::unique_ptr<Slow>> slow;
+  for (int i = 0; i < 20; ++i) {
+    stubs.push_back(v1::Broker::NewStub(grpc::CreateCustomChannel(
+        f.address(), grpc::InsecureChannelCredentials(), args)));
+    auto s = std::make_unique<Slow>();
+    v1::ConsumeRequest req = ConsumeOf("slow-" + std::to_string(i), "t");
+    req.set_max_messages(100);
+    req.set_visibility_timeout_ms(2000);
+    s->rpc = stubs.back()->AsyncConsume(&s->ctx, req, &cq);
+    s->rpc->Finish(&s->resp, &s->status, s.get());
+    slow.push_back(std::move(s));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  // Another client is served meanwhile.
+  Client other(f.address());
+  other.set_timeout(std::chrono::seconds(5));
+  v1::ProduceRequest req = OneMessage("t", "still served");
+  CHECK(other.Produce(req).ok());
+  v1::ConsumeRequest fast = ConsumeOf("fast", "t");
+  fast.set_max_messages(200);
+  auto got = other.Consume(fast);
+  REQUIRE(got.ok());
+  CHECK(got->messages_size() == 101);
+  // 20 MiB of replies wait in buffers: the process grew by far less than 200 MiB.
+  CHECK(rss_kb() - rss_before_kb < 200 * 1024);
+  // The slow consumer's lease ends: the next consumer of its group gets every message again,
+  // as attempt 2. Nothing a stalled reader held is lost.
+  std::vector<v1::DeliveredMessage> again;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (again.size() < 100 && std::chrono::steady_clock::now() < give_up) {
+    v1::ConsumeRequest next = ConsumeOf("slow-0", "t");
+    next.set_max_messages(200);
+    next.set_max_wait_ms(500);
+    auto r = other.Consume(next);
+    REQUIRE(r.ok());
+    for (const auto& m : r->messages()) {
+      if (m.payload() != "still served") again.push_back(m);
+    }
+  }
+  REQUIRE(again.size() == 100);
+  for (const auto& m : again) CHECK(m.delivery_attempt() == 2);
+  for (auto& s : slow) s->ctx.TryCancel();
+  for (size_t i = 0; i < slow.size(); ++i) {
+    void* tag = nullptr;
+    bool fine = false;
+    REQUIRE(cq.Next(&tag, &fine));
+  }
+  cq.Shutdown();
+}
