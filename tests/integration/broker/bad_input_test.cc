@@ -65,6 +65,37 @@ v1::ConsumeRequest ConsumeOf(const std::string& group, const std::string& topic)
   return r;
 }
 
+// A field of /proc/self/status as a number ("Threads:", "VmRSS:" in kB).
+long ProcStatus(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
+  }
+  return -1L;
+}
+
+// A channel whose transport does not read ahead: without this, gRPC's client keeps taking data
+// into its own buffers (its flow-control window grows), and the broker never sees a slow reader.
+std::shared_ptr<grpc::Channel> NonReadingChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+// One asynchronous Consume (30 s deadline), finished on `cq` with itself as the tag.
+struct AsyncConsume {
+  AsyncConsume(v1::Broker::Stub& stub, const v1::ConsumeRequest& req, grpc::CompletionQueue& cq) {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    rpc = stub.AsyncConsume(&ctx, req, &cq);
+    rpc->Finish(&resp, &status, this);
+  }
+  grpc::ClientContext ctx;
+  v1::ConsumeResponse resp;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::ConsumeResponse>> rpc;
+};
+
 }  // namespace
 
 TEST_CASE("bad input suite: each malformed request gets its status and a precise message - "
@@ -296,35 +327,18 @@ TEST_CASE("2000 concurrent long polls: the broker answers another client and kee
   BrokerFixture f;
   f.CreateTopic("idle", 1);
   f.CreateTopic("busy", 1);
-  auto status_field = [](const std::string& field) {
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
-    }
-    return -1L;
-  };
-  auto threads_now = [&] { return status_field("Threads:"); };
+  auto threads_now = [] { return ProcStatus("Threads:"); };
   const long threads_before = threads_now();
-  const long rss_before_kb = status_field("VmRSS:");
+  const long rss_before_kb = ProcStatus("VmRSS:");
   // 2000 long polls on an empty topic, all parked at once (asynchronous calls: one client
   // thread), each waiting up to 5 s.
   grpc::CompletionQueue cq;
   auto stub = v1::Broker::NewStub(MakeChannel(f.address()));
-  struct Poll {
-    grpc::ClientContext ctx;
-    v1::ConsumeResponse resp;
-    grpc::Status status;
-    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::ConsumeResponse>> rpc;
-  };
-  std::vector<std::unique_ptr<Poll>> polls;
+  std::vector<std::unique_ptr<AsyncConsume>> polls;
   for (int i = 0; i < 2000; ++i) {
-    auto p = std::make_unique<Poll>();
     v1::ConsumeRequest req = ConsumeOf("waiters-" + std::to_string(i % 20), "idle");
     req.set_max_wait_ms(5000);
-    p->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    p->rpc = stub->AsyncConsume(&p->ctx, req, &cq);
-    p->rpc->Finish(&p->resp, &p->status, p.get());
-    polls.push_back(std::move(p));
+    polls.push_back(std::make_unique<AsyncConsume>(*stub, req, cq));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   // Another client works normally while they wait.
@@ -340,14 +354,14 @@ TEST_CASE("2000 concurrent long polls: the broker answers another client and kee
   const long threads_during = threads_now();
   CHECK(threads_during - threads_before < 100);
   // ... nor much memory: client and broker together grew by less than 200 MiB for 2000 calls.
-  CHECK(status_field("VmRSS:") - rss_before_kb < 200 * 1024);
+  CHECK(ProcStatus("VmRSS:") - rss_before_kb < 200 * 1024);
   // Every poll ends by itself: empty (OK) or told the broker is busy (RESOURCE_EXHAUSTED).
   int ok = 0, busy = 0, other_code = 0;
   for (int i = 0; i < 2000; ++i) {
     void* tag = nullptr;
     bool fine = false;
     REQUIRE(cq.Next(&tag, &fine));
-    auto* p = static_cast<Poll*>(tag);
+    auto* p = static_cast<AsyncConsume*>(tag);
     if (p->status.ok()) {
       ++ok;
     } else if (p->status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
@@ -402,14 +416,7 @@ TEST_CASE("a checker that never reads holds at most 1000 unread checks - the res
     o.pool_size = 8;
   });
   f.CreateTopic("t", 1);
-  // A client whose transport does not read ahead either: without this, gRPC's client keeps
-  // taking data into its own buffers (its flow-control window grows), and the broker never
-  // sees a slow reader.
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
-  auto stub = v1::Broker::NewStub(
-      grpc::CreateCustomChannel(f.address(), grpc::InsecureChannelCredentials(), args));
+  auto stub = v1::Broker::NewStub(NonReadingChannel(f.address()));  // and it never reads
   grpc::ClientContext ctx;
   auto silent = stub->CheckTransaction(&ctx);
   v1::CheckTransactionRequest sub;
@@ -447,38 +454,18 @@ TEST_CASE("slow consumers that never read their 1 MiB replies: others are served
   f.CreateTopic("t", 1);
   std::vector<std::string> big(100, std::string(10 << 10, 'x'));
   f.Produce("t", big);
-  auto rss_kb = [] {
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    }
-    return -1L;
-  };
-  const long rss_before_kb = rss_kb();
+  const long rss_before_kb = ProcStatus("VmRSS:");
   // 20 consumers, each in its own group, each taking the 1 MiB backlog with a 2 s lease over a
-  // transport that does not read ahead (see the checker test below), and never reading.
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  // transport that does not read ahead, and never reading.
   grpc::CompletionQueue cq;
-  struct Slow {
-    grpc::ClientContext ctx;
-    v1::ConsumeResponse resp;
-    grpc::Status status;
-    std::unique_ptr<grpc::ClientAsyncResponseReader<v1::ConsumeResponse>> rpc;
-  };
   std::vector<std::unique_ptr<v1::Broker::Stub>> stubs;
-  std::vector<std::unique_ptr<Slow>> slow;
+  std::vector<std::unique_ptr<AsyncConsume>> slow;
   for (int i = 0; i < 20; ++i) {
-    stubs.push_back(v1::Broker::NewStub(grpc::CreateCustomChannel(
-        f.address(), grpc::InsecureChannelCredentials(), args)));
-    auto s = std::make_unique<Slow>();
+    stubs.push_back(v1::Broker::NewStub(NonReadingChannel(f.address())));
     v1::ConsumeRequest req = ConsumeOf("slow-" + std::to_string(i), "t");
     req.set_max_messages(100);
     req.set_visibility_timeout_ms(2000);
-    s->rpc = stubs.back()->AsyncConsume(&s->ctx, req, &cq);
-    s->rpc->Finish(&s->resp, &s->status, s.get());
-    slow.push_back(std::move(s));
+    slow.push_back(std::make_unique<AsyncConsume>(*stubs.back(), req, cq));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   // Another client is served meanwhile.
@@ -492,7 +479,7 @@ TEST_CASE("slow consumers that never read their 1 MiB replies: others are served
   REQUIRE(got.ok());
   CHECK(got->messages_size() == 101);
   // 20 MiB of replies wait in buffers: the process grew by far less than 200 MiB.
-  CHECK(rss_kb() - rss_before_kb < 200 * 1024);
+  CHECK(ProcStatus("VmRSS:") - rss_before_kb < 200 * 1024);
   // The slow consumer's lease ends: the next consumer of its group gets every message again,
   // as attempt 2. Nothing a stalled reader held is lost.
   std::vector<v1::DeliveredMessage> again;

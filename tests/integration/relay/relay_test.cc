@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -26,6 +27,15 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// Runs `sql` in its own committed transaction; returns the first value ("" for none or NULL).
+std::string RunSql(const std::string& conninfo, const std::string& sql) {
+  pqxx::connection c(conninfo);
+  pqxx::work tx(c);
+  auto r = tx.exec(sql);
+  tx.commit();
+  return r.empty() || r[0][0].is_null() ? "" : r[0][0].c_str();
+}
+
 struct RelayFixture {
   explicit RelayFixture(const std::function<void(relay::RelayOptions&)>& tune = nullptr,
                         const std::function<void(broker::BrokerOptions&)>& tune_broker = nullptr)
@@ -46,18 +56,8 @@ struct RelayFixture {
     absl::Status s = relay_->Start();
     if (!s.ok()) throw std::runtime_error(std::string(s.message()));
   }
-  void Sql(const std::string& sql) {
-    pqxx::connection c(app.conninfo());
-    pqxx::work tx(c);
-    tx.exec(sql);
-    tx.commit();
-  }
-  std::string One(const std::string& sql) {
-    pqxx::connection c(app.conninfo());
-    pqxx::read_transaction tx(c);
-    auto r = tx.exec(sql);
-    return r.empty() || r[0][0].is_null() ? "" : r[0][0].c_str();
-  }
+  void Sql(const std::string& sql) { RunSql(app.conninfo(), sql); }
+  std::string One(const std::string& sql) { return RunSql(app.conninfo(), sql); }
 
   BrokerFixture broker;
   TempDatabase app;
@@ -154,13 +154,7 @@ TEST_CASE("retry rules: backoff keeps a row pending - an outage refunds the atte
   REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
   pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
   relay::PgOutboxStore store(pool, "me", /*max_attempts=*/2);
-  auto one = [&](const std::string& sql) {
-    pqxx::connection c(app.conninfo());
-    pqxx::work tx(c);
-    auto r = tx.exec(sql);
-    tx.commit();
-    return r.empty() || r[0][0].is_null() ? std::string() : std::string(r[0][0].c_str());
-  };
+  auto one = [&](const std::string& sql) { return RunSql(app.conninfo(), sql); };
   one("INSERT INTO ferry_outbox (topic, payload) VALUES ('t', 'x')");
 
   auto claim = [&] {
@@ -204,13 +198,7 @@ TEST_CASE("claims take a key's backlog in runs of its first rows in commit order
   REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
   pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
   relay::PgOutboxStore a(pool, "a", 16), b(pool, "b", 16);
-  auto sql = [&](const std::string& q) {
-    pqxx::connection c(app.conninfo());
-    pqxx::work tx(c);
-    auto r = tx.exec(q);
-    tx.commit();
-    return r.empty() || r[0][0].is_null() ? std::string() : std::string(r[0][0].c_str());
-  };
+  auto sql = [&](const std::string& q) { return RunSql(app.conninfo(), q); };
   // 250 rows of key k, then 5 of key j and 3 without a key, each its own transaction.
   for (int i = 1; i <= 250; ++i) {
     sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'k', 'k" + std::to_string(i) + "')");
@@ -278,6 +266,37 @@ TEST_CASE("claims take a key's backlog in runs of its first rows in commit order
   auto rest = expect("k", 206, 209);  // ... then b takes over, in order, without the skipped 210
   for (const auto& p : expect("k", 211, 250)) rest.push_back(p);
   CHECK(of_key(claim(b, 100), "k") == rest);
+}
+
+TEST_CASE("a claim whose run changes under it (a row failed by another transaction while the "
+          "claim waits for it) claims nothing - the next claim stops before that row",
+          "[integration][relay]") {
+  TempDatabase app(false);
+  REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
+  pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
+  relay::PgOutboxStore store(pool, "a", 16);
+  for (int i = 1; i <= 5; ++i) {
+    RunSql(app.conninfo(), "INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'k', 'k" +
+                               std::to_string(i) + "')");
+  }
+  // Another transaction (a relay whose claim on k3 had expired, say) fails k3 and has not
+  // committed yet: the claim reads k1-k5 as one run and waits for k3's row lock.
+  pqxx::connection other(app.conninfo());
+  pqxx::work failing(other);
+  failing.exec("UPDATE ferry_outbox SET status = 'failed', last_error = 'x' WHERE payload = 'k3'");
+  auto claim = std::async(std::launch::async, [&] { return store.Claim(100, 30000); });
+  REQUIRE(claim.wait_for(std::chrono::milliseconds(500)) == std::future_status::timeout);
+  failing.commit();
+  auto rows = claim.get();
+  REQUIRE(rows.ok());
+  CHECK(rows->empty());  // k4 and k5 would have passed the failed k3
+  CHECK(RunSql(app.conninfo(), "SELECT count(*) FROM ferry_outbox WHERE claimed_by IS NOT NULL") ==
+        "0");
+  rows = store.Claim(100, 30000);
+  REQUIRE(rows.ok());
+  std::vector<std::string> got;
+  for (const auto& r : *rows) got.push_back(r.payload);
+  CHECK(got == std::vector<std::string>{"k1", "k2"});
 }
 
 // The outbox trigger must not NOTIFY: PostgreSQL serializes the commits of notifying
