@@ -111,6 +111,9 @@ func startChecker(broker pb.BrokerClient, decide func(*pb.TransactionCheck) pb.T
 				return // cancelled at the end
 			}
 			check := resp.Check
+			if check == nil {
+				continue // a refused answer (resp.Rejected): nothing to answer
+			}
 			decision := decide(check)
 			c.mu.Lock()
 			c.answered[check.CheckRef] = decision

@@ -64,6 +64,7 @@ function startChecker(broker, decide) {
   const stream = broker.CheckTransaction(metadata());
   stream.on('data', (resp) => {
     const check = resp.check;
+    if (!check) return;  // a refused answer (resp.rejected): nothing to answer
     const decision = decide(check);
     answered.set(check.check_ref, decision);
     stream.write({ answer: { transaction_id: check.transaction_id, check_id: check.check_id,

@@ -98,6 +98,8 @@ class Checker:
     def _run(self):
         try:
             for resp in self._call:
+                if not resp.HasField("check"):
+                    continue  # a refused answer (resp.rejected): nothing to answer
                 check = resp.check
                 decision = self._decide(check)
                 self.answered.append((check.check_ref, decision))

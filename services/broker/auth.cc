@@ -63,8 +63,7 @@ bool Allows(const std::vector<GrantRecord>& grants, Permission permission, const
   return false;
 }
 
-absl::StatusOr<std::shared_ptr<const Authorizer::Entry>> Authorizer::Lookup(
-    const grpc::ServerContextBase& ctx) {
+absl::StatusOr<Caller> Authenticator::Authenticate(const grpc::ServerContextBase& ctx) {
   const auto& md = ctx.client_metadata();
   auto it = md.find("authorization");
   if (it == md.end()) {
@@ -77,28 +76,31 @@ absl::StatusOr<std::shared_ptr<const Authorizer::Entry>> Authorizer::Lookup(
   }
   const std::string hash = TokenSha256(value.substr(7));
   const auto now = std::chrono::steady_clock::now();
+  std::shared_ptr<const PrincipalRecord> principal;
+  bool cached = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto c = cache_.find(hash);
-    if (c != cache_.end() && c->second->expires > now) return c->second;
+    if (c != cache_.end() && c->second.expires > now) {
+      principal = c->second.principal;
+      cached = true;
+    }
   }
-  auto found = store_.FindByTokenHash(hash);
-  if (!found.ok()) return found.status();
-  auto entry = std::make_shared<const Entry>(Entry{*std::move(found), now + ttl_});
-  std::lock_guard<std::mutex> lock(mu_);
-  if (cache_.size() >= kMaxCachedTokens) cache_.clear();
-  cache_[hash] = entry;
-  return entry;
+  if (!cached) {
+    auto found = store_.FindPrincipalByTokenHash(hash);
+    if (!found.ok()) return found.status();
+    if (*found) principal = std::make_shared<const PrincipalRecord>(**found);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cache_.size() >= kMaxCachedTokens) cache_.clear();
+    cache_[hash] = Entry{principal, now + ttl_};
+  }
+  if (principal == nullptr) return absl::UnauthenticatedError("unknown or revoked token");
+  return Caller::Of(std::move(principal));
 }
 
-absl::Status Authorizer::Authorize(const grpc::ServerContextBase& ctx,
-                                   const std::vector<Need>& needs) {
-  auto entry = Lookup(ctx);
-  if (!entry.ok()) return entry.status();
-  if (!(*entry)->principal) {
-    return absl::UnauthenticatedError("unknown or revoked token");
-  }
-  const PrincipalRecord& p = *(*entry)->principal;
+absl::Status Authorizer::Check(const Caller& caller, const std::vector<Need>& needs) {
+  if (caller.open()) return absl::OkStatus();
+  const PrincipalRecord& p = *caller.principal();
   for (const Need& need : needs) {
     std::string kind, name = need.resource.name;
     switch (need.resource.kind) {
@@ -114,7 +116,7 @@ absl::Status Authorizer::Authorize(const grpc::ServerContextBase& ctx,
       case Resource::Kind::kTransaction: {
         auto group = store_.TransactionProducerGroup(name);
         if (!group.ok()) return group.status();
-        if (!*group) return absl::OkStatus();  // the call itself answers NOT_FOUND
+        if (!*group) continue;  // the operation itself answers NOT_FOUND
         kind = "group";
         name = **group;
         break;
@@ -130,6 +132,5 @@ absl::Status Authorizer::Authorize(const grpc::ServerContextBase& ctx,
   }
   return absl::OkStatus();
 }
-
 
 }  // namespace ferry::broker

@@ -1,30 +1,40 @@
 #include "broker/broker.h"
 
-#include <google/protobuf/util/time_util.h>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 
+#include "broker/convert.h"
+#include "common/metrics.h"
+#include "common/status.h"
+
 namespace ferry::broker {
-std::string HeadersToJson(const google::protobuf::Map<std::string, std::string>& headers) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : headers) j[k] = v;
-  return j.dump();
+namespace {
+
+// What went through the doors (by every face).
+struct FlowMetrics {
+  metrics::Registry::CounterFamily& produced =
+      metrics::Default().Counters("ferry_produced_messages_total",
+                                  "messages accepted by Produce (duplicates included)", {"topic"});
+  metrics::Registry::CounterFamily& delivered = metrics::Default().Counters(
+      "ferry_delivered_messages_total", "messages handed out by Consume (redeliveries included)",
+      {"topic", "group"});
+  metrics::Registry::CounterFamily& settled = metrics::Default().Counters(
+      "ferry_commit_results_total", "Commit entries by group and result", {"group", "result"});
+};
+
+FlowMetrics& Metrics() {
+  static FlowMetrics* m = new FlowMetrics();
+  return *m;
 }
 
-void HeadersFromJson(const std::string& text, google::protobuf::Map<std::string, std::string>* out) {
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return;
-  for (const auto& [k, v] : j.items()) {
-    (*out)[k] = v.is_string() ? v.get<std::string>() : v.dump();
-  }
+int64_t NowMs() {
+  // Not TimeUtil::GetCurrentTime(): in protobuf 3.21 it has one-second resolution, which made
+  // delayed messages due up to a second early.
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
-QueueChooser Broker::Chooser() {
-  return [this](const NewMessage& m, uint32_t queue_count) {
-    return m.key ? QueueForKey(*m.key, queue_count) : spreader_.Next(queue_count);
-  };
-}
+}  // namespace
 
 absl::StatusOr<std::vector<Appended>> Broker::GroupAppend(
     const std::string& topic, const std::vector<NewMessage>& messages) {
@@ -62,7 +72,7 @@ absl::StatusOr<std::vector<Appended>> Broker::GroupAppend(
     for (PendingProduce* p : batch) {
       combined.insert(combined.end(), p->messages->begin(), p->messages->end());
     }
-    auto written = store_.Append(topic, combined, Chooser());
+    auto written = store_.Append(topic, combined);
     lock.lock();
     size_t at = 0;
     for (PendingProduce* p : batch) {
@@ -83,60 +93,46 @@ absl::StatusOr<std::vector<Appended>> Broker::GroupAppend(
   return std::move(mine.result);
 }
 
-absl::Status Broker::Produce(const v1::ProduceRequest& req, v1::ProduceResponse* resp) {
-  using google::protobuf::util::TimeUtil;
-  // Not TimeUtil::GetCurrentTime(): in protobuf 3.21 it has one-second resolution, which made
-  // delayed messages due up to a second early.
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+absl::Status Broker::Produce(const Caller& caller, const v1::ProduceRequest& req,
+                             v1::ProduceResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateProduce(req, limits_));
+  std::vector<Need> needs{{Permission::kProduce, Topic(req.topic())}};
+  if (req.has_transactional()) {
+    needs.push_back({Permission::kProduce, Group(req.transactional().producer_group())});
+  } else if (!req.transaction_id().empty()) {
+    // Adding to a transaction is producing as its producer group.
+    needs.push_back({Permission::kProduce, TransactionGroup(req.transaction_id())});
+  }
+  FERRY_RETURN_IF_ERROR(authorizer_.Check(caller, needs));
+  const int64_t now_ms = NowMs();
   std::vector<NewMessage> messages;
   messages.reserve(req.messages_size());
-  for (const auto& m : req.messages()) {
-    NewMessage n;
-    if (!m.key().empty()) n.key = m.key();
-    n.payload = m.payload();
-    n.headers_json = HeadersToJson(m.headers());
-    n.dedup_id = m.dedup_id();
-    if (m.has_deliver_at()) {
-      n.deliver_at_ms = TimeUtil::TimestampToMilliseconds(m.deliver_at());
-    } else if (m.delay_ms() > 0) {
-      n.deliver_at_ms = now_ms + static_cast<int64_t>(m.delay_ms());
-    }
-    messages.push_back(std::move(n));
-  }
+  for (const auto& m : req.messages()) messages.push_back(FromProto(m, now_ms));
   if (!req.transaction_id().empty() || req.has_transactional()) {
     // Half messages: durable, invisible until the transaction commits.
-    TxnBegin begin;
-    if (req.has_transactional()) {
-      begin.producer_group = req.transactional().producer_group();
-      begin.check_ref = req.transactional().check_ref();
-      begin.timeout_ms = static_cast<int64_t>(req.transactional().timeout_ms());
-    }
+    const TxnBegin begin = FromProto(req.transactional());
     auto id = store_.AppendHalf(req.transaction_id(), req.has_transactional() ? &begin : nullptr,
                                 req.topic(), messages);
     if (!id.ok()) return id.status();
     resp->set_transaction_id(*id);
     for (int i = 0; i < req.messages_size(); ++i) resp->add_results()->set_half(true);
-    return absl::OkStatus();
+  } else {
+    auto appended =
+        group_commit_ ? GroupAppend(req.topic(), messages) : store_.Append(req.topic(), messages);
+    if (!appended.ok()) return appended.status();
+    for (const Appended& a : *appended) ToProto(a, resp->add_results());
   }
-  auto appended = group_commit_ ? GroupAppend(req.topic(), messages)
-                                : store_.Append(req.topic(), messages, Chooser());
-  if (!appended.ok()) return appended.status();
-  for (const Appended& a : *appended) {
-    v1::ProduceResult* r = resp->add_results();
-    r->set_queue(a.queue);
-    r->set_offset(static_cast<uint64_t>(a.offset));
-    r->set_duplicate(a.duplicate);
-    r->set_delayed(a.delayed);
-    r->set_delayed_id(static_cast<uint64_t>(a.delayed_id));
-  }
+  Metrics().produced.With({req.topic()}).Add(req.messages_size());
   return absl::OkStatus();
 }
 
-absl::Status Broker::ConsumeOnce(const v1::ConsumeRequest& req, v1::ConsumeResponse* resp,
-                                 int64_t* topic_id) {
-  LeaseRequest lease;
+absl::StatusOr<Broker::ConsumeTicket> Broker::OpenConsume(const Caller& caller,
+                                                          const v1::ConsumeRequest& req) {
+  FERRY_RETURN_IF_ERROR(ValidateConsume(req, limits_));
+  FERRY_RETURN_IF_ERROR(authorizer_.Check(caller, {{Permission::kConsume, Topic(req.topic())},
+                                                   {Permission::kConsume, Group(req.group())}}));
+  ConsumeTicket ticket;
+  LeaseRequest& lease = ticket.lease_;
   lease.group = req.group();
   lease.topic = req.topic();
   lease.max_messages = req.max_messages() == 0 ? 1 : req.max_messages();
@@ -144,140 +140,113 @@ absl::Status Broker::ConsumeOnce(const v1::ConsumeRequest& req, v1::ConsumeRespo
       req.visibility_timeout_ms() == 0 ? kDefaultVisibilityMs : req.visibility_timeout_ms();
   lease.start_latest = req.start_position() == v1::START_POSITION_LATEST;
   lease.max_bytes = kMaxConsumeReplyBytes;
-  auto batch = store_.Lease(lease);
+  return ticket;
+}
+
+absl::Status Broker::ConsumeOnce(const ConsumeTicket& ticket, v1::ConsumeResponse* resp,
+                                 int64_t* topic_id) {
+  auto batch = store_.Lease(ticket.lease_);
   if (!batch.ok()) return batch.status();
   *topic_id = batch->topic_id;
   for (LeasedMessage& m : batch->messages) {
-    v1::DeliveredMessage* d = resp->add_messages();
-    d->set_receipt(codec_.Encode(
-        DeliveryRef{batch->group_id, batch->topic_id, m.queue, m.offset, m.lease_token}));
-    d->set_delivery_attempt(static_cast<uint32_t>(m.attempt));
-    d->set_topic(req.topic());
-    d->set_queue(m.queue);
-    d->set_offset(static_cast<uint64_t>(m.offset));
-    if (m.key) d->set_key(*m.key);
-    d->set_payload(std::move(m.payload));
-    HeadersFromJson(m.headers_json, d->mutable_headers());
-    *d->mutable_produced_at() =
-        google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(m.produced_at_us);
+    std::string receipt = codec_.Encode(
+        DeliveryRef{batch->group_id, batch->topic_id, m.queue, m.offset, m.lease_token});
+    ToProto(std::move(m), ticket.topic(), std::move(receipt), resp->add_messages());
+  }
+  if (resp->messages_size() > 0) {
+    Metrics().delivered.With({ticket.topic(), ticket.lease_.group}).Add(resp->messages_size());
   }
   return absl::OkStatus();
 }
 
-void ToProto(const SettleResult& r, v1::CommitResult* out) {
-  switch (r.status) {
-    case SettleStatus::kCommitted:
-      out->set_status(v1::COMMITTED);
-      break;
-    case SettleStatus::kRetryScheduled:
-      out->set_status(v1::RETRY_SCHEDULED);
-      *out->mutable_retry_at() =
-          google::protobuf::util::TimeUtil::MillisecondsToTimestamp(r.retry_at_ms);
-      break;
-    case SettleStatus::kDeadLettered:
-      out->set_status(v1::DEAD_LETTERED);
-      break;
-    case SettleStatus::kExtended:
-      out->set_status(v1::LEASE_EXTENDED);
-      break;
-    case SettleStatus::kAlreadyCommitted:
-      out->set_status(v1::ALREADY_COMMITTED);
-      out->set_detail("already settled for this group");
-      break;
-    case SettleStatus::kStale:
-      out->set_status(v1::STALE_RECEIPT);
-      out->set_detail(
-          "the lease expired and the message was delivered again; use the newer receipt");
-      break;
-    case SettleStatus::kWrongGroup:
-      out->set_status(v1::INVALID_RECEIPT);
-      out->set_detail("the receipt was issued to another consumer group");
-      break;
-    case SettleStatus::kTopicGone:
-      out->set_status(v1::TOPIC_NOT_FOUND);
-      out->set_detail("the receipt's topic or group no longer exists");
-      break;
-  }
-  if (!r.detail.empty()) out->set_detail(r.detail);
-}
-
-absl::Status Broker::Commit(const v1::CommitRequest& req, v1::CommitResponse* resp) {
-  std::vector<Settlement> settlements;
-  std::vector<int> index_of(req.entries_size(), -1);  // entry -> index in settlements
-  for (int i = 0; i < req.entries_size(); ++i) {
-    const v1::CommitEntry& e = req.entries(i);
-    v1::CommitResult* r = resp->add_results();
-    auto ref = codec_.Decode(e.receipt());
+template <typename GetReceipt>
+std::vector<DeliveryRef> Broker::DecodeReceipts(
+    int n, GetReceipt receipt_of, google::protobuf::RepeatedPtrField<v1::CommitResult>* out,
+    std::vector<int>* index_of) const {
+  std::vector<DeliveryRef> refs;
+  index_of->assign(n, -1);
+  for (int i = 0; i < n; ++i) {
+    v1::CommitResult* r = out->Add();
+    auto ref = codec_.Decode(receipt_of(i));
     if (!ref.ok()) {
       r->set_status(v1::INVALID_RECEIPT);
       r->set_detail(std::string(ref.status().message()));
       continue;
     }
-    Settlement st;
-    st.ref = *ref;
-    st.outcome = e.outcome() == v1::RETRY         ? Outcome::kRetry
-                 : e.outcome() == v1::DEAD_LETTER ? Outcome::kDeadLetter
-                                                  : Outcome::kAck;
-    st.retry_delay_ms = e.retry_delay_ms();
-    st.reason = e.reason();
-    index_of[i] = static_cast<int>(settlements.size());
-    settlements.push_back(std::move(st));
+    (*index_of)[i] = static_cast<int>(refs.size());
+    refs.push_back(*ref);
   }
-  if (settlements.empty()) return absl::OkStatus();
+  return refs;
+}
+
+absl::Status Broker::Commit(const Caller& caller, const v1::CommitRequest& req,
+                            v1::CommitResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateCommit(req, limits_));
+  std::vector<Need> needs{{Permission::kConsume, Group(req.group())}};
   if (!req.transaction_id().empty()) {
-    // ACKs attached to a transaction (validation allowed only ACK outcomes here).
-    std::vector<DeliveryRef> refs;
-    for (const Settlement& st : settlements) refs.push_back(st.ref);
-    auto attached = store_.AttachAcks(req.transaction_id(), req.group(), refs);
-    if (!attached.ok()) return attached.status();
+    // The ACKs take effect when that transaction commits: acting as its producer group.
+    needs.push_back({Permission::kProduce, TransactionGroup(req.transaction_id())});
+  }
+  FERRY_RETURN_IF_ERROR(authorizer_.Check(caller, needs));
+  std::vector<int> index_of;
+  const std::vector<DeliveryRef> refs = DecodeReceipts(
+      req.entries_size(), [&](int i) -> const std::string& { return req.entries(i).receipt(); },
+      resp->mutable_results(), &index_of);
+  if (!refs.empty()) {
+    absl::StatusOr<std::vector<SettleResult>> results;
+    if (!req.transaction_id().empty()) {
+      // ACKs attached to a transaction (validation allowed only ACK outcomes here).
+      results = store_.AttachAcks(req.transaction_id(), req.group(), refs);
+    } else {
+      std::vector<Settlement> settlements;
+      for (int i = 0; i < req.entries_size(); ++i) {
+        if (index_of[i] < 0) continue;
+        const v1::CommitEntry& e = req.entries(i);
+        settlements.push_back(Settlement{refs[index_of[i]], FromProto(e.outcome()),
+                                         static_cast<int64_t>(e.retry_delay_ms()), e.reason()});
+      }
+      results = store_.Settle(req.group(), settlements);
+    }
+    if (!results.ok()) return results.status();
     for (int i = 0; i < req.entries_size(); ++i) {
       if (index_of[i] < 0) continue;
-      const SettleResult& r = (*attached)[index_of[i]];
       v1::CommitResult* out = resp->mutable_results(i);
-      if (r.status == SettleStatus::kCommitted) {
-        out->set_status(v1::TRANSACTION_PENDING);
+      ToProto((*results)[index_of[i]], out);
+      if (out->status() == v1::TRANSACTION_PENDING) {
         out->set_detail("applied when transaction " + req.transaction_id() + " commits");
-      } else {
-        ToProto(r, out);
       }
     }
-    return absl::OkStatus();
   }
-  auto settled = store_.Settle(req.group(), settlements);
-  if (!settled.ok()) return settled.status();
-  for (int i = 0; i < req.entries_size(); ++i) {
-    if (index_of[i] >= 0) ToProto((*settled)[index_of[i]], resp->mutable_results(i));
+  for (const auto& r : resp->results()) {
+    Metrics().settled.With({req.group(), v1::CommitStatus_Name(r.status())}).Add();
   }
   return absl::OkStatus();
 }
 
-v1::TransactionState ToProto(TxnState state) {
-  switch (state) {
-    case TxnState::kPrepared:
-      return v1::TXN_PREPARED;
-    case TxnState::kCommitted:
-      return v1::TXN_COMMITTED;
-    case TxnState::kRolledBack:
-      return v1::TXN_ROLLED_BACK;
-    case TxnState::kCheckExhausted:
-      return v1::TXN_CHECK_EXHAUSTED;
+absl::Status Broker::ExtendLease(const Caller& caller, const v1::ExtendLeaseRequest& req,
+                                 v1::ExtendLeaseResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateExtendLease(req, limits_));
+  FERRY_RETURN_IF_ERROR(authorizer_.Check(caller, {{Permission::kConsume, Group(req.group())}}));
+  std::vector<int> index_of;
+  const std::vector<DeliveryRef> refs = DecodeReceipts(
+      req.receipts_size(), [&](int i) -> const std::string& { return req.receipts(i); },
+      resp->mutable_results(), &index_of);
+  if (refs.empty()) return absl::OkStatus();
+  auto extended = store_.ExtendLeases(req.group(), refs, req.visibility_timeout_ms());
+  if (!extended.ok()) return extended.status();
+  for (int i = 0; i < req.receipts_size(); ++i) {
+    if (index_of[i] >= 0) ToProto((*extended)[index_of[i]], resp->mutable_results(i));
   }
-  return v1::TRANSACTION_STATE_UNSPECIFIED;
+  return absl::OkStatus();
 }
 
-TxnDecision FromProto(v1::TransactionDecision decision) {
-  switch (decision) {
-    case v1::TRANSACTION_COMMIT:
-      return TxnDecision::kCommit;
-    case v1::TRANSACTION_ROLLBACK:
-      return TxnDecision::kRollback;
-    default:
-      return TxnDecision::kUnknown;  // never COMMIT by accident
-  }
-}
-
-absl::Status Broker::BeginTransaction(const v1::BeginTransactionRequest& req,
+absl::Status Broker::BeginTransaction(const Caller& caller,
+                                      const v1::BeginTransactionRequest& req,
                                       v1::BeginTransactionResponse* resp) {
+  FERRY_RETURN_IF_ERROR(
+      ValidateBeginTransaction("", req.producer_group(), req.check_ref(), req.timeout_ms()));
+  FERRY_RETURN_IF_ERROR(
+      authorizer_.Check(caller, {{Permission::kProduce, Group(req.producer_group())}}));
   auto id = store_.BeginTransaction(
       TxnBegin{req.producer_group(), req.check_ref(), static_cast<int64_t>(req.timeout_ms())});
   if (!id.ok()) return id.status();
@@ -285,40 +254,31 @@ absl::Status Broker::BeginTransaction(const v1::BeginTransactionRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status Broker::EndTransaction(const v1::EndTransactionRequest& req,
+absl::Status Broker::EndTransaction(const Caller& caller, const v1::EndTransactionRequest& req,
                                     v1::EndTransactionResponse* resp) {
-  auto ended = store_.EndTransaction(req.transaction_id(), FromProto(req.decision()), "producer",
-                                     "", /*by_admin=*/false, Chooser());
+  FERRY_RETURN_IF_ERROR(ValidateEndTransaction(req));
+  FERRY_RETURN_IF_ERROR(authorizer_.Check(
+      caller, {{Permission::kProduce, TransactionGroup(req.transaction_id())}}));
+  auto ended = store_.EndTransaction(req.transaction_id(), FromProto(req.decision()),
+                                     caller.As("producer"), "", /*by_admin=*/false);
   if (!ended.ok()) return ended.status();
   resp->set_state(ToProto(ended->state));
   resp->set_messages(static_cast<uint32_t>(ended->messages));
   return absl::OkStatus();
 }
 
-absl::Status Broker::ExtendLease(const v1::ExtendLeaseRequest& req,
-                                 v1::ExtendLeaseResponse* resp) {
-  std::vector<DeliveryRef> refs;
-  std::vector<int> index_of(req.receipts_size(), -1);
-  for (int i = 0; i < req.receipts_size(); ++i) {
-    v1::CommitResult* r = resp->add_results();
-    auto ref = codec_.Decode(req.receipts(i));
-    if (!ref.ok()) {
-      r->set_status(v1::INVALID_RECEIPT);
-      r->set_detail(std::string(ref.status().message()));
-      continue;
-    }
-    index_of[i] = static_cast<int>(refs.size());
-    refs.push_back(*ref);
-  }
-  if (refs.empty()) return absl::OkStatus();
-  const uint32_t visibility =
-      req.visibility_timeout_ms() == 0 ? kDefaultVisibilityMs : req.visibility_timeout_ms();
-  auto extended = store_.ExtendLeases(req.group(), refs, visibility);
-  if (!extended.ok()) return extended.status();
-  for (int i = 0; i < req.receipts_size(); ++i) {
-    if (index_of[i] >= 0) ToProto((*extended)[index_of[i]], resp->mutable_results(i));
-  }
-  return absl::OkStatus();
+absl::Status Broker::SubscribeChecks(const Caller& caller, const v1::CheckSubscribe& sub) {
+  FERRY_RETURN_IF_ERROR(ValidateCheckSubscribe(sub));
+  std::vector<Need> needs;
+  for (const auto& g : sub.producer_groups()) needs.push_back({Permission::kProduce, Group(g)});
+  return authorizer_.Check(caller, needs);
+}
+
+absl::Status Broker::AnswerCheck(const Caller& caller, const CheckAnswer& answer) {
+  FERRY_RETURN_IF_ERROR(ValidateTransactionId("answer.transaction_id", answer.txn_id));
+  FERRY_RETURN_IF_ERROR(
+      authorizer_.Check(caller, {{Permission::kProduce, Group(answer.producer_group)}}));
+  return store_.AnswerCheck(answer);
 }
 
 }  // namespace ferry::broker

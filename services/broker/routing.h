@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "broker/model.h"
+
 namespace ferry::broker {
 
 // The queue of a keyed message: crc32(key) mod queue_count, with crc32 as zlib computes it
@@ -22,5 +24,9 @@ class KeylessSpreader {
  private:
   std::atomic<uint64_t> counter_{0};
 };
+
+// The broker's routing, as the store applies it to every message it appends: QueueForKey for
+// a keyed message, a KeylessSpreader (owned by the chooser) for the others. Thread-safe.
+QueueChooser RouteByKey();
 
 }  // namespace ferry::broker

@@ -3,16 +3,18 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <unistd.h>
+
+#include "broker/admin.h"
 #include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/broker_service.h"
 #include "broker/long_poll.h"
-#include "common/metrics_server.h"
-#include "broker/store/pg_auth_store.h"
+#include "broker/routing.h"
+#include "broker/rpc.h"
 #include "broker/store/pg_store.h"
 #include "broker/txn_checks.h"
-
-#include <unistd.h>
+#include "common/metrics_server.h"
 #include "common/config.h"
 #include "common/executor.h"
 #include "common/log.h"
@@ -25,7 +27,6 @@ const std::vector<pg::Migration>& BrokerMigrations();  // generated from migrati
 
 namespace {
 constexpr char kMigrationsTable[] = "broker_schema_migrations";
-constexpr int kMaxGrpcMessageBytes = 64 << 20;  // 16 MiB produce + framing; consume replies
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
@@ -48,11 +49,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
 
 absl::StatusOr<std::string> CreateAdmin(const BrokerOptions& options, const std::string& name) {
   if (absl::Status s = MigrateDatabase(options); !s.ok()) return s;
-  pg::ConnectionPool pool(options.database_url, 1, "ferry-broker", {});
-  PgAuthStore store(pool);
+  pg::ConnectionPool pool(options.database_url, 1, "ferry-broker", PgStore::AllStatements());
+  PgStore store(pool, RouteByKey());
   NewToken t = GenerateToken();
-  if (absl::Status s = store.CreatePrincipal(name, t.sha256); !s.ok()) return s;
-  if (absl::Status s = store.Grant(name, GrantRecord{"admin", "cluster", "*"}); !s.ok()) return s;
+  if (absl::Status s = store.CreatePrincipal(name, t.sha256, {GrantRecord{"admin", "cluster", "*"}});
+      !s.ok()) {
+    return s;
+  }
   return t.token;
 }
 
@@ -92,35 +95,36 @@ absl::Status BrokerServer::Start() {
     if (!lease.ok()) return lease.status();
   }
   store_ = std::make_unique<PgStore>(
-      *pool_, TxnTiming{options_.txn_check_after_ms, options_.txn_check_interval_ms,
-                        options_.txn_max_checks});
+      *pool_, RouteByKey(),
+      TxnTiming{options_.txn_check_after_ms, options_.txn_check_interval_ms,
+                options_.txn_max_checks});
   if (absl::Status s = store_->EnsureSegments(2); !s.ok()) return s;
   auto key = store_->ReceiptKey();
   if (!key.ok()) return key.status();
   Limits limits;
   limits.max_message_bytes = options_.max_message_bytes;
-  broker_ = std::make_unique<Broker>(*store_, ReceiptCodec(*key), limits, options_.group_commit);
+  authorizer_ = std::make_unique<Authorizer>(*store_);
+  if (options_.auth) {
+    authenticator_ = std::make_unique<Authenticator>(
+        *store_, std::chrono::milliseconds(options_.auth_cache_ms));
+  }
+  broker_ = std::make_unique<Broker>(*store_, *authorizer_, ReceiptCodec(*key), limits,
+                                     options_.group_commit);
+  admin_ = std::make_unique<Admin>(*store_, *authorizer_, limits);
   executor_ = std::make_unique<Executor>(options_.pool_size,
                                          static_cast<size_t>(options_.max_queued_calls));
+  edge_ = std::make_unique<rpc::Edge>(*executor_, authenticator_.get());
   poller_ = std::make_unique<LongPoller>(std::chrono::milliseconds(options_.poll_interval_ms));
   listener_ = std::make_unique<NotificationListener>(*pool_, *poller_);
   char host[256] = "localhost";
   gethostname(host, sizeof(host) - 1);
   // The id this broker signs back-checks with in the audit trail: host/pid.
   broker_id_ = std::string(host) + "/" + std::to_string(getpid());
-  auth_store_ = std::make_unique<PgAuthStore>(*pool_);
-  if (options_.auth) {
-    authorizer_ = std::make_unique<Authorizer>(
-        *auth_store_, std::chrono::milliseconds(options_.auth_cache_ms));
-  }
   checks_ = std::make_unique<TxnChecks>(
-      *store_, *broker_, *executor_, broker_id_,
-      std::chrono::milliseconds(std::clamp<int64_t>(options_.txn_check_interval_ms / 4, 20, 250)),
-      authorizer_.get());
-  broker_service_ = std::make_unique<BrokerService>(*broker_, *executor_, *poller_, *checks_,
-                                                    authorizer_.get());
-  admin_service_ = std::make_unique<AdminService>(*store_, *auth_store_, *broker_, *executor_,
-                                                  authorizer_.get());
+      *store_, *broker_, *edge_, broker_id_,
+      std::chrono::milliseconds(std::clamp<int64_t>(options_.txn_check_interval_ms / 4, 20, 250)));
+  broker_service_ = std::make_unique<BrokerService>(*broker_, *edge_, *poller_, *checks_);
+  admin_service_ = std::make_unique<AdminService>(*admin_, *edge_);
   auto credentials = ServerCredentials(options_);
   if (!credentials.ok()) return credentials.status();
 
@@ -128,8 +132,8 @@ absl::Status BrokerServer::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // see toolchain notes: --as-needed
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, *credentials, &port_);
-  builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);  // refused before read whole
+  builder.SetMaxSendMessageSize(kMaxReplyBytes);
   builder.RegisterService(broker_service_.get());
   builder.RegisterService(admin_service_.get());
   server_ = builder.BuildAndStart();
@@ -164,8 +168,8 @@ absl::Status BrokerServer::Start() {
 
 std::shared_ptr<grpc::Channel> BrokerServer::InProcessChannel() {
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
-  args.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
+  args.SetMaxReceiveMessageSize(kMaxReplyBytes);
+  args.SetMaxSendMessageSize(kMaxReplyBytes);
   return server_->InProcessChannel(args);
 }
 
@@ -196,10 +200,9 @@ void BrokerServer::Maintain() {
 void BrokerServer::MoveDelayed() {
   auto logger = ferry::log::Get("broker.delayed");
   constexpr int64_t kBatch = 1000;
-  const QueueChooser chooser = broker_->Chooser();
   int wait_ms = 0;
   while (Sleep(wait_ms)) {
-    auto moved = store_->MoveDueDelayed(kBatch, chooser);
+    auto moved = store_->MoveDueDelayed(kBatch);
     if (!moved.ok()) {
       logger->warn("event=move_failed error=\"{}\"", std::string(moved.status().message()));
       wait_ms = 1000;
@@ -211,24 +214,14 @@ void BrokerServer::MoveDelayed() {
 }
 
 void BrokerServer::WatchDatabase() {
-  // Its own connection, so that a pool busy with long transactions does not read as an outage;
-  // a short statement_timeout, so that a hung database reads as one.
+  // On the store's own probe connection, so that a pool busy with long transactions does not
+  // read as an outage; with a short statement_timeout, so that a hung database reads as one.
   auto logger = ferry::log::Get("broker.health");
-  std::unique_ptr<pqxx::connection> conn;
   while (Sleep(options_.health_interval_ms)) {
-    bool up = false;
-    try {
-      if (!conn || !conn->is_open()) conn = pool_->OpenDedicated("health");
-      pqxx::nontransaction tx(*conn);
-      tx.exec("SET statement_timeout = " + std::to_string(options_.health_interval_ms));
-      tx.exec("SELECT 1");
-      up = true;
-    } catch (const std::exception& e) {
-      conn.reset();
-      if (database_up_.load()) {
-        std::string why = e.what();
-        logger->warn("event=database_unreachable error=\"{}\"", why.substr(0, why.find('\n')));
-      }
+    const absl::Status probe = store_->Probe(options_.health_interval_ms);
+    const bool up = probe.ok();
+    if (!up && database_up_.load()) {
+      logger->warn("event=database_unreachable error=\"{}\"", std::string(probe.message()));
     }
     if (up != database_up_.exchange(up)) {
       if (up) logger->info("event=database_reachable");
@@ -276,9 +269,11 @@ void BrokerServer::Shutdown() {
   broker_service_.reset();
   poller_.reset();
   executor_.reset();
+  edge_.reset();
+  admin_.reset();
   broker_.reset();
   authorizer_.reset();
-  auth_store_.reset();
+  authenticator_.reset();
   store_.reset();
   pool_.reset();
   if (serving) logger->info("event=stopped");

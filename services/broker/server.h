@@ -33,15 +33,19 @@ class ConnectionPool;
 
 namespace ferry::broker {
 
+class Admin;
+class AdminService;
+class Authenticator;
 class Authorizer;
 class Broker;
 class BrokerService;
-class PgAuthStore;
-class AdminService;
 class LongPoller;
 class NotificationListener;
 class PgStore;
 class TxnChecks;
+namespace rpc {
+class Edge;
+}
 
 // Applies the broker migrations to options.database_url and returns.
 absl::Status MigrateDatabase(const BrokerOptions& options);
@@ -87,10 +91,12 @@ class BrokerServer {
   std::string broker_id_;
   std::unique_ptr<pg::ConnectionPool> pool_;
   std::unique_ptr<PgStore> store_;
-  std::unique_ptr<PgAuthStore> auth_store_;
+  std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<Broker> broker_;
+  std::unique_ptr<Admin> admin_;
   std::unique_ptr<Executor> executor_;
+  std::unique_ptr<rpc::Edge> edge_;
   std::unique_ptr<LongPoller> poller_;
   std::unique_ptr<NotificationListener> listener_;
   std::unique_ptr<TxnChecks> checks_;

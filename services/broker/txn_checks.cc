@@ -1,14 +1,16 @@
 #include "broker/txn_checks.h"
 
-#include <google/protobuf/util/time_util.h>
+#include <absl/strings/str_cat.h>
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <optional>
 
+#include "broker/convert.h"
 #include "common/log.h"
-#include "common/status.h"
 #include "common/metrics.h"
+#include "common/status.h"
 
 namespace ferry::broker {
 namespace {
@@ -20,7 +22,10 @@ struct CheckMetrics {
       "connected checker; no_checker: none connected, tried again later)",
       {"producer_group", "outcome"});
   metrics::Registry::CounterFamily& answers = metrics::Default().Counters(
-      "ferry_txn_check_answers_total", "answers from checkers by decision", {"decision"});
+      "ferry_txn_check_answers_total",
+      "answers from checkers by decision (REJECTED: not an answer to a check sent on its "
+      "stream, or refused)",
+      {"decision"});
 };
 
 CheckMetrics& Metrics() {
@@ -28,35 +33,35 @@ CheckMetrics& Metrics() {
   return *m;
 }
 
+grpc::Status Grpc(absl::StatusCode code, const std::string& message) {
+  return ToGrpcStatus(absl::Status(code, message));
+}
+
 }  // namespace
 
-class TxnChecks::Stream
-    : public grpc::ServerBidiReactor<v1::CheckTransactionRequest, v1::CheckTransactionResponse> {
+class TxnChecks::Stream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   Stream(TxnChecks* owner, grpc::CallbackServerContext* ctx) : owner_(owner), ctx_(ctx) {
-    StartRead(&request_);
+    StartRead(&in_);
   }
 
-  // Queues a check for the checker; false if the stream is finishing, or if the checker has
-  // not read the last kMaxUnread checks (a checker that never reads must not grow the
-  // broker's memory: the check goes to another checker, or is tried again later).
-  bool Send(v1::CheckTransactionResponse check) {
-    constexpr size_t kMaxUnread = 1000;
+  // Queues `out` (carrying check `check`) for the checker and remembers the check as sent on
+  // this stream. False if the stream is finishing or the checker has kMaxUnread unread.
+  bool SendCheck(const TxnCheck& check, const v1::CheckTransactionResponse& out) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (finished_ || pending_.size() >= kMaxUnread) return false;
-    pending_.push_back(std::move(check));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&pending_.front());
-    }
+    if (finished_ || deferred_end_ || pending_.size() >= kMaxUnread) return false;
+    sent_[check.check_id] = Sent{check.txn_id, check.producer_group};
+    if (sent_.size() > kMaxOutstandingChecks) sent_.erase(sent_.begin());  // the oldest
+    QueueWriteLocked(out);
     return true;
   }
 
+  // Finishes the stream with `status`, now or when the running tasks are done.
   void End(const grpc::Status& status) {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_) return;
-    if (authorizing_) {  // the authorization task still uses this stream: it finishes it
-      deferred_end_ = status;
+    if (tasks_ > 0) {
+      if (!deferred_end_) deferred_end_ = status;
       return;
     }
     finished_ = true;
@@ -70,84 +75,40 @@ class TxnChecks::Stream
       End(grpc::Status::OK);
       return;
     }
-    if (request_.has_subscribe()) {
+    v1::CheckTransactionRequest req;
+    if (absl::Status parsed = rpc::Parse(in_, &req); !parsed.ok()) {
+      End(ToGrpcStatus(parsed));
+      return;
+    }
+    if (req.has_subscribe()) {
       if (subscribed_) {
-        End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "subscribe was sent twice"));
+        End(Grpc(absl::StatusCode::kInvalidArgument, "subscribe was sent twice"));
         return;
       }
-      absl::Status valid = ValidateCheckSubscribe(request_.subscribe());
-      if (!valid.ok()) {
-        End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(valid.message())));
-        return;
-      }
-      if (owner_->auth_ != nullptr) {
-        Authorize();  // answering a producer group's checks is acting as that producer group
-        return;       // the task subscribes (and reads on) or ends the stream
-      }
-      Subscribe();  // reads on
+      subscribed_ = true;
+      // The door may read the database: on the executor. No read is outstanding until it is
+      // done; then Subscribe() reads on, or the stream ends.
+      RunTask(
+          [this, sub = req.subscribe()] {
+            absl::StatusOr<Caller> caller = owner_->edge_.Authenticate(*ctx_);
+            absl::Status s =
+                caller.ok() ? owner_->broker_.SubscribeChecks(*caller, sub) : caller.status();
+            if (!s.ok()) return End(ToGrpcStatus(s));
+            Subscribe(sub);
+          },
+          [this] { End(ToGrpcStatus(rpc::Busy())); });
       return;
-    } else if (request_.has_answer()) {
+    }
+    if (req.has_answer()) {
       if (!subscribed_) {
-        End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "send subscribe first"));
+        End(Grpc(absl::StatusCode::kFailedPrecondition, "send subscribe first"));
         return;
       }
-      owner_->Answer(checker_, request_.answer());
-    } else {
-      End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a message must set subscribe or answer"));
+      Answer(req.answer());
+      StartRead(&in_);
       return;
     }
-    StartRead(&request_);
-  }
-
-  // Registers the subscription and reads on.
-  void Subscribe() {
-    subscribed_ = true;
-    checker_ = request_.subscribe().checker_id().empty() ? "anonymous"
-                                                         : request_.subscribe().checker_id();
-    owner_->Register(this, std::vector<std::string>(request_.subscribe().producer_groups().begin(),
-                                                    request_.subscribe().producer_groups().end()));
-    StartRead(&request_);
-  }
-
-  // The permission check may read the database: on an executor worker, not on this gRPC
-  // callback thread. Until it is done no read is outstanding, and End() only records how the
-  // stream should end, so the stream outlives the task.
-  void Authorize() {
-    std::vector<Need> needs;
-    for (const auto& g : request_.subscribe().producer_groups()) {
-      needs.push_back(Need{Permission::kProduce, Group(g)});
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      authorizing_ = true;
-    }
-    // Finish() is only ever called after authorizing_ is false again, and Subscribe()'s read
-    // is issued while it is still true: a Finish() never precedes that StartRead().
-    auto done = [this](const grpc::Status& denied) {
-      auto stop_authorizing = [this] {
-        std::lock_guard<std::mutex> lock(mu_);
-        authorizing_ = false;
-        return deferred_end_;
-      };
-      if (!denied.ok()) {
-        stop_authorizing();
-        return End(denied);
-      }
-      bool cancelled;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        cancelled = deferred_end_.has_value();
-      }
-      if (!cancelled) Subscribe();
-      if (auto end = stop_authorizing()) End(*end);  // cancelled, or the broker is stopping
-    };
-    if (!owner_->executor_.TrySubmit([this, needs, done] {
-          absl::Status allowed = owner_->auth_->Authorize(*ctx_, needs);
-          done(allowed.ok() ? grpc::Status::OK : ToGrpcStatus(allowed));
-        })) {
-      done(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "the broker is busy (work queue full); retry later"));
-    }
+    End(Grpc(absl::StatusCode::kInvalidArgument, "a message must set subscribe or answer"));
   }
 
   void OnWriteDone(bool ok) override {
@@ -168,33 +129,139 @@ class TxnChecks::Stream
   }
 
  private:
+  struct Sent {
+    std::string txn_id;
+    std::string producer_group;
+  };
+
+  // Registers the subscription and reads on (from the subscribe task).
+  void Subscribe(const v1::CheckSubscribe& sub) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (deferred_end_) return;  // cancelled meanwhile, or the broker is stopping
+    }
+    checker_ = sub.checker_id().empty() ? "anonymous" : sub.checker_id();
+    owner_->Register(this,
+                     std::vector<std::string>(sub.producer_groups().begin(), sub.producer_groups().end()));
+    StartRead(&in_);
+  }
+
+  // Binds an answer to the check it names, then applies it through the door on the executor.
+  void Answer(const v1::CheckAnswer& a) {
+    const auto check_id = static_cast<int64_t>(a.check_id());
+    std::optional<Sent> sent;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = sent_.find(check_id);
+      if (it != sent_.end() && it->second.txn_id == a.transaction_id()) {
+        sent = std::move(it->second);
+        sent_.erase(it);
+      }
+    }
+    if (!sent) {
+      Reject(a.check_id(), a.transaction_id(),
+             absl::StrCat("check ", a.check_id(), " for transaction ", a.transaction_id().substr(0, 64),
+                          " was not sent on this stream, or was answered already: an answer counts "
+                          "only for a check this stream received"));
+      return;
+    }
+    const std::string& name = v1::TransactionDecision_Name(a.decision());
+    Metrics().answers.With({name.empty() ? "UNRECOGNIZED" : name}).Add();
+    CheckAnswer answer{sent->txn_id, check_id, sent->producer_group, FromProto(a.decision()),
+                       "checker " + checker_ + " via broker " + owner_->broker_id_};
+    RunTask(
+        [this, answer] {
+          absl::StatusOr<Caller> caller = owner_->edge_.Authenticate(*ctx_);
+          absl::Status s =
+              caller.ok() ? owner_->broker_.AnswerCheck(*caller, answer) : caller.status();
+          if (!s.ok()) {
+            ferry::log::Get("broker.txn")
+                ->warn("event=answer_refused txn={} check={} error=\"{}\"", answer.txn_id,
+                       answer.check_id, std::string(s.message()));
+            Reject(answer.check_id, answer.txn_id, std::string(s.message()));
+          }
+        },
+        // An unapplied answer counts as none: the transaction is checked again later.
+        [this, answer] {
+          Reject(answer.check_id, answer.txn_id,
+                 "the broker is busy; the transaction will be checked again");
+        });
+  }
+
+  // Tells the checker its answer was not taken (dropped if it does not read its messages).
+  void Reject(uint64_t check_id, const std::string& txn_id, const std::string& reason) {
+    Metrics().answers.With({"REJECTED"}).Add();
+    v1::CheckTransactionResponse out;
+    auto* r = out.mutable_rejected();
+    r->set_check_id(check_id);
+    r->set_transaction_id(txn_id.substr(0, 64));
+    r->set_reason(reason.substr(0, kMaxStatusMessage));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_ || pending_.size() >= kMaxUnread) return;
+    QueueWriteLocked(out);
+  }
+
+  void QueueWriteLocked(const v1::CheckTransactionResponse& out) {
+    grpc::ByteBuffer buf;
+    if (!rpc::Serialize(out, &buf).ok()) return;
+    pending_.push_back(std::move(buf));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&pending_.front());
+    }
+  }
+
+  // Runs `task` on the executor (or `busy` here when it is full); the stream does not finish
+  // while a task runs, so a task may use it.
+  void RunTask(std::function<void()> task, std::function<void()> busy) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++tasks_;
+    }
+    if (!owner_->edge_.executor().TrySubmit([this, task] {
+          task();
+          TaskDone();
+        })) {
+      busy();
+      TaskDone();
+    }
+  }
+
+  void TaskDone() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--tasks_ == 0 && deferred_end_ && !finished_) {
+      finished_ = true;
+      Finish(*deferred_end_);
+    }
+  }
+
   TxnChecks* owner_;
   grpc::CallbackServerContext* ctx_;
-  v1::CheckTransactionRequest request_;
+  grpc::ByteBuffer in_;
   bool subscribed_ = false;  // reactions run one at a time: no lock needed
-  std::string checker_;
+  std::string checker_;      // set before any answer is read
   std::mutex mu_;
-  std::deque<v1::CheckTransactionResponse> pending_;
+  std::deque<grpc::ByteBuffer> pending_;
+  std::map<int64_t, Sent> sent_;  // by check id
   bool writing_ = false;
   bool finished_ = false;
-  bool authorizing_ = false;                  // Authorize()'s task is running
-  std::optional<grpc::Status> deferred_end_;  // End() while it ran
+  int tasks_ = 0;                             // executor tasks using this stream
+  std::optional<grpc::Status> deferred_end_;  // End() while tasks ran
 };
 
-TxnChecks::TxnChecks(PgStore& store, Broker& broker, Executor& executor, std::string broker_id,
-                     std::chrono::milliseconds poll, Authorizer* auth)
-    : auth_(auth),
-      store_(store),
+TxnChecks::TxnChecks(Store& store, Broker& broker, rpc::Edge& edge, std::string broker_id,
+                     std::chrono::milliseconds poll)
+    : store_(store),
       broker_(broker),
-      executor_(executor),
+      edge_(edge),
       broker_id_(std::move(broker_id)),
       poll_(poll),
       thread_([this] { Run(); }) {}
 
 TxnChecks::~TxnChecks() { Stop(); }
 
-grpc::ServerBidiReactor<v1::CheckTransactionRequest, v1::CheckTransactionResponse>*
-TxnChecks::Open(grpc::CallbackServerContext* ctx) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TxnChecks::Open(
+    grpc::CallbackServerContext* ctx) {
   auto* stream = new Stream(this, ctx);
   std::lock_guard<std::mutex> lock(mu_);
   streams_.insert(stream);
@@ -221,33 +288,15 @@ void TxnChecks::Unregister(Stream* stream) {
   cv_.notify_one();
 }
 
-void TxnChecks::Answer(const std::string& checker, const v1::CheckAnswer& answer) {
-  const std::string actor = "checker " + checker + " via broker " + broker_id_;
-  const std::string txn_id = answer.transaction_id();
-  const auto check_id = static_cast<int64_t>(answer.check_id());
-  const TxnDecision decision = FromProto(answer.decision());
-  if (!ValidateTransactionId("answer.transaction_id", txn_id).ok()) return;  // nothing to match
-  const std::string& name = v1::TransactionDecision_Name(answer.decision());
-  Metrics().answers.With({name.empty() ? "UNRECOGNIZED" : name}).Add();
-  // Dropped if the executor is full: an unanswered check counts as UNKNOWN, never as COMMIT.
-  executor_.TrySubmit([this, actor, txn_id, check_id, decision] {
-    absl::Status s = store_.AnswerCheck(txn_id, check_id, decision, actor, broker_.Chooser());
-    if (!s.ok()) {
-      ferry::log::Get("broker.txn")
-          ->warn("event=answer_failed txn={} error=\"{}\"", txn_id, std::string(s.message()));
-    }
-  });
-}
-
 void TxnChecks::Stop() {
-  std::vector<Stream*> open;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
     stopping_ = true;
-    open.assign(streams_.begin(), streams_.end());
     // End() under mu_: Unregister (from OnDone) needs mu_, so no stream is deleted meanwhile.
-    for (Stream* s : open) s->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "broker shutting down"));
+    for (Stream* s : streams_) {
+      s->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "broker shutting down"));
+    }
   }
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
@@ -282,31 +331,14 @@ void TxnChecks::Run() {
     }
     for (const TxnCheck& ch : *checks) {
       v1::CheckTransactionResponse out;
-      auto* c = out.mutable_check();
-      c->set_check_id(static_cast<uint64_t>(ch.check_id));
-      c->set_transaction_id(ch.txn_id);
-      c->set_check_ref(ch.check_ref);
-      c->set_producer_group(ch.producer_group);
-      for (const auto& t : ch.topics) c->add_topics(t);
-      c->set_message_count(static_cast<uint32_t>(ch.message_count));
-      for (const auto& [topic, m] : ch.sample) {
-        auto* pm = c->add_messages();
-        if (m.key) pm->set_key(*m.key);
-        pm->set_payload(m.payload);
-        pm->set_dedup_id(m.dedup_id);
-        HeadersFromJson(m.headers_json, pm->mutable_headers());
-        (void)topic;
-      }
-      c->set_check_number(static_cast<uint32_t>(ch.check_number));
-      *c->mutable_began_at() =
-          google::protobuf::util::TimeUtil::MillisecondsToTimestamp(ch.began_at_ms);
+      ToProto(ch, out.mutable_check());
       bool sent = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
         auto it = by_group_.find(ch.producer_group);
         if (it != by_group_.end() && !it->second.empty()) {
           for (size_t k = 0; k < it->second.size() && !sent; ++k) {
-            sent = it->second[(round_robin_++) % it->second.size()]->Send(out);
+            sent = it->second[(round_robin_++) % it->second.size()]->SendCheck(ch, out);
           }
         }
       }

@@ -179,12 +179,14 @@ absl::Status ValidateTransactionId(const std::string& field, const std::string& 
 absl::Status ValidateBeginTransaction(const std::string& field_prefix, const std::string& group,
                                       const std::string& check_ref, uint64_t timeout_ms) {
   if (auto s = ValidateName(field_prefix + "producer_group", group); !s.ok()) return s;
-  if (check_ref.size() > 1024) {
-    return absl::InvalidArgumentError(field_prefix + "check_ref is longer than 1024 bytes");
+  if (check_ref.size() > kMaxCheckRefBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field_prefix, "check_ref is longer than ", kMaxCheckRefBytes, " bytes"));
   }
   if (auto s = NoNul(field_prefix + "check_ref", check_ref); !s.ok()) return s;
-  if (timeout_ms > kMaxRetryDelayMs) {
-    return absl::InvalidArgumentError(field_prefix + "timeout_ms is longer than one day");
+  if (timeout_ms > kMaxTxnTimeoutMs) {
+    return absl::InvalidArgumentError(absl::StrCat(field_prefix, "timeout_ms is ", timeout_ms,
+                                                   "; at most ", kMaxTxnTimeoutMs, " (24 h)"));
   }
   return absl::OkStatus();
 }
@@ -233,8 +235,9 @@ absl::Status ValidateResolveTransaction(const v1::ResolveTransactionRequest& req
   if (req.reason().empty()) {
     return absl::InvalidArgumentError("reason is required: it is kept in the audit trail");
   }
-  if (req.reason().size() > 4096) {
-    return absl::InvalidArgumentError("reason is longer than 4096 bytes");
+  if (req.reason().size() > kMaxReasonBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reason is longer than ", kMaxReasonBytes, " bytes"));
   }
   return NoNul("reason", req.reason());
 }
@@ -294,15 +297,15 @@ absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits) 
       return absl::InvalidArgumentError(
           absl::StrCat("entries[", i, "].outcome ", e.outcome(), " is not a known CommitOutcome"));
     }
-    if (e.reason().size() > 4096) {
+    if (e.reason().size() > kMaxReasonBytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("entries[", i, "].reason is longer than 4096 bytes"));
+          absl::StrCat("entries[", i, "].reason is longer than ", kMaxReasonBytes, " bytes"));
     }
     if (auto s = NoNul(absl::StrCat("entries[", i, "].reason"), e.reason()); !s.ok()) return s;
     if (e.retry_delay_ms() > kMaxRetryDelayMs) {
       return absl::InvalidArgumentError(absl::StrCat("entries[", i, "].retry_delay_ms is ",
                                                      e.retry_delay_ms(), "; at most ",
-                                                     kMaxRetryDelayMs, " (one day)"));
+                                                     kMaxRetryDelayMs, " (12 h)"));
     }
   }
   return absl::OkStatus();
@@ -336,11 +339,11 @@ absl::Status ValidateBackoff(const google::protobuf::RepeatedField<uint64_t>& li
     if (list.Get(i) < 1 || list.Get(i) > kMaxRetryDelayMs) {
       return absl::InvalidArgumentError(
           absl::StrCat("backoff_ms[", i, "] is ", list.Get(i), "; allowed 1 to ",
-                       kMaxRetryDelayMs, " (one day)"));
+                       kMaxRetryDelayMs, " (12 h)"));
     }
   }
   if (min_ms > kMaxRetryDelayMs || max_ms > kMaxRetryDelayMs) {
-    return absl::InvalidArgumentError("backoff_min_ms and backoff_max_ms are at most one day");
+    return absl::InvalidArgumentError(absl::StrCat("backoff_min_ms and backoff_max_ms are at most ", kMaxRetryDelayMs, " (12 h)"));
   }
   if (max_ms > 0 && min_ms > max_ms) {
     return absl::InvalidArgumentError("backoff_min_ms is larger than backoff_max_ms");
@@ -375,12 +378,13 @@ absl::Status ValidateExtendLease(const v1::ExtendLeaseRequest& req, const Limits
     return absl::InvalidArgumentError(
         absl::StrCat("receipts: at most ", limits.max_commit_entries, " per call"));
   }
-  if (req.visibility_timeout_ms() != 0 &&
-      (req.visibility_timeout_ms() < limits.min_visibility_ms ||
-       req.visibility_timeout_ms() > limits.max_visibility_ms)) {
+  // The new lease length from now: required (there is no default to extend by).
+  if (req.visibility_timeout_ms() < limits.min_visibility_ms ||
+      req.visibility_timeout_ms() > limits.max_visibility_ms) {
     return absl::InvalidArgumentError(absl::StrCat(
         "visibility_timeout_ms is ", req.visibility_timeout_ms(), "; allowed ",
-        limits.min_visibility_ms, " to ", limits.max_visibility_ms));
+        limits.min_visibility_ms, " to ", limits.max_visibility_ms,
+        " (the new lease length from now)"));
   }
   return absl::OkStatus();
 }
@@ -495,6 +499,25 @@ absl::Status ValidateCancelDelayed(const v1::CancelDelayedRequest& req) {
     return absl::InvalidArgumentError("delayed_id is required (from the Produce result)");
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateCreatePrincipal(const v1::CreatePrincipalRequest& req) {
+  if (auto s = ValidatePrincipalName("name", req.name()); !s.ok()) return s;
+  if (req.grants_size() > kMaxGrantsPerCall) {
+    return absl::InvalidArgumentError(absl::StrCat("grants: ", req.grants_size(),
+                                                   " in one call; at most ", kMaxGrantsPerCall));
+  }
+  for (int i = 0; i < req.grants_size(); ++i) {
+    if (auto s = ValidateAccessGrant(absl::StrCat("grants[", i, "]"), req.grants(i)); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateGrantChange(const std::string& principal, const v1::AccessGrant& grant) {
+  if (auto s = ValidatePrincipalName("principal", principal); !s.ok()) return s;
+  return ValidateAccessGrant("grant", grant);
 }
 
 }  // namespace ferry::broker

@@ -11,33 +11,9 @@
 
 #include "ferry/v1/admin.pb.h"
 #include "ferry/v1/broker.pb.h"
+#include "broker/limits.h"
 
 namespace ferry::broker {
-
-struct Limits {
-  uint32_t max_messages_per_produce = 1000;
-  uint64_t max_produce_bytes = 16u << 20;  // payloads + keys + headers of one call
-  uint64_t max_message_bytes = 4u << 20;   // one payload
-  uint32_t max_key_bytes = 1024;
-  uint32_t max_dedup_id_bytes = 256;
-  uint32_t max_headers = 64;
-  uint32_t max_header_bytes = 16u << 10;   // one header, name + value
-  uint32_t max_consume_messages = 1000;
-  uint32_t max_wait_ms = 30000;
-  uint32_t min_visibility_ms = 1000;
-  uint32_t max_visibility_ms = 12u * 3600 * 1000;
-  uint32_t max_commit_entries = 1000;
-  uint32_t max_queues = 256;
-};
-
-inline constexpr uint32_t kDefaultVisibilityMs = 30000;
-inline constexpr uint32_t kDefaultQueues = 4;
-inline constexpr uint64_t kDefaultRetentionMs = 7ull * 24 * 3600 * 1000;
-inline constexpr uint64_t kDefaultDedupWindowMs = 24ull * 3600 * 1000;
-inline constexpr uint64_t kMaxDurationMs = 10ull * 365 * 24 * 3600 * 1000;  // ten years
-inline constexpr uint64_t kMaxRetryDelayMs = 24ull * 3600 * 1000;           // one day
-inline constexpr uint32_t kMaxDeliveryAttempts = 1000;
-inline constexpr int kMaxBackoffSteps = 64;
 
 // Topic and group names: [A-Za-z0-9._-]{1,128}. `field` names the field in the message.
 absl::Status ValidateName(const std::string& field, const std::string& value);
@@ -66,6 +42,8 @@ absl::Status ValidateEndTransaction(const v1::EndTransactionRequest& req);
 absl::Status ValidateCheckSubscribe(const v1::CheckSubscribe& sub);
 absl::Status ValidateListTransactions(const v1::ListTransactionsRequest& req);
 absl::Status ValidateResolveTransaction(const v1::ResolveTransactionRequest& req);
+absl::Status ValidateCreatePrincipal(const v1::CreatePrincipalRequest& req);
+absl::Status ValidateGrantChange(const std::string& principal, const v1::AccessGrant& grant);
 
 // "" -> 0; a decimal id -> that id; anything else INVALID_ARGUMENT naming page_token.
 absl::StatusOr<int64_t> ParsePageToken(const std::string& token);

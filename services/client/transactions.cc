@@ -77,6 +77,7 @@ void TransactionChecker::Run() {
     if (stream->Write(sub)) {
       v1::CheckTransactionResponse in;
       while (stream->Read(&in)) {
+        if (!in.has_check()) continue;  // a refused answer (CheckAnswerRejected): nothing to do
         v1::TransactionDecision decision = v1::TRANSACTION_UNKNOWN;
         try {
           decision = decide_(in.check());

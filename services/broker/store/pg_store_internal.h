@@ -4,6 +4,9 @@
 #include <absl/status/statusor.h>
 #include <pqxx/pqxx>
 
+#include <tuple>
+#include <utility>
+
 #include "broker/store/pg_store.h"
 #include "common/pg/pool.h"
 
@@ -34,6 +37,39 @@ inline constexpr pg::Statement kSelectLeasesAt{
     " ON l.topic_id = r.t AND l.queue_id = r.q AND l.msg_offset = r.o WHERE l.group_id = $1"
     " FOR UPDATE OF l"};
 
+#define FERRY_MESSAGE_COLUMNS \
+  "m.queue_id, m.msg_offset, m.key, m.payload, m.headers::text," \
+  " (extract(epoch FROM m.produced_at) * 1000000)::bigint"
+#define FERRY_SEGMENT_FLOOR(queue, offset)                                                   \
+  " AND m.segment >= COALESCE((SELECT max(s.segment) FROM queue_segments s"                 \
+  " WHERE s.topic_id = $1 AND s.queue_id = " queue " AND s.first_offset <= " offset "), 0)"
+
+
+inline constexpr pg::Statement kEnsureSegments{
+    "broker_ensure_segments", "SELECT ferry_ensure_segments($1)"};
+
+inline constexpr pg::Statement kInsertGroup{
+    "broker_insert_group",
+    "INSERT INTO consumer_groups (name, start_latest) VALUES ($1, $2)"
+    " ON CONFLICT (name) DO NOTHING RETURNING group_id"};
+
+inline constexpr pg::Statement kInsertGroupQueues{
+    "broker_insert_group_queues",
+    "INSERT INTO group_queues (group_id, topic_id, queue_id, delivered_offset)"
+    " SELECT $1, q.topic_id, q.queue_id, s.start FROM queues q CROSS JOIN LATERAL"
+    " (SELECT CASE WHEN $3 THEN q.next_offset ELSE COALESCE((SELECT min(m.msg_offset)"
+    "   FROM messages m WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id),"
+    "   q.next_offset) END AS start) s"
+    " WHERE q.topic_id = $2 ON CONFLICT DO NOTHING"};
+
+inline constexpr pg::Statement kAdvanceDelivered{
+    "broker_advance_delivered",
+    "UPDATE group_queues SET delivered_offset = r.d FROM unnest($3::int[], $4::bigint[]) AS r(q, d)"
+    " WHERE group_id = $1 AND topic_id = $2 AND queue_id = r.q"};
+
+using QueueOffset = std::pair<uint32_t, int64_t>;
+using Position = std::tuple<int64_t, uint32_t, int64_t>;  // topic, queue, offset
+
 // Wakes long polls on every broker for messages appended to these topics. Sent after the
 // commit, in a transaction of its own: PostgreSQL commits notifying transactions one at a
 // time (a lock held through the WAL flush), so a NOTIFY inside the producing transaction
@@ -46,6 +82,12 @@ GroupPolicy GroupFromRow(const pqxx::row& row);
 int64_t NowMs();
 absl::Status TopicNotFound(const std::string& name);
 absl::Status GroupNotFound(const std::string& name);
+
+// Appends messages to queues of `topic` inside `tx`: locks the queues (in queue order), assigns
+// dense offsets, inserts. No dedup here. *topic_gone: the topic was deleted meanwhile.
+std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
+                                 const std::vector<const NewMessage*>& messages,
+                                 const QueueChooser& choose_queue, bool* topic_gone);
 
 // Stores `messages` in `topic` inside `tx`: dedup (within the call and against the window),
 // delayed ones into delayed_messages, the rest appended to queues. One result per message.
@@ -65,7 +107,15 @@ struct RefColumns {
 RefColumns ColumnsForGroup(const std::vector<DeliveryRef>& refs, int64_t group_id,
                            std::vector<SettleResult>& out);
 
-// Statements of the transaction part of the store (pg_store_txn.cc).
+// The statements of each part of the store, defined in its file.
+std::vector<pg::Statement> TopicsStatements();
+std::vector<pg::Statement> ProduceStatements();
+std::vector<pg::Statement> DeliveryStatements();
+std::vector<pg::Statement> GroupsStatements();
+std::vector<pg::Statement> DeadLettersStatements();
 std::vector<pg::Statement> TxnStatements();
+std::vector<pg::Statement> AuthStatements();
+std::vector<pg::Statement> RetentionStatements();
+std::vector<pg::Statement> MetricsStatements();
 
 }  // namespace ferry::broker::store_internal

@@ -1,13 +1,16 @@
 // Gauges read from the database at scrape time: what is stored, not what this process saw.
+#include <pqxx/pqxx>
+
 #include "broker/store/pg_store.h"
-#include "common/pg/pool.h"
+#include "broker/store/pg_store_internal.h"
 
 namespace ferry::broker {
 namespace {
 
 // Committed offset as everywhere else: the lowest leased offset, else delivered_offset, and
 // never below the queue's low watermark (retention).
-constexpr const char* kGroupGauges =
+constexpr pg::Statement kGroupGauges{
+    "broker_metric_group_gauges",
     "SELECT g.name, t.name,"
     " sum(q.next_offset - greatest(COALESCE(l.first, gq.delivered_offset), q.first_offset)),"
     " COALESCE(sum(l.in_flight), 0), COALESCE(sum(l.retrying), 0),"
@@ -19,9 +22,39 @@ constexpr const char* kGroupGauges =
     "  count(*) FILTER (WHERE state IN ('retrying', 'redriven')) AS retrying,"
     "  min(first_delivered_at) AS oldest FROM group_leases l WHERE l.group_id = gq.group_id"
     "  AND l.topic_id = gq.topic_id AND l.queue_id = gq.queue_id) l ON true"
-    " GROUP BY g.name, t.name ORDER BY 1, 2";
+    " GROUP BY g.name, t.name ORDER BY 1, 2"};
+
+constexpr pg::Statement kQueueEnds{
+    "broker_metric_queue_ends",
+    "SELECT t.name, q.queue_id, q.next_offset FROM queues q JOIN topics t USING (topic_id)"
+    " ORDER BY 1, 2"};
+
+constexpr pg::Statement kDeadLetterCounts{
+    "broker_metric_dead_letters",
+    "SELECT g.name, count(d.*) FROM consumer_groups g LEFT JOIN dead_letters d USING (group_id)"
+    " GROUP BY 1 ORDER BY 1"};
+
+constexpr pg::Statement kDelayedCounts{
+    "broker_metric_delayed",
+    "SELECT t.name, count(d.*) FROM topics t LEFT JOIN delayed_messages d USING (topic_id)"
+    " GROUP BY 1 ORDER BY 1"};
+
+constexpr pg::Statement kTxnCounts{
+    "broker_metric_transactions",
+    "SELECT s.state, (SELECT count(*) FROM transactions t WHERE t.state = s.state),"
+    " (SELECT count(*) FROM half_messages h JOIN transactions t USING (txn_id)"
+    "  WHERE t.state = s.state)"
+    " FROM unnest(ARRAY['PREPARED', 'CHECK_EXHAUSTED', 'COMMITTED', 'ROLLED_BACK']) AS s(state)"};
 
 }  // namespace
+
+namespace store_internal {
+
+std::vector<pg::Statement> MetricsStatements() {
+  return {kGroupGauges, kQueueEnds, kDeadLetterCounts, kDelayedCounts, kTxnCounts};
+}
+
+}  // namespace store_internal
 
 absl::StatusOr<std::vector<metrics::GaugeFamily>> PgStore::MetricGauges() {
   std::vector<metrics::GaugeFamily> out;
@@ -31,8 +64,7 @@ absl::StatusOr<std::vector<metrics::GaugeFamily>> PgStore::MetricGauges() {
     metrics::GaugeFamily ends{"ferry_queue_end_offset",
                               "next offset to be written per queue (messages ever stored)",
                               {"topic", "queue"}, {}};
-    for (const auto& r : tx.exec("SELECT t.name, q.queue_id, q.next_offset FROM queues q"
-                                 " JOIN topics t USING (topic_id) ORDER BY 1, 2")) {
+    for (const auto& r : tx.exec_prepared(kQueueEnds.name)) {
       ends.samples.push_back({{r[0].as<std::string>(), r[1].as<std::string>()}, r[2].as<double>()});
     }
     metrics::GaugeFamily lag{"ferry_consumer_lag_messages",
@@ -44,7 +76,7 @@ absl::StatusOr<std::vector<metrics::GaugeFamily>> PgStore::MetricGauges() {
     metrics::GaugeFamily age{"ferry_consumer_oldest_unacked_age_seconds",
                              "since the first delivery of the oldest unsettled message",
                              {"group", "topic"}, {}};
-    for (const auto& r : tx.exec(kGroupGauges)) {
+    for (const auto& r : tx.exec_prepared(kGroupGauges.name)) {
       const metrics::Labels l{r[0].as<std::string>(), r[1].as<std::string>()};
       lag.samples.push_back({l, r[2].as<double>()});
       in_flight.samples.push_back({l, r[3].as<double>()});
@@ -52,26 +84,19 @@ absl::StatusOr<std::vector<metrics::GaugeFamily>> PgStore::MetricGauges() {
       age.samples.push_back({l, r[5].as<double>()});
     }
     metrics::GaugeFamily dead{"ferry_dead_letters", "dead letters kept per group", {"group"}, {}};
-    for (const auto& r : tx.exec("SELECT g.name, count(d.*) FROM consumer_groups g"
-                                 " LEFT JOIN dead_letters d USING (group_id) GROUP BY 1 ORDER BY 1")) {
+    for (const auto& r : tx.exec_prepared(kDeadLetterCounts.name)) {
       dead.samples.push_back({{r[0].as<std::string>()}, r[1].as<double>()});
     }
     metrics::GaugeFamily delayed{"ferry_delayed_messages", "messages waiting for their delivery time",
                                  {"topic"}, {}};
-    for (const auto& r : tx.exec("SELECT t.name, count(d.*) FROM topics t"
-                                 " LEFT JOIN delayed_messages d USING (topic_id) GROUP BY 1 ORDER BY 1")) {
+    for (const auto& r : tx.exec_prepared(kDelayedCounts.name)) {
       delayed.samples.push_back({{r[0].as<std::string>()}, r[1].as<double>()});
     }
     metrics::GaugeFamily half{"ferry_half_messages",
                               "messages of transactions not yet visible, by transaction state",
                               {"state"}, {}};
     metrics::GaugeFamily txns{"ferry_transactions", "transactions by state", {"state"}, {}};
-    for (const auto& r : tx.exec("SELECT s.state, (SELECT count(*) FROM transactions t"
-                                 "  WHERE t.state = s.state),"
-                                 " (SELECT count(*) FROM half_messages h JOIN transactions t"
-                                 "  USING (txn_id) WHERE t.state = s.state)"
-                                 " FROM unnest(ARRAY['PREPARED', 'CHECK_EXHAUSTED', 'COMMITTED',"
-                                 "  'ROLLED_BACK']) AS s(state)")) {
+    for (const auto& r : tx.exec_prepared(kTxnCounts.name)) {
       txns.samples.push_back({{r[0].as<std::string>()}, r[1].as<double>()});
       half.samples.push_back({{r[0].as<std::string>()}, r[2].as<double>()});
     }

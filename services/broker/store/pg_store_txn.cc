@@ -165,6 +165,15 @@ constexpr pg::Statement kTxnEvents{
     "SELECT txn_id::text, " FERRY_MS("at") ", kind, actor, detail FROM transaction_events"
     " WHERE txn_id = ANY($1::uuid[]) ORDER BY event_id"};
 
+constexpr pg::Statement kTxnGroup{
+    "broker_txn_group", "SELECT producer_group FROM transactions WHERE txn_id = $1::uuid"};
+
+// A check this store sent for the transaction (its audit event id is the check id).
+constexpr pg::Statement kCheckWasSent{
+    "broker_check_was_sent",
+    "SELECT 1 FROM transaction_events WHERE event_id = $2 AND txn_id = $1::uuid"
+    " AND kind = 'check' AND detail LIKE 'check %'"};
+
 constexpr pg::Statement kRearmTxn{
     "broker_rearm_txn",
     "UPDATE transactions SET state = 'PREPARED', checks_sent = 0, next_check_at = now(),"
@@ -277,7 +286,7 @@ std::vector<pg::Statement> TxnStatements() {
           kTakeHalf,     kDeleteHalf,    kPinLeases,      kInsertTxnAcks, kApplyTxnAcks,
           kReleaseTxnAcks, kDeleteTxnAcks, kFinishTxn,    kClaimChecks,   kCheckSummary,
           kCheckSample,  kUnclaimCheck,  kExhaustIfSpent, kTouchCheckers, kForgetCheckers,
-          kListTxns,     kTxnEvents,     kRearmTxn};
+          kListTxns,     kTxnEvents,     kRearmTxn,      kTxnGroup,      kCheckWasSent};
 }
 
 }  // namespace store_internal
@@ -385,7 +394,7 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(const std::string&
     for (size_t i : mine) {
       const Key key{refs[i].topic_id, refs[i].queue, refs[i].offset};
       if (pinned.count(key) != 0) {
-        out[i].status = SettleStatus::kCommitted;  // attached (the caller reports it pending)
+        out[i].status = SettleStatus::kAttached;
       } else if (leased.count(key) != 0) {
         out[i].status = SettleStatus::kStale;
         out[i].detail = "not a current delivery (redelivered, retrying, or in a transaction)";
@@ -400,17 +409,30 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(const std::string&
   return out;
 }
 
+absl::StatusOr<std::optional<std::string>> PgStore::TransactionProducerGroup(
+    const std::string& txn_id) {
+  std::optional<std::string> out;
+  absl::Status s = pg::WithConnection(pool_, "transaction group", [&](pqxx::connection& c) {
+    out.reset();
+    pqxx::read_transaction tx(c);
+    pqxx::result r = tx.exec_prepared(kTxnGroup.name, txn_id);
+    if (!r.empty()) out = r[0][0].as<std::string>();
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 absl::StatusOr<TxnOutcome> PgStore::EndTransaction(const std::string& txn_id,
                                                    TxnDecision decision, const std::string& actor,
-                                                   const std::string& reason, bool by_admin,
-                                                   const QueueChooser& choose_queue) {
+                                                   const std::string& reason, bool by_admin) {
   TxnOutcome out;
   absl::Status status = pg::WithConnection(pool_, "end transaction", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     auto locked = LockTxn(tx, txn_id);
     if (!locked.ok()) return locked.status();
     auto ended = EndInTx(tx, txn_id, std::get<0>(*locked), decision, actor, reason, by_admin,
-                         choose_queue);
+                         choose_queue_);
     if (!ended.ok()) return ended.status();
     out = *ended;
     tx.commit();
@@ -481,29 +503,35 @@ absl::Status PgStore::UnclaimCheck(const std::string& txn_id, const std::string&
   });
 }
 
-absl::Status PgStore::AnswerCheck(const std::string& txn_id, int64_t check_id,
-                                  TxnDecision decision, const std::string& actor,
-                                  const QueueChooser& choose_queue) {
+absl::Status PgStore::AnswerCheck(const CheckAnswer& a) {
   return pg::WithConnection(pool_, "check answer", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     std::vector<int64_t> appended_to;
-    auto locked = LockTxn(tx, txn_id);
+    auto locked = LockTxn(tx, a.txn_id);
     if (!locked.ok()) return locked.status();
-    const TxnState state = std::get<0>(*locked);
-    const char* said = decision == TxnDecision::kCommit     ? "COMMIT"
-                       : decision == TxnDecision::kRollback ? "ROLLBACK"
-                                                            : "UNKNOWN";
-    tx.exec_prepared(kTxnEvent.name, txn_id, "answer", actor,
-                     absl::StrCat(said, " (check ", check_id, ")"));
+    const auto& [state, group, checks] = *locked;
+    // Bound to a check that was sent, for the producer group it was sent for: an answer is
+    // never a way to decide somebody else's transaction.
+    if (group != a.producer_group ||
+        tx.exec_prepared(kCheckWasSent.name, a.txn_id, a.check_id).empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("check ", a.check_id, " was not sent for transaction ", a.txn_id,
+                       " of producer group ", a.producer_group));
+    }
+    const char* said = a.decision == TxnDecision::kCommit     ? "COMMIT"
+                       : a.decision == TxnDecision::kRollback ? "ROLLBACK"
+                                                              : "UNKNOWN";
+    tx.exec_prepared(kTxnEvent.name, a.txn_id, "answer", a.actor,
+                     absl::StrCat(said, " (check ", a.check_id, ")"));
     if (state == TxnState::kPrepared) {
-      if (decision == TxnDecision::kUnknown) {
-        if (!tx.exec_prepared(kExhaustIfSpent.name, txn_id, timing_.max_checks).empty()) {
-          tx.exec_prepared(kTxnEvent.name, txn_id, "exhausted", actor,
+      if (a.decision == TxnDecision::kUnknown) {
+        if (!tx.exec_prepared(kExhaustIfSpent.name, a.txn_id, timing_.max_checks).empty()) {
+          tx.exec_prepared(kTxnEvent.name, a.txn_id, "exhausted", a.actor,
                            absl::StrCat("no COMMIT or ROLLBACK after ", timing_.max_checks,
                                         " checks"));
         }
       } else {
-        auto ended = EndInTx(tx, txn_id, state, decision, actor, "", false, choose_queue);
+        auto ended = EndInTx(tx, a.txn_id, state, a.decision, a.actor, "", false, choose_queue_);
         if (!ended.ok()) return ended.status();
         appended_to = ended->topics_appended;
       }

@@ -1,5 +1,7 @@
 #include "common/pg/migrate.h"
 
+#include "common/pg/session_lock.h"
+
 #include <set>
 
 #include "common/log.h"
@@ -17,21 +19,7 @@ absl::Status ApplyMigrations(pqxx::connection& conn, const std::string& table,
                              const std::vector<Migration>& migrations) {
   auto logger = ferry::log::Get("migrate");
   try {
-    {
-      pqxx::nontransaction tx(conn);
-      tx.exec("SELECT pg_advisory_lock(" + std::to_string(kMigrationLockKey) + ")");
-    }
-    struct Unlock {
-      pqxx::connection& conn;
-      ~Unlock() {
-        try {
-          pqxx::nontransaction tx(conn);
-          tx.exec("SELECT pg_advisory_unlock(" + std::to_string(kMigrationLockKey) + ")");
-        } catch (...) {
-          // The lock goes with the session if the connection broke.
-        }
-      }
-    } unlock{conn};
+    const SessionLock lock = SessionLock::Acquire(conn, kMigrationLockKey);
 
     std::set<int> applied;
     {

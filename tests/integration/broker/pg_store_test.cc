@@ -32,10 +32,12 @@ NewMessage Msg(const std::string& payload, const std::string& dedup_id = "") {
 
 uint32_t Queue0(const NewMessage&, uint32_t) { return 0; }
 
+// The store routes with `choose` (Queue0 unless a test sets another).
 struct Fixture {
   TempDatabase db;
-  ferry::pg::ConnectionPool pool{db.conninfo(), 8, "test", PgStore::Statements()};
-  PgStore store{pool};
+  ferry::pg::ConnectionPool pool{db.conninfo(), 8, "test", PgStore::AllStatements()};
+  QueueChooser choose = Queue0;
+  PgStore store{pool, [this](const NewMessage& m, uint32_t n) { return choose(m, n); }};
 };
 
 }  // namespace
@@ -108,7 +110,7 @@ TEST_CASE("4 concurrent producers on one queue: offsets are dense and a reader n
         std::vector<NewMessage> batch;
         const int n = 1 + (i + p) % 5;
         for (int k = 0; k < n; ++k) batch.push_back(Msg("p" + std::to_string(p)));
-        auto r = f.store.Append("dense", batch, Queue0);
+        auto r = f.store.Append("dense", batch);
         if (!r.ok()) {
           ++produce_errors;
           continue;
@@ -146,10 +148,12 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
   REQUIRE(f.store.CreateTopic(Topic("orders", 4)).ok());
   REQUIRE(f.store.CreateTopic(Topic("other", 4)).ok());
   REQUIRE(f.store.CreateTopic(Topic("short", 1, /*dedup_window_ms=*/1000)).ok());
-  auto round_robin = [n = 0u](const NewMessage&, uint32_t q) mutable { return n++ % q; };
+  f.choose = [n = std::make_shared<std::atomic<uint32_t>>(0)](const NewMessage&, uint32_t q) {
+    return (*n)++ % q;
+  };
 
   SECTION("within one call the first message wins; the rest point at it") {
-    auto r = f.store.Append("orders", {Msg("a", "id-1"), Msg("b", "id-1"), Msg("c")}, round_robin);
+    auto r = f.store.Append("orders", {Msg("a", "id-1"), Msg("b", "id-1"), Msg("c")});
     REQUIRE(r.ok());
     CHECK_FALSE((*r)[0].duplicate);
     CHECK((*r)[1].duplicate);
@@ -163,10 +167,10 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
   }
 
   SECTION("across calls a duplicate returns the original position and stores nothing") {
-    auto first = f.store.Append("orders", {Msg("a", "id-2")}, round_robin);
+    auto first = f.store.Append("orders", {Msg("a", "id-2")});
     REQUIRE(first.ok());
     for (int i = 0; i < 3; ++i) {
-      auto again = f.store.Append("orders", {Msg("a again", "id-2")}, round_robin);
+      auto again = f.store.Append("orders", {Msg("a again", "id-2")});
       REQUIRE(again.ok());
       CHECK((*again)[0].duplicate);
       CHECK((*again)[0].queue == (*first)[0].queue);
@@ -179,8 +183,8 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
   }
 
   SECTION("the same dedup_id in another topic is a different message") {
-    REQUIRE(f.store.Append("orders", {Msg("a", "id-3")}, round_robin).ok());
-    auto other = f.store.Append("other", {Msg("a", "id-3")}, round_robin);
+    REQUIRE(f.store.Append("orders", {Msg("a", "id-3")}).ok());
+    auto other = f.store.Append("other", {Msg("a", "id-3")});
     REQUIRE(other.ok());
     CHECK_FALSE((*other)[0].duplicate);
   }
@@ -191,7 +195,7 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&] {
         for (int i = 0; i < 20; ++i) {
-          auto r = f.store.Append("orders", {Msg("x", "race-" + std::to_string(i))}, round_robin);
+          auto r = f.store.Append("orders", {Msg("x", "race-" + std::to_string(i))});
           if (!r.ok()) {
             ++errors;
           } else if ((*r)[0].duplicate) {
@@ -209,12 +213,12 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
   }
 
   SECTION("after the dedup window the id is accepted again") {
-    auto first = f.store.Append("short", {Msg("a", "id-4")}, Queue0);
+    auto first = f.store.Append("short", {Msg("a", "id-4")});
     REQUIRE(first.ok());
-    auto dup = f.store.Append("short", {Msg("a", "id-4")}, Queue0);
+    auto dup = f.store.Append("short", {Msg("a", "id-4")});
     CHECK((*dup)[0].duplicate);
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-    auto later = f.store.Append("short", {Msg("a", "id-4")}, Queue0);
+    auto later = f.store.Append("short", {Msg("a", "id-4")});
     REQUIRE(later.ok());
     CHECK_FALSE((*later)[0].duplicate);
     CHECK((*later)[0].offset == (*first)[0].offset + 1);
@@ -226,7 +230,7 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
 
 TEST_CASE("an unknown topic is NOT_FOUND and stores nothing", "[integration][store]") {
   Fixture f;
-  auto r = f.store.Append("missing", {Msg("a")}, Queue0);
+  auto r = f.store.Append("missing", {Msg("a")});
   REQUIRE(r.status().code() == absl::StatusCode::kNotFound);
   CHECK(std::string(r.status().message()).find("\"missing\"") != std::string::npos);
   REQUIRE(f.store.CreateTopic(Topic("dup", 1)).ok());

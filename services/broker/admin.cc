@@ -1,0 +1,254 @@
+#include "broker/admin.h"
+
+#include "broker/convert.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace ferry::broker {
+
+absl::Status Admin::CreateTopic(const Caller& c, const v1::CreateTopicRequest& req,
+                                v1::CreateTopicResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateTopicConfig(req.topic(), limits_));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.topic().name())));
+  auto created = store_.CreateTopic(FromProto(req.topic()));
+  if (!created.ok()) return created.status();
+  ToProto(*created, resp->mutable_topic());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::ListTopics(const Caller& c, const v1::ListTopicsRequest& /*req*/,
+                               v1::ListTopicsResponse* resp) {
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  auto topics = store_.ListTopics();
+  if (!topics.ok()) return topics.status();
+  for (const auto& t : *topics) ToProto(t, resp->add_topics());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::DescribeTopic(const Caller& c, const v1::DescribeTopicRequest& req,
+                                  v1::DescribeTopicResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateName("name", req.name()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.name())));
+  auto d = store_.DescribeTopic(req.name());
+  if (!d.ok()) return d.status();
+  ToProto(*d, resp);
+  return absl::OkStatus();
+}
+
+absl::Status Admin::DeleteTopic(const Caller& c, const v1::DeleteTopicRequest& req,
+                                v1::DeleteTopicResponse* /*resp*/) {
+  FERRY_RETURN_IF_ERROR(ValidateName("name", req.name()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.name())));
+  return store_.DeleteTopic(req.name());
+}
+
+absl::Status Admin::GetGroupLag(const Caller& c, const v1::GetGroupLagRequest& req,
+                                v1::GetGroupLagResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateName("group", req.group()));
+  if (!req.topic().empty()) FERRY_RETURN_IF_ERROR(ValidateName("topic", req.topic()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Group(req.group())));
+  auto lag = store_.GroupLag(req.group(), req.topic());
+  if (!lag.ok()) return lag.status();
+  resp->set_group(req.group());
+  ToProto(*lag, resp);
+  return absl::OkStatus();
+}
+
+absl::Status Admin::CreateGroup(const Caller& c, const v1::CreateGroupRequest& req,
+                                v1::CreateGroupResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateCreateGroup(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.group().name())));
+  auto g = store_.CreateGroup(req.group().name(), PolicyFrom(req.group()),
+                              std::vector<std::string>(req.topics().begin(), req.topics().end()));
+  if (!g.ok()) return g.status();
+  ToProto(*g, resp->mutable_group());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::UpdateGroup(const Caller& c, const v1::UpdateGroupRequest& req,
+                                v1::UpdateGroupResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateUpdateGroup(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.name())));
+  auto g = store_.UpdateGroup(req.name(), UpdateFrom(req));
+  if (!g.ok()) return g.status();
+  ToProto(*g, resp->mutable_group());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::DescribeGroup(const Caller& c, const v1::DescribeGroupRequest& req,
+                                  v1::DescribeGroupResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateName("name", req.name()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Group(req.name())));
+  auto g = store_.DescribeGroup(req.name());
+  if (!g.ok()) return g.status();
+  ToProto(g->first, resp->mutable_group());
+  for (const auto& t : g->second) resp->add_topics(t);
+  resp->set_created_at_unix_ms(static_cast<uint64_t>(g->first.created_at_ms));
+  return absl::OkStatus();
+}
+
+absl::Status Admin::ResetGroup(const Caller& c, const v1::ResetGroupRequest& req,
+                               v1::ResetGroupResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateResetGroup(req, limits_));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.group())));
+  auto positions = store_.ResetGroup(req.group(), req.topic(), FromProto(req));
+  if (!positions.ok()) return positions.status();
+  for (const auto& [q, o] : *positions) {
+    auto* p = resp->add_positions();
+    p->set_queue(q);
+    p->set_offset(static_cast<uint64_t>(o));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Admin::ListDeadLetters(const Caller& c, const v1::ListDeadLettersRequest& req,
+                                    v1::ListDeadLettersResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateListDeadLetters(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.group())));
+  const int64_t after = *ParsePageToken(req.page_token());
+  const int64_t limit = req.page_size() == 0 ? 100 : req.page_size();
+  auto rows = store_.ListDeadLetters(req.group(), req.topic(), after, limit);
+  if (!rows.ok()) return rows.status();
+  for (const DeadLetterRow& r : *rows) ToProto(r, resp->add_dead_letters());
+  if (static_cast<int64_t>(rows->size()) == limit) {
+    resp->set_next_page_token(std::to_string(rows->back().id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Admin::RedriveDeadLetters(const Caller& c, const v1::RedriveDeadLettersRequest& req,
+                                       v1::RedriveDeadLettersResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateRedrive(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.group())));
+  if (!req.to_topic().empty()) {
+    // Redriving to a topic is producing to it.
+    FERRY_RETURN_IF_ERROR(Allow(c, Permission::kProduce, Topic(req.to_topic())));
+  }
+  const std::vector<int64_t> ids(req.ids().begin(), req.ids().end());
+  auto report = store_.RedriveDeadLetters(req.group(), ids, req.all(), req.to_topic());
+  if (!report.ok()) return report.status();
+  ToProto(*report, resp);
+  return absl::OkStatus();
+}
+
+absl::Status Admin::PurgeDeadLetters(const Caller& c, const v1::PurgeDeadLettersRequest& req,
+                                     v1::PurgeDeadLettersResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidatePurge(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.group())));
+  const std::vector<int64_t> ids(req.ids().begin(), req.ids().end());
+  auto purged = store_.PurgeDeadLetters(req.group(), ids, req.all());
+  if (!purged.ok()) return purged.status();
+  resp->set_purged(static_cast<uint64_t>(*purged));
+  return absl::OkStatus();
+}
+
+absl::Status Admin::CancelDelayed(const Caller& c, const v1::CancelDelayedRequest& req,
+                                  v1::CancelDelayedResponse* /*resp*/) {
+  FERRY_RETURN_IF_ERROR(ValidateCancelDelayed(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.topic())));
+  return store_.CancelDelayed(req.topic(), static_cast<int64_t>(req.delayed_id()));
+}
+
+absl::Status Admin::ListTransactions(const Caller& c, const v1::ListTransactionsRequest& req,
+                                     v1::ListTransactionsResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateListTransactions(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  auto rows = store_.ListTransactions(FromProto(req.state()), req.producer_group(),
+                                      req.limit() == 0 ? 100 : req.limit());
+  if (!rows.ok()) return rows.status();
+  for (const TxnRow& r : *rows) ToProto(r, resp->add_transactions());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::ResolveTransaction(const Caller& c, const v1::ResolveTransactionRequest& req,
+                                       v1::ResolveTransactionResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateResolveTransaction(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, TransactionGroup(req.transaction_id())));
+  auto ended = store_.EndTransaction(req.transaction_id(), FromProto(req.decision()),
+                                     c.As("admin"), req.reason(), /*by_admin=*/true);
+  if (!ended.ok()) return ended.status();
+  resp->set_state(ToProto(ended->state));
+  return absl::OkStatus();
+}
+
+absl::Status Admin::RearmTransactionChecks(const Caller& c,
+                                           const v1::RearmTransactionChecksRequest& req,
+                                           v1::RearmTransactionChecksResponse* /*resp*/) {
+  FERRY_RETURN_IF_ERROR(ValidateTransactionId("transaction_id", req.transaction_id()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, TransactionGroup(req.transaction_id())));
+  return store_.RearmChecks(req.transaction_id(), c.As("admin"));
+}
+
+absl::Status Admin::CreatePrincipal(const Caller& c, const v1::CreatePrincipalRequest& req,
+                                    v1::CreatePrincipalResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateCreatePrincipal(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  const NewToken t = GenerateToken();
+  std::vector<GrantRecord> grants;
+  for (const auto& g : req.grants()) grants.push_back(FromProto(g));
+  FERRY_RETURN_IF_ERROR(store_.CreatePrincipal(req.name(), t.sha256, grants));
+  ferry::log::Get("auth")->info("event=principal_created principal={} by={}", req.name(),
+                                c.name());
+  resp->set_token(t.token);
+  return absl::OkStatus();
+}
+
+absl::Status Admin::RotateToken(const Caller& c, const v1::RotateTokenRequest& req,
+                                v1::RotateTokenResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidatePrincipalName("name", req.name()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  const NewToken t = GenerateToken();
+  FERRY_RETURN_IF_ERROR(store_.SetToken(req.name(), t.sha256));
+  ferry::log::Get("auth")->info("event=token_rotated principal={} by={}", req.name(), c.name());
+  resp->set_token(t.token);
+  return absl::OkStatus();
+}
+
+absl::Status Admin::DeletePrincipal(const Caller& c, const v1::DeletePrincipalRequest& req,
+                                    v1::DeletePrincipalResponse* /*resp*/) {
+  FERRY_RETURN_IF_ERROR(ValidatePrincipalName("name", req.name()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  FERRY_RETURN_IF_ERROR(store_.DeletePrincipal(req.name()));
+  ferry::log::Get("auth")->info("event=principal_deleted principal={} by={}", req.name(),
+                                c.name());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::ListPrincipals(const Caller& c, const v1::ListPrincipalsRequest& /*req*/,
+                                   v1::ListPrincipalsResponse* resp) {
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  auto all = store_.ListPrincipals();
+  if (!all.ok()) return all.status();
+  for (const auto& p : *all) ToProto(p, resp->add_principals());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::Grant(const Caller& c, const v1::GrantRequest& req,
+                          v1::GrantResponse* /*resp*/) {
+  FERRY_RETURN_IF_ERROR(ValidateGrantChange(req.principal(), req.grant()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  FERRY_RETURN_IF_ERROR(store_.Grant(req.principal(), FromProto(req.grant())));
+  ferry::log::Get("auth")->info("event=granted principal={} permission={} resource={}:{} by={}",
+                                req.principal(), req.grant().permission(),
+                                req.grant().resource_type(), req.grant().resource_name(),
+                                c.name());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::Revoke(const Caller& c, const v1::RevokeRequest& req,
+                           v1::RevokeResponse* /*resp*/) {
+  FERRY_RETURN_IF_ERROR(ValidateGrantChange(req.principal(), req.grant()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  auto removed = store_.Revoke(req.principal(), FromProto(req.grant()));
+  if (!removed.ok()) return removed.status();
+  if (!*removed) {
+    return absl::NotFoundError("principal '" + req.principal() + "' has no such grant");
+  }
+  ferry::log::Get("auth")->info("event=revoked principal={} permission={} resource={}:{} by={}",
+                                req.principal(), req.grant().permission(),
+                                req.grant().resource_type(), req.grant().resource_name(),
+                                c.name());
+  return absl::OkStatus();
+}
+
+}  // namespace ferry::broker

@@ -1,0 +1,139 @@
+#include "broker/rpc.h"
+
+#include <absl/strings/str_cat.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/stubs/common.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include <map>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/status.h"
+
+namespace ferry::broker::rpc {
+namespace {
+
+struct RpcMetrics {
+  metrics::Registry::CounterFamily& calls = metrics::Default().Counters(
+      "ferry_rpc_requests_total", "gRPC calls by method and status code", {"method", "code"});
+  metrics::Registry::HistogramFamily& latency = metrics::Default().Histograms(
+      "ferry_rpc_duration_seconds", "gRPC call duration, long-poll waits included", {"method"},
+      metrics::LatencyBuckets());
+};
+
+RpcMetrics& Metrics() {
+  static RpcMetrics* m = new RpcMetrics();
+  return *m;
+}
+
+using google::protobuf::FieldDescriptor;
+using WireFormat = google::protobuf::internal::WireFormatLite;
+
+constexpr int kMaxDiagnoseDepth = 32;
+
+std::string Diagnose(const google::protobuf::Descriptor* type, std::string_view bytes,
+                     const std::string& path, int depth) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  std::map<int, int> seen;  // field number -> occurrences so far (for repeated fields' paths)
+  const std::string at = path.empty() ? "" : path + ".";
+  while (static_cast<size_t>(in.CurrentPosition()) < bytes.size()) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return absl::StrCat("a malformed field tag after ", at.empty() ? "the start" : path);
+    const int number = WireFormat::GetTagFieldNumber(tag);
+    const FieldDescriptor* f = type->FindFieldByNumber(number);
+    std::string name = f ? at + f->name() : absl::StrCat(at, "field ", number);
+    if (f != nullptr && f->is_repeated()) absl::StrAppend(&name, "[", seen[number]++, "]");
+    switch (WireFormat::GetTagWireType(tag)) {
+      case WireFormat::WIRETYPE_VARINT: {
+        uint64_t v;
+        if (!in.ReadVarint64(&v)) return name + " is a truncated or malformed number";
+        break;
+      }
+      case WireFormat::WIRETYPE_FIXED64:
+        if (!in.Skip(8)) return name + " is truncated";
+        break;
+      case WireFormat::WIRETYPE_FIXED32:
+        if (!in.Skip(4)) return name + " is truncated";
+        break;
+      case WireFormat::WIRETYPE_LENGTH_DELIMITED: {
+        uint32_t len;
+        if (!in.ReadVarint32(&len)) return name + " has a malformed length";
+        const size_t left = bytes.size() - static_cast<size_t>(in.CurrentPosition());
+        if (len > left) {
+          return absl::StrCat(name, " says ", len, " bytes but only ", left,
+                              " remain (truncated)");
+        }
+        const std::string_view sub = bytes.substr(in.CurrentPosition(), len);
+        in.Skip(static_cast<int>(len));
+        if (f == nullptr) break;
+        if (f->type() == FieldDescriptor::TYPE_STRING &&
+            !google::protobuf::internal::IsStructurallyValidUTF8(sub.data(),
+                                                                 static_cast<int>(sub.size()))) {
+          return name + " is not valid UTF-8 (string fields must be UTF-8; binary data goes in "
+                        "bytes fields such as payload)";
+        }
+        if (f->type() == FieldDescriptor::TYPE_MESSAGE && depth < kMaxDiagnoseDepth) {
+          std::string why = Diagnose(f->message_type(), sub, name, depth + 1);
+          if (!why.empty()) return why;
+        }
+        break;
+      }
+      default:
+        return absl::StrCat(name, " has wire type ", WireFormat::GetTagWireType(tag),
+                            ", which is not valid");
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string DiagnoseBytes(const google::protobuf::Descriptor* type, std::string_view bytes) {
+  return Diagnose(type, bytes, "", 0);
+}
+
+absl::Status Parse(const grpc::ByteBuffer& in, google::protobuf::Message* msg) {
+  grpc::ByteBuffer shared(in);  // shares the slices; the reader needs a mutable buffer
+  {
+    grpc::ProtoBufferReader reader(&shared);
+    if (msg->ParseFromZeroCopyStream(&reader)) return absl::OkStatus();
+  }
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (in.Dump(&slices).ok()) {
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  std::string why = DiagnoseBytes(msg->GetDescriptor(), bytes);
+  if (why.empty()) why = "the bytes are malformed";
+  return absl::InvalidArgumentError(absl::StrCat("the request is not a valid ",
+                                                 msg->GetDescriptor()->full_name(), ": ", why));
+}
+
+absl::Status Serialize(const google::protobuf::Message& msg, grpc::ByteBuffer* out) {
+  bool own = false;
+  grpc::Status s = grpc::SerializationTraits<google::protobuf::Message>::Serialize(msg, out, &own);
+  if (!s.ok()) return absl::InternalError("the reply could not be serialized: " + s.error_message());
+  return absl::OkStatus();
+}
+
+void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_point start,
+            const absl::Status& status) {
+  static const auto access = ferry::log::Get("access");
+  const auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  Metrics().calls.With({rpc, absl::StatusCodeToString(status.code())}).Add();
+  Metrics().latency.With({rpc}).Observe(static_cast<double>(us) / 1e6);
+  if (status.ok()) {
+    access->debug("rpc={} code=OK dur_us={}", rpc, us);
+  } else {
+    access->info("rpc={} code={} dur_us={} msg=\"{}\"", rpc,
+                 absl::StatusCodeToString(status.code()), us, std::string(status.message()));
+  }
+  reactor->Finish(ToGrpcStatus(status));
+}
+
+}  // namespace ferry::broker::rpc
