@@ -3,6 +3,7 @@
 #include <absl/strings/str_cat.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/stubs/common.h>
+#include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/support/proto_buffer_reader.h>
@@ -118,6 +119,18 @@ absl::Status Serialize(const google::protobuf::Message& msg, grpc::ByteBuffer* o
   grpc::Status s = grpc::SerializationTraits<google::protobuf::Message>::Serialize(msg, out, &own);
   if (!s.ok()) return absl::InternalError("the reply could not be serialized: " + s.error_message());
   return absl::OkStatus();
+}
+
+void RouteProtobufLogs() {
+  google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
+                                     const std::string& message) {
+    static const auto logger = ferry::log::Get("protobuf");
+    if (level >= google::protobuf::LOGLEVEL_FATAL) {
+      logger->critical("{}:{} {}", file, line, message);
+    } else {
+      logger->debug("{}:{} {}", file, line, message);
+    }
+  });
 }
 
 void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_point start,

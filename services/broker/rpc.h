@@ -28,6 +28,11 @@ std::string DiagnoseBytes(const google::protobuf::Descriptor* type, std::string_
 // Serializes a reply into `out`.
 absl::Status Serialize(const google::protobuf::Message& msg, grpc::ByteBuffer* out);
 
+// Sends libprotobuf's own log lines (one per malformed request, naming the field) to the
+// "protobuf" logger at debug level: the client is told with INVALID_ARGUMENT, and a peer that
+// sends garbage must not fill the broker's log. Call once at start.
+void RouteProtobufLogs();
+
 // Counts the call, writes its access line and finishes the reactor with `status`.
 void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_point start,
             const absl::Status& status);

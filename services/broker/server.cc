@@ -128,6 +128,7 @@ absl::Status BrokerServer::Start() {
   auto credentials = ServerCredentials(options_);
   if (!credentials.ok()) return credentials.status();
 
+  rpc::RouteProtobufLogs();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // see toolchain notes: --as-needed
   grpc::ServerBuilder builder;

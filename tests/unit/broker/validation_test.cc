@@ -125,3 +125,56 @@ TEST_CASE("topic config limits", "[unit][validation]") {
   t.set_retention_ms(kMaxDurationMs + 1);
   CHECK(Message(ValidateTopicConfig(t, limits)).rfind("topic.retention_ms", 0) == 0);
 }
+
+// Issue 14: each limit as limits.h, the proto comments and the README say, at its boundary.
+TEST_CASE("the limits of issue 14 at their boundaries", "[unit][validation]") {
+  Limits limits;
+  v1::CommitRequest commit;
+  commit.set_group("g");
+  auto* e = commit.add_entries();
+  e->set_receipt("r");
+  e->set_outcome(v1::RETRY);
+  e->set_retry_delay_ms(43200000);  // 12 h
+  CHECK(ValidateCommit(commit, limits).ok());
+  e->set_retry_delay_ms(43200001);
+  CHECK(Message(ValidateCommit(commit, limits)) ==
+        "entries[0].retry_delay_ms is 43200001; at most 43200000 (12 h)");
+
+  v1::ExtendLeaseRequest ext;
+  ext.set_group("g");
+  ext.add_receipts("r");
+  for (uint32_t ms : {0u, 999u, 43200001u}) {
+    ext.set_visibility_timeout_ms(ms);
+    CHECK(Message(ValidateExtendLease(ext, limits)).rfind("visibility_timeout_ms is", 0) == 0);
+  }
+  for (uint32_t ms : {1000u, 43200000u}) {
+    ext.set_visibility_timeout_ms(ms);
+    CHECK(ValidateExtendLease(ext, limits).ok());
+  }
+
+  CHECK(ValidateBeginTransaction("", "g", "", 86400000).ok());  // 24 h
+  CHECK(Message(ValidateBeginTransaction("", "g", "", 86400001)) ==
+        "timeout_ms is 86400001; at most 86400000 (24 h)");
+  CHECK(Message(ValidateBeginTransaction("", "g", std::string(1025, 'r'), 0)) ==
+        "check_ref is longer than 1024 bytes");
+
+  v1::CreateGroupRequest group;
+  group.mutable_group()->set_name("g");
+  group.mutable_group()->add_backoff_ms(43200000);
+  CHECK(ValidateCreateGroup(group).ok());
+  group.mutable_group()->add_backoff_ms(43200001);
+  CHECK(Message(ValidateCreateGroup(group)).find("43200000 (12 h)") != std::string::npos);
+
+  v1::CreatePrincipalRequest p;
+  p.set_name("p");
+  for (int i = 0; i < 100; ++i) {
+    auto* g = p.add_grants();
+    g->set_permission("produce");
+    g->set_resource_type("topic");
+    g->set_resource_name("t");
+  }
+  CHECK(ValidateCreatePrincipal(p).ok());
+  *p.add_grants() = p.grants(0);
+  CHECK(Message(ValidateCreatePrincipal(p)) == "grants: 101 in one call; at most 100");
+  CHECK(kMaxRequestBytes == 17 * 1024 * 1024);
+}

@@ -1,0 +1,71 @@
+// The domain doors without a database: a request is validated and authorized before the store
+// is reached, and a store failure never lets a request through.
+#include <catch2/catch.hpp>
+
+#include "broker/admin.h"
+#include "broker/broker.h"
+#include "support/unimplemented_store.h"
+
+using namespace ferry;
+using namespace ferry::broker;
+
+namespace {
+
+Caller As(const std::string& name, std::vector<GrantRecord> grants) {
+  return Caller::Of(std::make_shared<const PrincipalRecord>(PrincipalRecord{name, grants, 0}));
+}
+
+struct Doors {
+  test::UnimplementedStore store;
+  Authorizer authorizer{store};
+  Broker broker{store, authorizer, ReceiptCodec(std::string(32, 'k')), Limits{}};
+  Admin admin{store, authorizer, Limits{}};
+};
+
+}  // namespace
+
+TEST_CASE("doors: bad requests and missing permissions are refused before the store",
+          "[unit][doors]") {
+  Doors d;
+  const Caller cart = As("cart", {{"produce", "topic", "orders"}, {"produce", "group", "cart"}});
+  v1::ProduceRequest produce;
+  v1::ProduceResponse produced;
+  CHECK(d.broker.Produce(cart, produce, &produced).code() == absl::StatusCode::kInvalidArgument);
+  produce.set_topic("payments");
+  produce.add_messages()->set_payload("x");
+  CHECK(d.broker.Produce(cart, produce, &produced).code() == absl::StatusCode::kPermissionDenied);
+  produce.set_topic("orders");
+  produce.mutable_transactional()->set_producer_group("shop");
+  CHECK(d.broker.Produce(cart, produce, &produced).code() == absl::StatusCode::kPermissionDenied);
+
+  CheckAnswer answer{"00000000-0000-0000-0000-000000000001", 7, "shop", TxnDecision::kCommit,
+                     "test"};
+  CHECK(d.broker.AnswerCheck(cart, answer).code() == absl::StatusCode::kPermissionDenied);
+  v1::CheckSubscribe sub;
+  sub.add_producer_groups("shop");
+  CHECK(d.broker.SubscribeChecks(cart, sub).code() == absl::StatusCode::kPermissionDenied);
+
+  v1::ResolveTransactionRequest resolve;
+  v1::ResolveTransactionResponse resolved;
+  resolve.set_transaction_id("not-a-uuid");
+  CHECK(d.admin.ResolveTransaction(cart, resolve, &resolved).code() ==
+        absl::StatusCode::kInvalidArgument);
+  v1::ListTopicsResponse topics;
+  CHECK(d.admin.ListTopics(cart, {}, &topics).code() == absl::StatusCode::kPermissionDenied);
+  CHECK(d.store.calls == 0);
+}
+
+TEST_CASE("doors: joining a transaction asks for its producer group - a failed lookup refuses",
+          "[unit][doors]") {
+  Doors d;
+  const Caller cart = As("cart", {{"produce", "topic", "orders"}, {"produce", "group", "cart"}});
+  v1::ProduceRequest produce;
+  produce.set_topic("orders");
+  produce.add_messages()->set_payload("x");
+  produce.set_transaction_id("00000000-0000-0000-0000-000000000001");
+  v1::ProduceResponse produced;
+  absl::Status s = d.broker.Produce(cart, produce, &produced);
+  CHECK(s.code() == absl::StatusCode::kUnimplemented);  // the lookup's error, not OK
+  CHECK(d.store.calls == 1);
+  CHECK(produced.results_size() == 0);
+}
