@@ -10,6 +10,7 @@
 #include <regex>
 #include <string>
 
+#include "broker/rpc.h"
 #include "broker/validation.h"
 #include "ferry/v1/admin.pb.h"
 #include "ferry/v1/broker.pb.h"
@@ -28,9 +29,15 @@ void Require(bool ok) {
   if (!ok) std::abort();
 }
 
+// Parses as the broker's edge does; the diagnosis of why bytes do not parse must not crash,
+// and must find nothing wrong in bytes that do.
 template <typename Req>
 bool Parse(Req& req, const uint8_t* data, size_t size) {
-  return req.ParseFromArray(data, static_cast<int>(size));
+  const bool ok = req.ParseFromArray(data, static_cast<int>(size));
+  const std::string why = broker::rpc::DiagnoseBytes(
+      Req::descriptor(), std::string_view(reinterpret_cast<const char*>(data), size));
+  if (ok) Require(why.empty());
+  return ok;
 }
 
 }  // namespace

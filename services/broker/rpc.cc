@@ -48,44 +48,29 @@ std::string Diagnose(const google::protobuf::Descriptor* type, std::string_view 
     const FieldDescriptor* f = type->FindFieldByNumber(number);
     std::string name = f ? at + f->name() : absl::StrCat(at, "field ", number);
     if (f != nullptr && f->is_repeated()) absl::StrAppend(&name, "[", seen[number]++, "]");
-    switch (WireFormat::GetTagWireType(tag)) {
-      case WireFormat::WIRETYPE_VARINT: {
-        uint64_t v;
-        if (!in.ReadVarint64(&v)) return name + " is a truncated or malformed number";
-        break;
-      }
-      case WireFormat::WIRETYPE_FIXED64:
-        if (!in.Skip(8)) return name + " is truncated";
-        break;
-      case WireFormat::WIRETYPE_FIXED32:
-        if (!in.Skip(4)) return name + " is truncated";
-        break;
-      case WireFormat::WIRETYPE_LENGTH_DELIMITED: {
-        uint32_t len;
-        if (!in.ReadVarint32(&len)) return name + " has a malformed length";
-        const size_t left = bytes.size() - static_cast<size_t>(in.CurrentPosition());
-        if (len > left) {
-          return absl::StrCat(name, " says ", len, " bytes but only ", left,
-                              " remain (truncated)");
-        }
-        const std::string_view sub = bytes.substr(in.CurrentPosition(), len);
-        in.Skip(static_cast<int>(len));
-        if (f == nullptr) break;
-        if (f->type() == FieldDescriptor::TYPE_STRING &&
-            !google::protobuf::internal::IsStructurallyValidUTF8(sub.data(),
-                                                                 static_cast<int>(sub.size()))) {
-          return name + " is not valid UTF-8 (string fields must be UTF-8; binary data goes in "
-                        "bytes fields such as payload)";
-        }
-        if (f->type() == FieldDescriptor::TYPE_MESSAGE && depth < kMaxDiagnoseDepth) {
-          std::string why = Diagnose(f->message_type(), sub, name, depth + 1);
-          if (!why.empty()) return why;
-        }
-        break;
-      }
-      default:
-        return absl::StrCat(name, " has wire type ", WireFormat::GetTagWireType(tag),
-                            ", which is not valid");
+    if (WireFormat::GetTagWireType(tag) != WireFormat::WIRETYPE_LENGTH_DELIMITED) {
+      if (!WireFormat::SkipField(&in, tag)) return name + " is truncated or malformed";
+      continue;
+    }
+    uint32_t len;
+    if (!in.ReadVarint32(&len)) return name + " has a malformed length";
+    const size_t left = bytes.size() - static_cast<size_t>(in.CurrentPosition());
+    if (len > left) {
+      return absl::StrCat(name, " says ", len, " bytes but only ", left, " remain (truncated)");
+    }
+    const std::string_view sub = bytes.substr(in.CurrentPosition(), len);
+    in.Skip(static_cast<int>(len));
+    if (f == nullptr) continue;
+    if (f->type() == FieldDescriptor::TYPE_STRING &&
+        !google::protobuf::internal::IsStructurallyValidUTF8(sub.data(),
+                                                             static_cast<int>(sub.size()))) {
+      return name +
+             " is not valid UTF-8 (string fields must be UTF-8; binary data goes in bytes "
+             "fields such as payload)";
+    }
+    if (f->type() == FieldDescriptor::TYPE_MESSAGE && depth < kMaxDiagnoseDepth) {
+      std::string why = Diagnose(f->message_type(), sub, name, depth + 1);
+      if (!why.empty()) return why;
     }
   }
   return "";

@@ -26,6 +26,16 @@ using pg::TextArray;
 
 namespace {
 
+constexpr pg::Statement kSelectGroupQueuesAt{
+    "broker_select_group_queues_at",
+    "SELECT gq.topic_id, gq.queue_id FROM group_queues gq"
+    " JOIN unnest($2::bigint[], $3::int[]) AS r(t, q) ON gq.topic_id = r.t AND gq.queue_id = r.q"
+    " WHERE gq.group_id = $1"};
+
+constexpr pg::Statement kExistingGroups{
+    "broker_existing_groups",
+    "SELECT group_id FROM consumer_groups WHERE group_id = ANY($1::bigint[])"};
+
 constexpr pg::Statement kNotifyTopics{
     "broker_notify_topics",
     "SELECT pg_notify('ferry_messages', t::text) FROM unnest($1::bigint[]) AS t"};
@@ -90,21 +100,68 @@ int64_t NowMs() {
       .count();
 }
 
-RefColumns ColumnsForGroup(const std::vector<DeliveryRef>& refs, int64_t group_id,
-                           std::vector<SettleResult>& out) {
-  RefColumns c;
+std::optional<std::pair<GroupPolicy, RefColumns>> ReceiptsOfGroup(
+    pqxx::work& tx, const std::string& group_name, const std::vector<DeliveryRef>& refs,
+    std::vector<SettleResult>& out) {
+  pqxx::result g = tx.exec_prepared(kSelectGroup.name, group_name);
+  std::optional<std::pair<GroupPolicy, RefColumns>> found;
+  if (!g.empty()) found.emplace(GroupFromRow(g[0]), RefColumns{});
+  std::vector<int64_t> others;  // groups the other receipts were issued to
   for (size_t i = 0; i < refs.size(); ++i) {
-    if (refs[i].group_id != group_id) {
-      out[i].status = SettleStatus::kWrongGroup;
-      continue;
+    if (found && refs[i].group_id == found->first.group_id) {
+      RefColumns& c = found->second;
+      c.index.push_back(i);
+      c.topics.push_back(refs[i].topic_id);
+      c.queues.push_back(refs[i].queue);
+      c.offsets.push_back(refs[i].offset);
+      c.tokens.push_back(refs[i].lease_token);
+    } else {
+      others.push_back(refs[i].group_id);
     }
-    c.index.push_back(i);
-    c.topics.push_back(refs[i].topic_id);
-    c.queues.push_back(refs[i].queue);
-    c.offsets.push_back(refs[i].offset);
-    c.tokens.push_back(refs[i].lease_token);
   }
-  return c;
+  if (others.empty()) return found;
+  std::set<int64_t> existing;
+  for (const auto& row : tx.exec_prepared(kExistingGroups.name, IntArray(others))) {
+    existing.insert(row[0].as<int64_t>());
+  }
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (found && refs[i].group_id == found->first.group_id) continue;
+    out[i].status =
+        existing.count(refs[i].group_id) != 0 ? SettleStatus::kWrongGroup : SettleStatus::kTopicGone;
+  }
+  return found;
+}
+
+void ClassifyUnapplied(pqxx::work& tx, int64_t group_id, const std::vector<DeliveryRef>& refs,
+                       const std::vector<size_t>& which, std::vector<SettleResult>& out) {
+  if (which.empty()) return;
+  std::vector<int64_t> t, o;
+  std::vector<uint32_t> q;
+  for (size_t i : which) {
+    t.push_back(refs[i].topic_id);
+    q.push_back(refs[i].queue);
+    o.push_back(refs[i].offset);
+  }
+  std::set<Position> leased;
+  for (const auto& row :
+       tx.exec_prepared(kSelectLeasesAt.name, group_id, IntArray(t), IntArray(q), IntArray(o))) {
+    leased.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
+  }
+  std::set<std::pair<int64_t, uint32_t>> positions;
+  for (const auto& row :
+       tx.exec_prepared(kSelectGroupQueuesAt.name, group_id, IntArray(t), IntArray(q))) {
+    positions.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>());
+  }
+  for (size_t i : which) {
+    if (leased.count(Position{refs[i].topic_id, refs[i].queue, refs[i].offset}) != 0) {
+      out[i].status = SettleStatus::kStale;
+      out[i].detail = "not a current delivery (redelivered, retrying, or in a transaction)";
+    } else if (positions.count({refs[i].topic_id, refs[i].queue}) != 0) {
+      out[i].status = SettleStatus::kAlreadyCommitted;
+    } else {
+      out[i].status = SettleStatus::kTopicGone;
+    }
+  }
 }
 
 }  // namespace store_internal
@@ -128,7 +185,7 @@ PgStore::PgStore(pg::ConnectionPool& pool, QueueChooser choose_queue, TxnTiming 
 PgStore::~PgStore() = default;
 
 std::vector<pg::Statement> PgStore::AllStatements() {
-  std::vector<pg::Statement> all = {kNotifyTopics, kEnsureSegments, kInsertGroup, kInsertGroupQueues, kAdvanceDelivered, kSelectTopic,
+  std::vector<pg::Statement> all = {kNotifyTopics, kSelectGroupQueuesAt, kExistingGroups, kEnsureSegments, kInsertGroup, kInsertGroupQueues, kAdvanceDelivered, kSelectTopic,
                                     kSelectTopicById, kSelectGroup, kSelectLeasesAt};
   for (const auto& part : {TopicsStatements(), ProduceStatements(), DeliveryStatements(),
                            GroupsStatements(), DeadLettersStatements(), TxnStatements(),

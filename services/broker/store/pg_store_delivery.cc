@@ -159,12 +159,6 @@ constexpr pg::Statement kExtendLeases{
     " AND l.lease_token = r.k AND l.state = 'delivered'"
     " RETURNING l.topic_id, l.queue_id, l.msg_offset"};
 
-constexpr pg::Statement kSelectGroupQueuesAt{
-    "broker_select_group_queues_at",
-    "SELECT gq.topic_id, gq.queue_id FROM group_queues gq"
-    " JOIN unnest($2::bigint[], $3::int[]) AS r(t, q) ON gq.topic_id = r.t AND gq.queue_id = r.q"
-    " WHERE gq.group_id = $1"};
-
 // Moves leases to the group's dead letters with a copy of the message (LEFT JOIN: a message
 // that retention already removed still leaves a record, without payload).
 constexpr pg::Statement kDeadLetterLeases{
@@ -373,7 +367,7 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id,
 namespace store_internal {
 
 std::vector<pg::Statement> DeliveryStatements() {
-  return {kSelectDueLeases, kSelectMessagesAt, kRenewLeases, kSelectReadableQueues, kLockOrderedQueues, kCountQueueLeases, kSelectQueueLeases, kSelectMessageRanges, kInsertLeases, kDeleteLeases, kAckLeases, kScheduleRetries, kReleaseLaterLeases, kExtendLeases, kSelectGroupQueuesAt, kDeadLetterLeases};
+  return {kSelectDueLeases, kSelectMessagesAt, kRenewLeases, kSelectReadableQueues, kLockOrderedQueues, kCountQueueLeases, kSelectQueueLeases, kSelectMessageRanges, kInsertLeases, kDeleteLeases, kAckLeases, kScheduleRetries, kReleaseLaterLeases, kExtendLeases, kDeadLetterLeases};
 }
 
 }  // namespace store_internal
@@ -498,34 +492,13 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
   absl::Status status = pg::WithConnection(pool_, "commit", [&](pqxx::connection& c) {
     out.assign(settlements.size(), SettleResult{});
     pqxx::work tx(c);
-    pqxx::result g = tx.exec_prepared(kSelectGroup.name, group_name);
-    if (g.empty()) {
-      // No such group. A receipt of a group that still exists was issued to that other group
-      // (INVALID_RECEIPT, found by the bad-input suite: it said TOPIC_NOT_FOUND); the others
-      // belong to a group that was deleted: kTopicGone.
-      std::vector<int64_t> ids;
-      for (const auto& st : settlements) ids.push_back(st.ref.group_id);
-      std::set<int64_t> existing;
-      for (const auto& row : tx.exec_params(
-               "SELECT group_id FROM consumer_groups WHERE group_id = ANY($1::bigint[])",
-               pg::IntArray(ids))) {
-        existing.insert(row[0].as<int64_t>());
-      }
-      for (size_t i = 0; i < settlements.size(); ++i) {
-        if (existing.count(settlements[i].ref.group_id)) out[i].status = SettleStatus::kWrongGroup;
-      }
-      return absl::OkStatus();
-    }
-    const GroupPolicy group = GroupFromRow(g[0]);
-
-    std::vector<size_t> mine;
-    for (size_t i = 0; i < settlements.size(); ++i) {
-      if (settlements[i].ref.group_id != group.group_id) {
-        out[i].status = SettleStatus::kWrongGroup;
-      } else {
-        mine.push_back(i);
-      }
-    }
+    std::vector<DeliveryRef> refs;
+    refs.reserve(settlements.size());
+    for (const Settlement& st : settlements) refs.push_back(st.ref);
+    auto of_group = ReceiptsOfGroup(tx, group_name, refs, out);
+    if (!of_group) return absl::OkStatus();
+    const GroupPolicy& group = of_group->first;
+    std::vector<size_t> mine = of_group->second.index;
     if (mine.empty()) return absl::OkStatus();
 
     // The common case first: ACKs of current deliveries, deleted in one statement. Whatever
@@ -584,13 +557,6 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
       leases[Position{row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>()}] =
           Current{row[3].as<int64_t>(), row[4].as<int32_t>(), row[5].as<std::string>()};
     }
-    std::set<std::pair<int64_t, uint32_t>> positions;
-    if (leases.size() < mine.size()) {
-      for (const auto& row : tx.exec_prepared(kSelectGroupQueuesAt.name, group.group_id,
-                                              IntArray(lt), IntArray(lq))) {
-        positions.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>());
-      }
-    }
     std::map<int64_t, bool> ordered_topic;  // topic_id -> ordered
     auto is_ordered = [&](int64_t topic_id) {
       if (group.ordered) return true;
@@ -607,15 +573,17 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
     std::vector<std::string> dead_why;
     std::vector<size_t> retry_idx;
     std::set<Position> claimed;  // settled by an earlier entry of this call
+    std::vector<size_t> unapplied;  // not leased to the group
     for (size_t i : mine) {
       const Settlement& st = settlements[i];
       const Position pos{st.ref.topic_id, st.ref.queue, st.ref.offset};
       auto lease = leases.find(pos);
-      if (lease == leases.end() || claimed.count(pos) != 0) {
-        out[i].status = positions.count({st.ref.topic_id, st.ref.queue}) != 0 ||
-                                claimed.count(pos) != 0
-                            ? SettleStatus::kAlreadyCommitted
-                            : SettleStatus::kTopicGone;
+      if (claimed.count(pos) != 0) {  // settled by an earlier entry of this call
+        out[i].status = SettleStatus::kAlreadyCommitted;
+        continue;
+      }
+      if (lease == leases.end()) {
+        unapplied.push_back(i);
         continue;
       }
       if (lease->second.token != st.ref.lease_token) {
@@ -666,6 +634,7 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
           break;
       }
     }
+    ClassifyUnapplied(tx, group.group_id, refs, unapplied, out);
     if (!ack_t.empty()) {
       tx.exec_prepared(kDeleteLeases.name, group.group_id, IntArray(ack_t), IntArray(ack_q),
                        IntArray(ack_o));
@@ -708,46 +677,29 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::ExtendLeases(
   absl::Status status = pg::WithConnection(pool_, "extend lease", [&](pqxx::connection& c) {
     out.assign(refs.size(), SettleResult{});
     pqxx::work tx(c);
-    pqxx::result g = tx.exec_prepared(kSelectGroup.name, group_name);
-    if (g.empty()) return absl::OkStatus();
-    const int64_t group_id = g[0][0].as<int64_t>();
-    const RefColumns cols = ColumnsForGroup(refs, group_id, out);
-    const auto& [mine, t, o, k, q] = cols;
-    if (mine.empty()) return absl::OkStatus();
-    std::set<Position> extended, leased;
-    std::set<std::pair<int64_t, uint32_t>> positions;
+    auto group = ReceiptsOfGroup(tx, group_name, refs, out);
+    if (!group || group->second.index.empty()) return absl::OkStatus();
+    const int64_t group_id = group->first.group_id;
+    const auto& [mine, t, o, k, q] = group->second;
+    std::set<Position> extended;
     for (const auto& row : tx.exec_prepared(kExtendLeases.name, group_id, IntArray(t), IntArray(q),
                                             IntArray(o), visibility_ms, IntArray(k))) {
       extended.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
     }
-    if (extended.size() < mine.size()) {
-      for (const auto& row : tx.exec_prepared(kSelectLeasesAt.name, group_id, IntArray(t),
-                                              IntArray(q), IntArray(o))) {
-        leased.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
-      }
-      for (const auto& row :
-           tx.exec_prepared(kSelectGroupQueuesAt.name, group_id, IntArray(t), IntArray(q))) {
-        positions.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>());
-      }
-    }
+    std::vector<size_t> unapplied;
     for (size_t i : mine) {
-      const Position pos{refs[i].topic_id, refs[i].queue, refs[i].offset};
-      if (extended.count(pos) != 0) {
+      if (extended.count(Position{refs[i].topic_id, refs[i].queue, refs[i].offset}) != 0) {
         out[i].status = SettleStatus::kExtended;
-      } else if (leased.count(pos) != 0) {
-        out[i].status = SettleStatus::kStale;  // another delivery, or waiting for a retry
-      } else if (positions.count({refs[i].topic_id, refs[i].queue}) != 0) {
-        out[i].status = SettleStatus::kAlreadyCommitted;
       } else {
-        out[i].status = SettleStatus::kTopicGone;
+        unapplied.push_back(i);
       }
     }
+    ClassifyUnapplied(tx, group_id, refs, unapplied, out);
     tx.commit();
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
   return out;
 }
-
 
 }  // namespace ferry::broker

@@ -4,6 +4,7 @@
 #include <absl/status/statusor.h>
 #include <pqxx/pqxx>
 
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -97,15 +98,26 @@ absl::StatusOr<std::vector<Appended>> AppendToTopic(pqxx::work& tx, const TopicI
                                                     const QueueChooser& choose_queue,
                                                     int64_t now_ms);
 
-// Receipts issued to `group_id`, as columns for unnest(); results of the others are set to
-// kWrongGroup in `out` (sized like `refs`).
+// ---- receipts: Settle, ExtendLeases and AttachAcks classify them alike ----
+
+// Receipts of the call's group, as columns for unnest().
 struct RefColumns {
   std::vector<size_t> index;  // into refs
   std::vector<int64_t> topics, offsets, tokens;
   std::vector<uint32_t> queues;
 };
-RefColumns ColumnsForGroup(const std::vector<DeliveryRef>& refs, int64_t group_id,
-                           std::vector<SettleResult>& out);
+// The group a call names and its receipts among `refs`. A receipt issued to another group is
+// kWrongGroup in `out` (sized like refs) when that group exists, kTopicGone when it was deleted;
+// when the named group does not exist that is every receipt, and the result is nullopt.
+std::optional<std::pair<GroupPolicy, RefColumns>> ReceiptsOfGroup(
+    pqxx::work& tx, const std::string& group, const std::vector<DeliveryRef>& refs,
+    std::vector<SettleResult>& out);
+// Receipts of the group (`which`: indexes into refs) that the operation could not apply:
+// kStale when the group holds the message under another delivery (redelivered, retrying, in a
+// transaction), kAlreadyCommitted when the queue position still exists (settled before),
+// kTopicGone when the topic was deleted.
+void ClassifyUnapplied(pqxx::work& tx, int64_t group_id, const std::vector<DeliveryRef>& refs,
+                       const std::vector<size_t>& which, std::vector<SettleResult>& out);
 
 // The statements of each part of the store, defined in its file.
 std::vector<pg::Statement> TopicsStatements();

@@ -359,23 +359,24 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(const std::string&
     if (std::get<0>(*locked) != TxnState::kPrepared) {
       return NotPrepared(txn_id, std::get<0>(*locked));
     }
-    pqxx::result g = tx.exec_prepared(kSelectGroup.name, group_name);
-    if (g.empty()) return absl::OkStatus();  // kTopicGone for all: the group is gone
-    const int64_t group_id = g[0][0].as<int64_t>();
-    const RefColumns cols = ColumnsForGroup(refs, group_id, out);
-    const auto& [mine, t, o, k, q] = cols;
-    if (mine.empty()) return absl::OkStatus();
-    using Key = std::tuple<int64_t, uint32_t, int64_t>;
-    std::set<Key> pinned, leased;
+    auto group = ReceiptsOfGroup(tx, group_name, refs, out);
+    if (!group || group->second.index.empty()) return absl::OkStatus();
+    const int64_t group_id = group->first.group_id;
+    const auto& [mine, t, o, k, q] = group->second;
+    std::set<Position> pinned;
     for (const auto& row : tx.exec_prepared(kPinLeases.name, group_id, IntArray(t), IntArray(q),
                                             IntArray(o), IntArray(k))) {
       pinned.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
     }
     std::vector<int64_t> at, ao, ak;
     std::vector<uint32_t> aq;
+    std::vector<size_t> unapplied;
     for (size_t i : mine) {
-      const Key key{refs[i].topic_id, refs[i].queue, refs[i].offset};
-      if (pinned.count(key) == 0) continue;
+      if (pinned.count(Position{refs[i].topic_id, refs[i].queue, refs[i].offset}) == 0) {
+        unapplied.push_back(i);
+        continue;
+      }
+      out[i].status = SettleStatus::kAttached;
       at.push_back(refs[i].topic_id);
       aq.push_back(refs[i].queue);
       ao.push_back(refs[i].offset);
@@ -385,23 +386,7 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(const std::string&
       tx.exec_prepared(kInsertTxnAcks.name, txn_id, group_id, IntArray(at), IntArray(aq),
                        IntArray(ao), IntArray(ak));
     }
-    if (pinned.size() < mine.size()) {
-      for (const auto& row : tx.exec_prepared(kSelectLeasesAt.name, group_id, IntArray(t),
-                                              IntArray(q), IntArray(o))) {
-        leased.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
-      }
-    }
-    for (size_t i : mine) {
-      const Key key{refs[i].topic_id, refs[i].queue, refs[i].offset};
-      if (pinned.count(key) != 0) {
-        out[i].status = SettleStatus::kAttached;
-      } else if (leased.count(key) != 0) {
-        out[i].status = SettleStatus::kStale;
-        out[i].detail = "not a current delivery (redelivered, retrying, or in a transaction)";
-      } else {
-        out[i].status = SettleStatus::kAlreadyCommitted;
-      }
-    }
+    ClassifyUnapplied(tx, group_id, refs, unapplied, out);
     tx.commit();
     return absl::OkStatus();
   });

@@ -408,3 +408,51 @@ TEST_CASE("issue 14: the transport refuses requests over 17 MiB before reading t
   CHECK(s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
   CHECK(f.Query("SELECT count(*) FROM messages")[0] == "4");
 }
+
+TEST_CASE("issue 14: Commit - ExtendLease - ACKs attached to a transaction classify receipts "
+          "alike - another group's receipt is INVALID_RECEIPT - a deleted topic's is "
+          "TOPIC_NOT_FOUND",
+          "[integration][delivery]") {
+  BrokerFixture f;
+  f.CreateTopic("orders", 1);
+  f.Produce("orders", {"a"});
+  const std::string receipt = f.Consume("g1", "orders", 1).messages(0).receipt();
+  v1::BeginTransactionRequest begin;
+  begin.set_producer_group("p");
+  v1::BeginTransactionResponse began;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(f.client->broker().BeginTransaction(&ctx, begin, &began).ok());
+  }
+  // The three paths, each with one receipt for `group`; the status of that receipt.
+  auto statuses = [&](const std::string& group) {
+    std::vector<v1::CommitStatus> out;
+    v1::CommitRequest commit;
+    commit.set_group(group);
+    commit.add_entries()->set_receipt(receipt);
+    commit.mutable_entries(0)->set_outcome(v1::RETRY);  // not applied: the receipt is refused
+    auto settled = f.client->Commit(commit);
+    REQUIRE(settled.ok());
+    out.push_back(settled->results(0).status());
+    v1::ExtendLeaseRequest ext;
+    ext.set_group(group);
+    ext.add_receipts(receipt);
+    ext.set_visibility_timeout_ms(5000);
+    auto extended = f.client->ExtendLease(ext);
+    REQUIRE(extended.ok());
+    out.push_back(extended->results(0).status());
+    commit.set_transaction_id(began.transaction_id());
+    commit.mutable_entries(0)->set_outcome(v1::ACK);
+    auto attached = f.client->Commit(commit);
+    REQUIRE(attached.ok());
+    out.push_back(attached->results(0).status());
+    return out;
+  };
+  const std::vector<v1::CommitStatus> invalid(3, v1::INVALID_RECEIPT);
+  CHECK(statuses("no-such-group") == invalid);  // g1 exists: the receipt is another group's
+  f.Consume("g2", "orders", 1);                 // g2 exists and has its own position
+  CHECK(statuses("g2") == invalid);
+  REQUIRE(f.client->DeleteTopic("orders").ok());
+  const std::vector<v1::CommitStatus> gone(3, v1::TOPIC_NOT_FOUND);
+  CHECK(statuses("g1") == gone);
+}
