@@ -25,12 +25,3 @@ inline constexpr size_t kMaxStatusMessage = 1024;
     ::absl::Status ferry_status_ = (expr);   \
     if (!ferry_status_.ok()) return ferry_status_; \
   } while (0)
-
-#define FERRY_CONCAT_INNER(a, b) a##b
-#define FERRY_CONCAT(a, b) FERRY_CONCAT_INNER(a, b)
-#define FERRY_ASSIGN_OR_RETURN(lhs, expr) \
-  FERRY_ASSIGN_OR_RETURN_IMPL(FERRY_CONCAT(ferry_statusor_, __LINE__), lhs, expr)
-#define FERRY_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                                \
-  if (!tmp.ok()) return tmp.status();               \
-  lhs = std::move(tmp).value()
