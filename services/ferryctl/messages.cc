@@ -1,0 +1,272 @@
+// ferryctl produce, consume, commit, lag: the data plane from the command line.
+#include "ferryctl/cli.h"
+
+namespace ferryctl {
+namespace {
+
+struct Options {
+  std::string name, key, dedup_id, value, deliver_at, txn_group, check_ref, txn_id, group,
+      dead_letter;
+  std::vector<std::string> headers, receipts;
+  size_t batch = 100;
+  uint64_t delay_ms = 0;
+  CLI::Option* value_opt = nullptr;
+  uint32_t max = 10, wait_ms = 1000, visibility_ms = 30000, retry_delay_ms = 0;
+  bool no_commit = false, latest = false, retry = false;
+};
+
+}  // namespace
+
+void AddMessageCommands(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<Options>();
+  auto* produce = app.add_subcommand(
+      "produce", "send --value, or one message per line of standard input (sent in batches)");
+  produce->add_option("TOPIC", o->name, "topic")->required();
+  produce->add_option("--key", o->key, "message key (same key: same queue, in order)");
+  produce->add_option("--dedup-id", o->dedup_id, "dedup id (only with --value)");
+  produce->add_option("--header", o->headers, "header k=v (repeatable)");
+  o->value_opt = produce->add_option("--value", o->value, "the payload");
+  produce->add_option("--batch", o->batch, "messages per Produce call from stdin (1-1000)")
+      ->capture_default_str();
+  auto* delay_opt = produce->add_option("--delay-ms", o->delay_ms, "deliver no earlier than this");
+  produce->add_option("--deliver-at", o->deliver_at, "deliver no earlier than this RFC 3339 time")
+      ->excludes(delay_opt);
+  auto* txn_group_opt = produce->add_option(
+      "--txn-group", o->txn_group,
+      "begin a transaction for this producer group and store the messages as half messages "
+      "(prints the transaction id; end it with `ferryctl txn end`)");
+  produce->add_option("--check-ref", o->check_ref, "with --txn-group: handed back in back-checks")
+      ->needs(txn_group_opt);
+  produce->add_option("--txn", o->txn_id, "add the messages to this open transaction")
+      ->excludes(txn_group_opt);
+
+  // consume
+  auto* consume = app.add_subcommand(
+      "consume", "receive messages as JSON lines; ACK them unless --no-commit");
+  consume->add_option("TOPIC", o->name, "topic")->required();
+  consume->add_option("--group", o->group, "consumer group")->required();
+  consume->add_option("--max", o->max, "at most this many messages (1-1000)")->capture_default_str();
+  consume->add_option("--wait-ms", o->wait_ms, "long poll up to this long (0-30000)")
+      ->capture_default_str();
+  consume->add_option("--visibility-ms", o->visibility_ms, "lease length (1000-43200000)")
+      ->capture_default_str();
+  consume->add_flag("--no-commit", o->no_commit, "do not ACK: the messages come back after the lease");
+  consume->add_flag("--latest", o->latest, "a new group starts at the end instead of the beginning");
+
+  // commit
+  auto* commit = app.add_subcommand("commit", "ACK receipts");
+  commit->add_option("--group", o->group, "consumer group")->required();
+  commit->add_option("RECEIPT", o->receipts, "receipts from consume")->required();
+  auto* retry_opt = commit->add_flag("--retry", o->retry, "deliver again after a backoff");
+  commit->add_option("--delay-ms", o->retry_delay_ms, "with --retry: the delay (default: the group's backoff)")
+      ->needs(retry_opt);
+  commit->add_option("--dead-letter", o->dead_letter, "move to the group's dead letters, with this reason")
+      ->excludes(retry_opt);
+
+  // lag
+  auto* lag = app.add_subcommand("lag", "a group's progress per queue");
+  lag->add_option("--group", o->group, "consumer group")->required();
+  lag->add_option("--topic", o->name, "only this topic");
+
+  produce->callback([o, &ctx] {
+    if (o->batch < 1 || o->batch > 1000) throw Failure{"--batch must be between 1 and 1000"};
+    ferry::v1::ProducedMessage base;
+    base.set_key(o->key);
+    for (const auto& h : o->headers) {
+      const auto eq = h.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw Failure{"--header \"" + h + "\" must be NAME=VALUE"};
+      }
+      (*base.mutable_headers())[h.substr(0, eq)] = h.substr(eq + 1);
+    }
+    if (!o->dedup_id.empty() && o->value_opt->count() == 0) {
+      throw Failure{"--dedup-id needs --value (each stdin line would share one dedup id)"};
+    }
+    base.set_delay_ms(o->delay_ms);
+    if (!o->deliver_at.empty()) {
+      *base.mutable_deliver_at() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(
+          ParseTimeMs(o->deliver_at, "--deliver-at"));
+    }
+    auto send = [&](ferry::v1::ProduceRequest& req) {
+      auto r = Check(ctx.client().Produce(req), "produce");
+      if (!r.transaction_id().empty()) {
+        // Half messages: one line with the transaction; later batches join it.
+        if (req.has_transactional()) {
+          if (ctx.as_json) {
+            std::cout << Dump(json{{"transaction_id", r.transaction_id()},
+                                   {"half_messages", r.results_size()}})
+                      << "\n";
+          } else {
+            std::cout << "transaction " << r.transaction_id() << " (" << r.results_size()
+                      << " half messages; end it with: ferryctl txn end "
+                      << r.transaction_id() << " --commit | --rollback)\n";
+          }
+          req.clear_transactional();
+          req.set_transaction_id(r.transaction_id());
+        } else if (!ctx.as_json) {
+          std::cout << r.results_size() << " more half messages in " << r.transaction_id()
+                    << "\n";
+        }
+        req.clear_messages();
+        return;
+      }
+      for (const auto& res : r.results()) {
+        if (ctx.as_json) {
+          json j{{"duplicate", res.duplicate()}};
+          if (res.delayed()) {
+            j["delayed_id"] = res.delayed_id();
+          } else {
+            j["queue"] = res.queue();
+            j["offset"] = res.offset();
+          }
+          std::cout << Dump(j) << "\n";
+        } else if (res.delayed()) {
+          std::cout << "delayed " << res.delayed_id() << (res.duplicate() ? " duplicate" : "")
+                    << "\n";
+        } else {
+          std::cout << res.queue() << " " << res.offset() << (res.duplicate() ? " duplicate" : "")
+                    << "\n";
+        }
+      }
+      req.clear_messages();
+    };
+    ferry::v1::ProduceRequest req;
+    req.set_topic(o->name);
+    req.set_transaction_id(o->txn_id);
+    if (!o->txn_group.empty()) {
+      req.mutable_transactional()->set_producer_group(o->txn_group);
+      req.mutable_transactional()->set_check_ref(o->check_ref);
+    }
+    if (o->value_opt->count() > 0) {
+      auto* m = req.add_messages();
+      *m = base;
+      m->set_payload(o->value);
+      m->set_dedup_id(o->dedup_id);
+      send(req);
+    } else {
+      std::string line;
+      while (std::getline(std::cin, line)) {
+        auto* m = req.add_messages();
+        *m = base;
+        m->set_payload(line);
+        if (static_cast<size_t>(req.messages_size()) >= o->batch) send(req);
+      }
+      if (req.messages_size() > 0) send(req);
+    }
+  });
+  consume->callback([o, &ctx] {
+    ferry::v1::ConsumeRequest req;
+    req.set_group(o->group);
+    req.set_topic(o->name);
+    req.set_max_messages(o->max);
+    req.set_max_wait_ms(o->wait_ms);
+    req.set_visibility_timeout_ms(o->visibility_ms);
+    req.set_start_position(o->latest ? ferry::v1::START_POSITION_LATEST
+                                  : ferry::v1::START_POSITION_EARLIEST);
+    auto r = Check(ctx.client().Consume(req), "consume");
+    std::vector<std::string> to_ack;
+    for (const auto& m : r.messages()) {
+      json headers_json = json::object();
+      for (const auto& [k, v] : m.headers()) headers_json[k] = v;
+      std::cout << Dump(json{{"topic", m.topic()},
+                             {"queue", m.queue()},
+                             {"offset", m.offset()},
+                             {"key", m.key()},
+                             {"value", m.payload()},
+                             {"headers", headers_json},
+                             {"attempt", m.delivery_attempt()},
+                             {"receipt", m.receipt()}})
+                << "\n";
+      to_ack.push_back(m.receipt());
+    }
+    std::cout.flush();
+    if (!o->no_commit && !to_ack.empty()) {
+      auto c = Check(ctx.client().Ack(o->group, to_ack), "commit");
+      for (const auto& res : c.results()) {
+        if (res.status() != ferry::v1::COMMITTED) {
+          std::cerr << "ferryctl: commit: " << ferry::v1::CommitStatus_Name(res.status()) << ": "
+                    << res.detail() << "\n";
+        }
+      }
+    }
+  });
+  commit->callback([o, &ctx] {
+    ferry::v1::CommitRequest req;
+    req.set_group(o->group);
+    for (const auto& receipt : o->receipts) {
+      auto* e = req.add_entries();
+      e->set_receipt(receipt);
+      if (o->retry) {
+        e->set_outcome(ferry::v1::RETRY);
+        e->set_retry_delay_ms(o->retry_delay_ms);
+      } else if (!o->dead_letter.empty()) {
+        e->set_outcome(ferry::v1::DEAD_LETTER);
+        e->set_reason(o->dead_letter);
+      } else {
+        e->set_outcome(ferry::v1::ACK);
+      }
+    }
+    auto r = Check(ctx.client().Commit(req), "commit");
+    bool all_ok = true;
+    for (int i = 0; i < r.results_size(); ++i) {
+      const auto& res = r.results(i);
+      const bool ok = res.status() == ferry::v1::COMMITTED ||
+                      res.status() == ferry::v1::ALREADY_COMMITTED ||
+                      res.status() == ferry::v1::RETRY_SCHEDULED ||
+                      res.status() == ferry::v1::DEAD_LETTERED;
+      all_ok = all_ok && ok;
+      if (ctx.as_json) {
+        std::cout << Dump(json{{"receipt", o->receipts[i]},
+                               {"status", ferry::v1::CommitStatus_Name(res.status())},
+                               {"detail", res.detail()}})
+                  << "\n";
+      } else {
+        std::cout << ferry::v1::CommitStatus_Name(res.status())
+                  << (res.detail().empty() ? "" : ": " + res.detail()) << "\n";
+      }
+    }
+    if (!all_ok) {
+      ctx.exit_code = 1;
+      return;
+    }
+  });
+  lag->callback([o, &ctx] {
+    auto r = Check(ctx.client().GetGroupLag(o->group, o->name), "lag");
+    if (ctx.as_json) {
+      json out = json::array();
+      for (const auto& q : r.queues()) {
+        out.push_back(json{{"topic", q.topic()},
+                           {"queue", q.queue()},
+                           {"end_offset", q.end_offset()},
+                           {"committed_offset", q.committed_offset()},
+                           {"delivered_offset", q.delivered_offset()},
+                           {"in_flight", q.in_flight()},
+                           {"lag", q.lag()},
+                           {"retrying", q.retrying()},
+                           {"dead_letters", q.dead_letters()},
+                           {"oldest_unacked_age_ms", q.oldest_unacked_age_ms()}});
+      }
+      json delayed = json::object();
+      for (const auto& d : r.delayed()) delayed[d.topic()] = d.delayed();
+      std::cout << Dump(json{{"group", r.group()}, {"queues", out}, {"delayed", delayed}})
+                << "\n";
+    } else {
+      std::vector<std::vector<std::string>> rows{{"TOPIC", "QUEUE", "END", "COMMITTED",
+                                                  "IN_FLIGHT", "RETRYING", "DEAD", "LAG",
+                                                  "OLDEST_UNACKED"}};
+      for (const auto& q : r.queues()) {
+        rows.push_back({q.topic(), std::to_string(q.queue()), std::to_string(q.end_offset()),
+                        std::to_string(q.committed_offset()), std::to_string(q.in_flight()),
+                        std::to_string(q.retrying()), std::to_string(q.dead_letters()),
+                        std::to_string(q.lag()),
+                        q.lag() == 0 ? "-" : Age(q.oldest_unacked_age_ms())});
+      }
+      PrintTable(rows);
+      for (const auto& d : r.delayed()) {
+        std::cout << d.topic() << ": " << d.delayed() << " delayed messages not yet due\n";
+      }
+    }
+  });
+}
+
+}  // namespace ferryctl
