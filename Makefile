@@ -50,7 +50,7 @@ test-e2e: build
 	@scripts/with-test-postgres.sh ctest --test-dir $(BUILD) --output-on-failure -L e2e
 
 format:
-	@find services tests -name '*.cc' -o -name '*.h' | xargs clang-format -i
+	@find services tests bench fuzz examples -name node_modules -prune -o \( -name '*.cc' -o -name '*.h' \) -print | xargs clang-format -i
 
 clean:
 	@rm -rf $(BUILD)

@@ -10,6 +10,8 @@
 //   pg-limit     the same rows straight into a plain table by 4 connections, batches of 100
 //                from arrays, and read back in offset order in pages of 100
 // Broker CPU seconds per million messages and peak RSS come from /proc/<--broker-pid>.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -22,7 +24,6 @@
 #include <pqxx/pqxx>
 #include <sstream>
 #include <thread>
-#include <unistd.h>
 
 #include "client/client.h"
 #include "common/pg/arrays.h"
@@ -118,7 +119,7 @@ double RunTimed(const std::string& label, int64_t total, Body body) {
 
 struct Result {
   std::string name;
-  double rate = 0;       // per second
+  double rate = 0;  // per second
   std::string unit;
   std::string detail;
   double cpu_per_million = -1;
@@ -173,21 +174,22 @@ Result Consume(const Options& o, const std::string& topic, const std::string& gr
   const int64_t total = o.messages / kBatch * kBatch;
   const ProcStat before = ReadProc(o.broker_pid);
   const double secs = RunTimed(label, total, [&](int, std::atomic<int64_t>& done) {
-      ferry::Client c(o.broker);
-      while (done.load() < total) {
-        ferry::v1::ConsumeRequest req;
-        req.set_group(group);
-        req.set_topic(topic);
-        req.set_max_messages(kBatch);
-        req.set_max_wait_ms(500);
-        req.set_visibility_timeout_ms(60000);
-        auto got = c.Consume(req);
-        if (!got.ok() || got->messages_size() == 0) continue;
-        std::vector<std::string> receipts;
-        for (const auto& m : got->messages()) receipts.push_back(m.receipt());
-        while (!c.Ack(group, receipts).ok()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        done += got->messages_size();
-      }
+    ferry::Client c(o.broker);
+    while (done.load() < total) {
+      ferry::v1::ConsumeRequest req;
+      req.set_group(group);
+      req.set_topic(topic);
+      req.set_max_messages(kBatch);
+      req.set_max_wait_ms(500);
+      req.set_visibility_timeout_ms(60000);
+      auto got = c.Consume(req);
+      if (!got.ok() || got->messages_size() == 0) continue;
+      std::vector<std::string> receipts;
+      for (const auto& m : got->messages()) receipts.push_back(m.receipt());
+      while (!c.Ack(group, receipts).ok())
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      done += got->messages_size();
+    }
   });
   const ProcStat after = ReadProc(o.broker_pid);
   Result r{label, total / secs, "messages/s",
@@ -254,9 +256,8 @@ Result Latency(const Options& o) {
   std::cerr << "\n";
   const Percentiles p = Percentile(latencies_ms);
   std::ostringstream d;
-  d << std::fixed << std::setprecision(1) << "p50 " << p.p50 << " ms, p99 " << p.p99
-    << " ms, p999 " << p.p999 << " ms, max " << p.max << " ms (" << latencies_ms.size()
-    << " messages)";
+  d << std::fixed << std::setprecision(1) << "p50 " << p.p50 << " ms, p99 " << p.p99 << " ms, p999 "
+    << p.p999 << " ms, max " << p.max << " ms (" << latencies_ms.size() << " messages)";
   return Result{"W3 latency", p.p99, "ms p99", d.str()};
 }
 
@@ -307,13 +308,16 @@ std::vector<Result> Relay(const Options& o) {
   {  // exact span on the database's clock: first insert to last sent
     pqxx::connection c(o.app_db);
     pqxx::nontransaction tx(c);
-    secs = tx.exec("SELECT extract(epoch FROM max(sent_at) - min(created_at)) FROM ferry_outbox")[0][0]
-               .as<double>(secs);
+    secs =
+        tx.exec("SELECT extract(epoch FROM max(sent_at) - min(created_at)) FROM ferry_outbox")[0][0]
+            .as<double>(secs);
   }
   out.push_back(Result{"W4 relay", txns * 10 / secs, "rows/s",
-                       std::to_string(txns * 10) + " rows, first insert to last sent; the 4"
-                       " writers alone inserted " + std::to_string(static_cast<int64_t>(txns * 10 / insert_secs)) +
-                       " rows/s"});
+                       std::to_string(txns * 10) +
+                           " rows, first insert to last sent; the 4"
+                           " writers alone inserted " +
+                           std::to_string(static_cast<int64_t>(txns * 10 / insert_secs)) +
+                           " rows/s"});
   {
     pqxx::connection c(o.app_db);
     pqxx::work tx(c);
@@ -326,8 +330,8 @@ std::vector<Result> Relay(const Options& o) {
     std::this_thread::sleep_until(next_at);
     next_at += std::chrono::milliseconds(1);
     pqxx::work tx(c);
-    tx.exec_params("INSERT INTO ferry_outbox (topic, payload) VALUES ('w4', convert_to($1, 'UTF8'))",
-                   payload);
+    tx.exec_params(
+        "INSERT INTO ferry_outbox (topic, payload) VALUES ('w4', convert_to($1, 'UTF8'))", payload);
     tx.commit();
     if (i % 1000 == 0) Progress("W4 relay latency at 1,000 rows/s", i, 10000);
   }
@@ -335,8 +339,10 @@ std::vector<Result> Relay(const Options& o) {
   wait_sent("W4 relay latency drain", 10000);
   pqxx::nontransaction tx(c);
   auto r = tx.exec(
-      "SELECT 1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY sent_at - created_at)),"
-      " 1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY sent_at - created_at)),"
+      "SELECT 1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY sent_at - "
+      "created_at)),"
+      " 1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY sent_at - "
+      "created_at)),"
       " 1000 * extract(epoch FROM max(sent_at - created_at)) FROM ferry_outbox");
   std::ostringstream d;
   d << std::fixed << std::setprecision(1) << "commit to sent: p50 " << r[0][0].as<double>()
@@ -349,8 +355,9 @@ std::vector<Result> PgLimit(const Options& o) {
   {
     pqxx::connection c(o.broker_db);
     pqxx::work tx(c);
-    tx.exec("DROP TABLE IF EXISTS bench_raw; CREATE TABLE bench_raw (q int, off bigint,"
-            " payload bytea, PRIMARY KEY (q, off))");
+    tx.exec(
+        "DROP TABLE IF EXISTS bench_raw; CREATE TABLE bench_raw (q int, off bigint,"
+        " payload bytea, PRIMARY KEY (q, off))");
     tx.commit();
   }
   const int64_t per_thread = o.messages / kThreads;
@@ -368,9 +375,10 @@ std::vector<Result> PgLimit(const Options& o) {
         payloads.push_back(&payload);
       }
       pqxx::work tx(c);
-      tx.exec_params("INSERT INTO bench_raw SELECT $1, o, p FROM unnest($2::bigint[], $3::bytea[])"
-                     " AS x(o, p)",
-                     t, ferry::pg::IntArray(offsets), ferry::pg::ByteaArray(payloads));
+      tx.exec_params(
+          "INSERT INTO bench_raw SELECT $1, o, p FROM unnest($2::bigint[], $3::bytea[])"
+          " AS x(o, p)",
+          t, ferry::pg::IntArray(offsets), ferry::pg::ByteaArray(payloads));
       tx.commit();
       done += kBatch;
     }
@@ -379,9 +387,10 @@ std::vector<Result> PgLimit(const Options& o) {
     pqxx::connection c(o.broker_db);
     for (int64_t off = 0; off < per_thread; off += kBatch) {
       pqxx::work tx(c);
-      auto r = tx.exec_params("SELECT off, payload FROM bench_raw WHERE q = $1 AND off >= $2"
-                              " ORDER BY off LIMIT 100",
-                              t, off);
+      auto r = tx.exec_params(
+          "SELECT off, payload FROM bench_raw WHERE q = $1 AND off >= $2"
+          " ORDER BY off LIMIT 100",
+          t, off);
       for (const auto& row : r) (void)pqxx::binarystring(row[1]).size();
       tx.commit();
       done += static_cast<int64_t>(r.size());
@@ -435,8 +444,8 @@ std::string Machine(const Options& o) {
       break;
     }
   }
-  m << "- cores: " << std::thread::hardware_concurrency() << " (" << model << ")\n- memory: "
-    << memline.substr(memline.find_first_of("0123456789")) << "\n";
+  m << "- cores: " << std::thread::hardware_concurrency() << " (" << model
+    << ")\n- memory: " << memline.substr(memline.find_first_of("0123456789")) << "\n";
   pqxx::connection c(o.broker_db);
   pqxx::nontransaction tx(c);
   m << "- PostgreSQL: " << tx.exec("SHOW server_version")[0][0].c_str();
@@ -456,8 +465,9 @@ int main(int argc, char** argv) {
   app.add_option("--broker", o.broker, "broker HOST:PORT")->capture_default_str();
   app.add_option("--broker-database-url", o.broker_db, "the broker's database (pg-limit, W5)")
       ->required();
-  app.add_option("--app-database-url", o.app_db, "an application database with ferry_outbox, "
-                                                   "published by a running ferry-relay (W4)");
+  app.add_option("--app-database-url", o.app_db,
+                 "an application database with ferry_outbox, "
+                 "published by a running ferry-relay (W4)");
   app.add_option("--broker-pid", o.broker_pid, "for CPU seconds and peak RSS of the broker");
   app.add_option("--messages", o.messages, "messages per workload")->capture_default_str();
   app.add_option("--backlog", o.backlog, "messages stored before W5")->capture_default_str();
@@ -505,11 +515,12 @@ int main(int argc, char** argv) {
     if (r.unit != "ms p99" && pg_insert > 0 && r.name.rfind("pg-limit", 0) != 0) {
       ratio << std::fixed << std::setprecision(2) << r.rate / pg_insert;
     }
-    if (r.name == "W4 relay" && w1 > 0) ratio << " (" << std::setprecision(2) << r.rate / w1 << " x W1)";
+    if (r.name == "W4 relay" && w1 > 0)
+      ratio << " (" << std::setprecision(2) << r.rate / w1 << " x W1)";
     if (r.cpu_per_million >= 0) cpu << std::fixed << std::setprecision(1) << r.cpu_per_million;
     md << "| " << r.name << " | " << std::fixed << std::setprecision(r.unit == "ms p99" ? 1 : 0)
-       << r.rate << " " << r.unit << " | " << ratio.str() << " | " << cpu.str() << " | "
-       << r.detail << " |\n";
+       << r.rate << " " << r.unit << " | " << ratio.str() << " | " << cpu.str() << " | " << r.detail
+       << " |\n";
   }
   if (o.broker_pid > 0) md << "\nBroker peak RSS: " << broker.peak_rss_kb / 1024 << " MiB\n";
   std::cout << "\n" << md.str();
@@ -517,7 +528,8 @@ int main(int argc, char** argv) {
     std::ofstream f(o.out);
     f << "# Ferry benchmark results\n\nWritten by `make bench` (bench/run.sh). Durable settings:"
          " fsync and synchronous_commit on.\n\n## Machine\n\n"
-      << Machine(o) << "\n## Command\n\n```\n" << o.command_line << "\n```\n\n## Results\n\n"
+      << Machine(o) << "\n## Command\n\n```\n"
+      << o.command_line << "\n```\n\n## Results\n\n"
       << md.str();
   }
   return 0;

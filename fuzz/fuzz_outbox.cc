@@ -30,8 +30,10 @@ int BracketDepth(const std::string& text) {
   for (size_t i = 0; i < text.size() && text[i] != '\0'; ++i) {
     const char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {

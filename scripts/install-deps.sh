@@ -30,6 +30,8 @@ PACKAGES=(
   openssl
   # fuzzing: clang with libFuzzer and the sanitizers' runtime (scripts/fuzz.sh)
   clang libclang-rt-14-dev
+  # the format check (scripts/check-format.sh, part of make test)
+  clang-format
   # the examples in other languages (examples/python, examples/go; Node's packages come from npm)
   python3-grpcio python3-protobuf
   golang-go golang-google-grpc-dev protoc-gen-go protoc-gen-go-grpc

@@ -36,17 +36,18 @@ void Say(const std::string& who, const std::string& what) {
 int64_t PlaceOrder(pqxx::connection& db, const std::string& customer, bool fail_payment) {
   pqxx::work tx(db);
   json items = json::array();
-  for (const auto& row : tx.exec_params(
-           "SELECT item FROM cart_items WHERE customer = $1 ORDER BY item", customer)) {
+  for (const auto& row :
+       tx.exec_params("SELECT item FROM cart_items WHERE customer = $1 ORDER BY item", customer)) {
     items.push_back(row[0].as<std::string>());
   }
-  const int64_t id = tx.exec_params(
-      "INSERT INTO orders (customer, items) VALUES ($1, $2::jsonb) RETURNING id", customer,
-      items.dump())[0][0].as<int64_t>();
-  const std::string msg_id = ferry::Enqueue(
-      tx, "orders", "order-" + std::to_string(id),
-      json{{"order", id}, {"customer", customer}, {"items", items}}.dump(),
-      {{"type", "order.created"}});
+  const int64_t id =
+      tx.exec_params("INSERT INTO orders (customer, items) VALUES ($1, $2::jsonb) RETURNING id",
+                     customer, items.dump())[0][0]
+          .as<int64_t>();
+  const std::string msg_id =
+      ferry::Enqueue(tx, "orders", "order-" + std::to_string(id),
+                     json{{"order", id}, {"customer", customer}, {"items", items}}.dump(),
+                     {{"type", "order.created"}});
   if (fail_payment) {
     Say("order service", "order " + std::to_string(id) + " for " + customer +
                              ": payment declined, transaction rolled back (order and message)");
@@ -54,10 +55,9 @@ int64_t PlaceOrder(pqxx::connection& db, const std::string& customer, bool fail_
     return -1;
   }
   tx.commit();
-  Say("order service", "order " + std::to_string(id) + " for " + customer + " with " +
-                           std::to_string(items.size()) +
-                           " items and its outbox row committed together (message " +
-                           msg_id.substr(0, 8) + "...)");
+  Say("order service",
+      "order " + std::to_string(id) + " for " + customer + " with " + std::to_string(items.size()) +
+          " items and its outbox row committed together (message " + msg_id.substr(0, 8) + "...)");
   return id;
 }
 
@@ -134,9 +134,10 @@ int CartService(const std::string& database_url, const std::string& broker) {
     std::vector<std::string> receipts;
     for (const auto& m : got->messages()) {
       const int removed = ClearCart(cart_db, m);
-      Say("cart service", removed < 0 ? "order already processed (inbox)"
-                                      : "cleared " + std::to_string(removed) + " items for " +
-                                            json::parse(m.payload())["customer"].get<std::string>());
+      Say("cart service", removed < 0
+                              ? "order already processed (inbox)"
+                              : "cleared " + std::to_string(removed) + " items for " +
+                                    json::parse(m.payload())["customer"].get<std::string>());
       receipts.push_back(m.receipt());
     }
     if (!receipts.empty()) (void)client.Ack("cart", receipts);  // a lost ACK: redelivered, no-op
@@ -150,9 +151,11 @@ int main(int argc, char** argv) {
   int every_ms = 1000;
   CLI::App app{"order-cart-demo: an order service and a cart service on Ferry's outbox"};
   app.add_option("--database-url", database_url, "the application database")
-      ->envname("FERRY_DATABASE_URL")->required();
+      ->envname("FERRY_DATABASE_URL")
+      ->required();
   app.add_option("--broker", broker, "broker HOST:PORT")
-      ->envname("FERRY_BROKER")->capture_default_str();
+      ->envname("FERRY_BROKER")
+      ->capture_default_str();
   app.fallthrough();
   auto* order_service = app.add_subcommand("order-service", "place an order every --every-ms");
   order_service->add_option("--every-ms", every_ms, "ms between orders")->capture_default_str();
@@ -199,8 +202,8 @@ int main(int argc, char** argv) {
     for (const auto& m : got->messages()) {
       const json order = json::parse(m.payload());
       Say("cart service", "received " + m.headers().at("type") + " for order " +
-                              std::to_string(order["order"].get<int64_t>()) + " (delivery attempt " +
-                              std::to_string(m.delivery_attempt()) + ")");
+                              std::to_string(order["order"].get<int64_t>()) +
+                              " (delivery attempt " + std::to_string(m.delivery_attempt()) + ")");
       const int removed = ClearCart(cart_db, m);
       if (removed >= 0) {
         Say("cart service", "removed " + std::to_string(removed) + " items from " +
@@ -229,11 +232,11 @@ int main(int argc, char** argv) {
            "SELECT customer, string_agg(item, ', ' ORDER BY item) FROM cart_items GROUP BY 1")) {
     std::cout << "  cart_items:  " << row[0].c_str() << " {" << row[1].c_str() << "}\n";
   }
-  for (const auto& row : tx.exec(
-           "SELECT status, count(*), min(broker_queue), min(broker_offset) FROM ferry_outbox"
-           " GROUP BY status")) {
-    std::cout << "  ferry_outbox: " << row[1].c_str() << " row " << row[0].c_str()
-              << " (queue " << row[2].c_str() << ", offset " << row[3].c_str() << ")\n";
+  for (const auto& row :
+       tx.exec("SELECT status, count(*), min(broker_queue), min(broker_offset) FROM ferry_outbox"
+               " GROUP BY status")) {
+    std::cout << "  ferry_outbox: " << row[1].c_str() << " row " << row[0].c_str() << " (queue "
+              << row[2].c_str() << ", offset " << row[3].c_str() << ")\n";
   }
   for (const auto& row : tx.exec("SELECT count(*) FROM ferry_inbox")) {
     std::cout << "  ferry_inbox: " << row[0].c_str() << " message processed\n";

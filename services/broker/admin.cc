@@ -164,8 +164,8 @@ absl::Status Admin::ResolveTransaction(const Caller& c, const v1::ResolveTransac
                                        v1::ResolveTransactionResponse* resp) {
   FERRY_RETURN_IF_ERROR(ValidateResolveTransaction(req));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, TransactionGroup(req.transaction_id())));
-  auto ended = store_.EndTransaction(req.transaction_id(), FromProto(req.decision()),
-                                     c.As("admin"), req.reason(), /*by_admin=*/true);
+  auto ended = store_.EndTransaction(req.transaction_id(), FromProto(req.decision()), c.As("admin"),
+                                     req.reason(), /*by_admin=*/true);
   if (!ended.ok()) return ended.status();
   resp->set_state(ToProto(ended->state));
   return absl::OkStatus();
@@ -187,8 +187,7 @@ absl::Status Admin::CreatePrincipal(const Caller& c, const v1::CreatePrincipalRe
   std::vector<GrantRecord> grants;
   for (const auto& g : req.grants()) grants.push_back(FromProto(g));
   FERRY_RETURN_IF_ERROR(store_.CreatePrincipal(req.name(), t.sha256, grants));
-  ferry::log::Get("auth")->info("event=principal_created principal={} by={}", req.name(),
-                                c.name());
+  ferry::log::Get("auth")->info("event=principal_created principal={} by={}", req.name(), c.name());
   resp->set_token(t.token);
   return absl::OkStatus();
 }
@@ -209,8 +208,7 @@ absl::Status Admin::DeletePrincipal(const Caller& c, const v1::DeletePrincipalRe
   FERRY_RETURN_IF_ERROR(ValidatePrincipalName("name", req.name()));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
   FERRY_RETURN_IF_ERROR(store_.DeletePrincipal(req.name()));
-  ferry::log::Get("auth")->info("event=principal_deleted principal={} by={}", req.name(),
-                                c.name());
+  ferry::log::Get("auth")->info("event=principal_deleted principal={} by={}", req.name(), c.name());
   return absl::OkStatus();
 }
 
@@ -230,8 +228,7 @@ absl::Status Admin::Grant(const Caller& c, const v1::GrantRequest& req,
   FERRY_RETURN_IF_ERROR(store_.Grant(req.principal(), FromProto(req.grant())));
   ferry::log::Get("auth")->info("event=granted principal={} permission={} resource={}:{} by={}",
                                 req.principal(), req.grant().permission(),
-                                req.grant().resource_type(), req.grant().resource_name(),
-                                c.name());
+                                req.grant().resource_type(), req.grant().resource_name(), c.name());
   return absl::OkStatus();
 }
 
@@ -246,8 +243,7 @@ absl::Status Admin::Revoke(const Caller& c, const v1::RevokeRequest& req,
   }
   ferry::log::Get("auth")->info("event=revoked principal={} permission={} resource={}:{} by={}",
                                 req.principal(), req.grant().permission(),
-                                req.grant().resource_type(), req.grant().resource_name(),
-                                c.name());
+                                req.grant().resource_type(), req.grant().resource_name(), c.name());
   return absl::OkStatus();
 }
 

@@ -57,8 +57,7 @@ class Admin {
   // An administrator's decision; the only door that may decide a CHECK_EXHAUSTED transaction.
   absl::Status ResolveTransaction(const Caller& c, const v1::ResolveTransactionRequest& req,
                                   v1::ResolveTransactionResponse* resp);
-  absl::Status RearmTransactionChecks(const Caller& c,
-                                      const v1::RearmTransactionChecksRequest& req,
+  absl::Status RearmTransactionChecks(const Caller& c, const v1::RearmTransactionChecksRequest& req,
                                       v1::RearmTransactionChecksResponse* resp);
   absl::Status CreatePrincipal(const Caller& c, const v1::CreatePrincipalRequest& req,
                                v1::CreatePrincipalResponse* resp);

@@ -36,8 +36,8 @@ int64_t NowMs() {
 
 }  // namespace
 
-absl::StatusOr<std::vector<Appended>> Broker::GroupAppend(
-    const std::string& topic, const std::vector<NewMessage>& messages) {
+absl::StatusOr<std::vector<Appended>> Broker::GroupAppend(const std::string& topic,
+                                                          const std::vector<NewMessage>& messages) {
   uint64_t bytes = 0;
   for (const auto& m : messages) bytes += m.payload.size() + m.headers_json.size();
   PendingProduce mine{&messages, bytes, absl::UnknownError("not written"), false};
@@ -240,8 +240,7 @@ absl::Status Broker::ExtendLease(const Caller& caller, const v1::ExtendLeaseRequ
   return absl::OkStatus();
 }
 
-absl::Status Broker::BeginTransaction(const Caller& caller,
-                                      const v1::BeginTransactionRequest& req,
+absl::Status Broker::BeginTransaction(const Caller& caller, const v1::BeginTransactionRequest& req,
                                       v1::BeginTransactionResponse* resp) {
   FERRY_RETURN_IF_ERROR(
       ValidateBeginTransaction("", req.producer_group(), req.check_ref(), req.timeout_ms()));
@@ -257,8 +256,8 @@ absl::Status Broker::BeginTransaction(const Caller& caller,
 absl::Status Broker::EndTransaction(const Caller& caller, const v1::EndTransactionRequest& req,
                                     v1::EndTransactionResponse* resp) {
   FERRY_RETURN_IF_ERROR(ValidateEndTransaction(req));
-  FERRY_RETURN_IF_ERROR(authorizer_.Check(
-      caller, {{Permission::kProduce, TransactionGroup(req.transaction_id())}}));
+  FERRY_RETURN_IF_ERROR(
+      authorizer_.Check(caller, {{Permission::kProduce, TransactionGroup(req.transaction_id())}}));
   auto ended = store_.EndTransaction(req.transaction_id(), FromProto(req.decision()),
                                      caller.As("producer"), "", /*by_admin=*/false);
   if (!ended.ok()) return ended.status();

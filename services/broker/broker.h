@@ -67,8 +67,7 @@ class Broker {
 
   // Settles receipts (ACK, RETRY, DEAD_LETTER), or attaches ACKs to a transaction; one result
   // per entry.
-  absl::Status Commit(const Caller& caller, const v1::CommitRequest& req,
-                      v1::CommitResponse* resp);
+  absl::Status Commit(const Caller& caller, const v1::CommitRequest& req, v1::CommitResponse* resp);
   // Extends the leases of current receipts; one result per receipt.
   absl::Status ExtendLease(const Caller& caller, const v1::ExtendLeaseRequest& req,
                            v1::ExtendLeaseResponse* resp);

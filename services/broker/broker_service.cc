@@ -9,40 +9,44 @@ namespace ferry::broker {
 using rpc::Clock;
 using rpc::Finish;
 
-grpc::ServerUnaryReactor* BrokerService::Produce(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* BrokerService::Produce(grpc::CallbackServerContext* ctx,
+                                                 const grpc::ByteBuffer* in,
+                                                 grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ProduceRequest, v1::ProduceResponse>(
       ctx, in, out, "Produce", [this](const Caller& c, const auto& req, auto* resp) {
         return broker_.Produce(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* BrokerService::Commit(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* BrokerService::Commit(grpc::CallbackServerContext* ctx,
+                                                const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
   return edge_.Unary<v1::CommitRequest, v1::CommitResponse>(
       ctx, in, out, "Commit", [this](const Caller& c, const auto& req, auto* resp) {
         return broker_.Commit(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* BrokerService::ExtendLease(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* BrokerService::ExtendLease(grpc::CallbackServerContext* ctx,
+                                                     const grpc::ByteBuffer* in,
+                                                     grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ExtendLeaseRequest, v1::ExtendLeaseResponse>(
       ctx, in, out, "ExtendLease", [this](const Caller& c, const auto& req, auto* resp) {
         return broker_.ExtendLease(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* BrokerService::BeginTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* BrokerService::BeginTransaction(grpc::CallbackServerContext* ctx,
+                                                          const grpc::ByteBuffer* in,
+                                                          grpc::ByteBuffer* out) {
   return edge_.Unary<v1::BeginTransactionRequest, v1::BeginTransactionResponse>(
       ctx, in, out, "BeginTransaction", [this](const Caller& c, const auto& req, auto* resp) {
         return broker_.BeginTransaction(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* BrokerService::EndTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* BrokerService::EndTransaction(grpc::CallbackServerContext* ctx,
+                                                        const grpc::ByteBuffer* in,
+                                                        grpc::ByteBuffer* out) {
   return edge_.Unary<v1::EndTransactionRequest, v1::EndTransactionResponse>(
       ctx, in, out, "EndTransaction", [this](const Caller& c, const auto& req, auto* resp) {
         return broker_.EndTransaction(c, req, resp);
@@ -134,180 +138,198 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* BrokerService::Chec
   return checks_.Open(ctx);
 }
 
-grpc::ServerUnaryReactor* AdminService::CreateTopic(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::CreateTopic(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
   return edge_.Unary<v1::CreateTopicRequest, v1::CreateTopicResponse>(
       ctx, in, out, "CreateTopic", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.CreateTopic(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::ListTopics(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::ListTopics(grpc::CallbackServerContext* ctx,
+                                                   const grpc::ByteBuffer* in,
+                                                   grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ListTopicsRequest, v1::ListTopicsResponse>(
       ctx, in, out, "ListTopics", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.ListTopics(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::DescribeTopic(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::DescribeTopic(grpc::CallbackServerContext* ctx,
+                                                      const grpc::ByteBuffer* in,
+                                                      grpc::ByteBuffer* out) {
   return edge_.Unary<v1::DescribeTopicRequest, v1::DescribeTopicResponse>(
       ctx, in, out, "DescribeTopic", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.DescribeTopic(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::DeleteTopic(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::DeleteTopic(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
   return edge_.Unary<v1::DeleteTopicRequest, v1::DeleteTopicResponse>(
       ctx, in, out, "DeleteTopic", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.DeleteTopic(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::GetGroupLag(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::GetGroupLag(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
   return edge_.Unary<v1::GetGroupLagRequest, v1::GetGroupLagResponse>(
       ctx, in, out, "GetGroupLag", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.GetGroupLag(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::CreateGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::CreateGroup(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
   return edge_.Unary<v1::CreateGroupRequest, v1::CreateGroupResponse>(
       ctx, in, out, "CreateGroup", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.CreateGroup(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::UpdateGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::UpdateGroup(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
   return edge_.Unary<v1::UpdateGroupRequest, v1::UpdateGroupResponse>(
       ctx, in, out, "UpdateGroup", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.UpdateGroup(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::DescribeGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::DescribeGroup(grpc::CallbackServerContext* ctx,
+                                                      const grpc::ByteBuffer* in,
+                                                      grpc::ByteBuffer* out) {
   return edge_.Unary<v1::DescribeGroupRequest, v1::DescribeGroupResponse>(
       ctx, in, out, "DescribeGroup", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.DescribeGroup(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::ResetGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::ResetGroup(grpc::CallbackServerContext* ctx,
+                                                   const grpc::ByteBuffer* in,
+                                                   grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ResetGroupRequest, v1::ResetGroupResponse>(
       ctx, in, out, "ResetGroup", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.ResetGroup(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::ListDeadLetters(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::ListDeadLetters(grpc::CallbackServerContext* ctx,
+                                                        const grpc::ByteBuffer* in,
+                                                        grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ListDeadLettersRequest, v1::ListDeadLettersResponse>(
       ctx, in, out, "ListDeadLetters", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.ListDeadLetters(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::RedriveDeadLetters(grpc::CallbackServerContext* ctx,
+                                                           const grpc::ByteBuffer* in,
+                                                           grpc::ByteBuffer* out) {
   return edge_.Unary<v1::RedriveDeadLettersRequest, v1::RedriveDeadLettersResponse>(
       ctx, in, out, "RedriveDeadLetters", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.RedriveDeadLetters(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::PurgeDeadLetters(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::PurgeDeadLetters(grpc::CallbackServerContext* ctx,
+                                                         const grpc::ByteBuffer* in,
+                                                         grpc::ByteBuffer* out) {
   return edge_.Unary<v1::PurgeDeadLettersRequest, v1::PurgeDeadLettersResponse>(
       ctx, in, out, "PurgeDeadLetters", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.PurgeDeadLetters(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::CancelDelayed(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::CancelDelayed(grpc::CallbackServerContext* ctx,
+                                                      const grpc::ByteBuffer* in,
+                                                      grpc::ByteBuffer* out) {
   return edge_.Unary<v1::CancelDelayedRequest, v1::CancelDelayedResponse>(
       ctx, in, out, "CancelDelayed", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.CancelDelayed(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::ListTransactions(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::ListTransactions(grpc::CallbackServerContext* ctx,
+                                                         const grpc::ByteBuffer* in,
+                                                         grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ListTransactionsRequest, v1::ListTransactionsResponse>(
       ctx, in, out, "ListTransactions", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.ListTransactions(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::ResolveTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::ResolveTransaction(grpc::CallbackServerContext* ctx,
+                                                           const grpc::ByteBuffer* in,
+                                                           grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ResolveTransactionRequest, v1::ResolveTransactionResponse>(
       ctx, in, out, "ResolveTransaction", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.ResolveTransaction(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::RearmTransactionChecks(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::RearmTransactionChecks(grpc::CallbackServerContext* ctx,
+                                                               const grpc::ByteBuffer* in,
+                                                               grpc::ByteBuffer* out) {
   return edge_.Unary<v1::RearmTransactionChecksRequest, v1::RearmTransactionChecksResponse>(
       ctx, in, out, "RearmTransactionChecks", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.RearmTransactionChecks(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::CreatePrincipal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::CreatePrincipal(grpc::CallbackServerContext* ctx,
+                                                        const grpc::ByteBuffer* in,
+                                                        grpc::ByteBuffer* out) {
   return edge_.Unary<v1::CreatePrincipalRequest, v1::CreatePrincipalResponse>(
       ctx, in, out, "CreatePrincipal", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.CreatePrincipal(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::RotateToken(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::RotateToken(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
   return edge_.Unary<v1::RotateTokenRequest, v1::RotateTokenResponse>(
       ctx, in, out, "RotateToken", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.RotateToken(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::DeletePrincipal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::DeletePrincipal(grpc::CallbackServerContext* ctx,
+                                                        const grpc::ByteBuffer* in,
+                                                        grpc::ByteBuffer* out) {
   return edge_.Unary<v1::DeletePrincipalRequest, v1::DeletePrincipalResponse>(
       ctx, in, out, "DeletePrincipal", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.DeletePrincipal(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::ListPrincipals(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::ListPrincipals(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* in,
+                                                       grpc::ByteBuffer* out) {
   return edge_.Unary<v1::ListPrincipalsRequest, v1::ListPrincipalsResponse>(
       ctx, in, out, "ListPrincipals", [this](const Caller& c, const auto& req, auto* resp) {
         return admin_.ListPrincipals(c, req, resp);
       });
 }
 
-grpc::ServerUnaryReactor* AdminService::Grant(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::Grant(grpc::CallbackServerContext* ctx,
+                                              const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
   return edge_.Unary<v1::GrantRequest, v1::GrantResponse>(
-      ctx, in, out, "Grant", [this](const Caller& c, const auto& req, auto* resp) {
-        return admin_.Grant(c, req, resp);
-      });
+      ctx, in, out, "Grant",
+      [this](const Caller& c, const auto& req, auto* resp) { return admin_.Grant(c, req, resp); });
 }
 
-grpc::ServerUnaryReactor* AdminService::Revoke(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                  grpc::ByteBuffer* out) {
+grpc::ServerUnaryReactor* AdminService::Revoke(grpc::CallbackServerContext* ctx,
+                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
   return edge_.Unary<v1::RevokeRequest, v1::RevokeResponse>(
-      ctx, in, out, "Revoke", [this](const Caller& c, const auto& req, auto* resp) {
-        return admin_.Revoke(c, req, resp);
-      });
+      ctx, in, out, "Revoke",
+      [this](const Caller& c, const auto& req, auto* resp) { return admin_.Revoke(c, req, resp); });
 }
 
 }  // namespace ferry::broker

@@ -27,8 +27,30 @@ struct AllRaw<Base, First, Rest...> {
   using type = First<typename AllRaw<Base, Rest...>::type>;
 };
 
-using RawBrokerService = AllRaw<v1::Broker::Service, v1::Broker::WithRawCallbackMethod_Produce, v1::Broker::WithRawCallbackMethod_Consume, v1::Broker::WithRawCallbackMethod_Commit, v1::Broker::WithRawCallbackMethod_ExtendLease, v1::Broker::WithRawCallbackMethod_BeginTransaction, v1::Broker::WithRawCallbackMethod_EndTransaction, v1::Broker::WithRawCallbackMethod_CheckTransaction>::type;
-using RawAdminService = AllRaw<v1::Admin::Service, v1::Admin::WithRawCallbackMethod_CreateTopic, v1::Admin::WithRawCallbackMethod_ListTopics, v1::Admin::WithRawCallbackMethod_DescribeTopic, v1::Admin::WithRawCallbackMethod_DeleteTopic, v1::Admin::WithRawCallbackMethod_GetGroupLag, v1::Admin::WithRawCallbackMethod_CreateGroup, v1::Admin::WithRawCallbackMethod_UpdateGroup, v1::Admin::WithRawCallbackMethod_DescribeGroup, v1::Admin::WithRawCallbackMethod_ResetGroup, v1::Admin::WithRawCallbackMethod_ListDeadLetters, v1::Admin::WithRawCallbackMethod_RedriveDeadLetters, v1::Admin::WithRawCallbackMethod_PurgeDeadLetters, v1::Admin::WithRawCallbackMethod_CancelDelayed, v1::Admin::WithRawCallbackMethod_ListTransactions, v1::Admin::WithRawCallbackMethod_ResolveTransaction, v1::Admin::WithRawCallbackMethod_RearmTransactionChecks, v1::Admin::WithRawCallbackMethod_CreatePrincipal, v1::Admin::WithRawCallbackMethod_RotateToken, v1::Admin::WithRawCallbackMethod_DeletePrincipal, v1::Admin::WithRawCallbackMethod_ListPrincipals, v1::Admin::WithRawCallbackMethod_Grant, v1::Admin::WithRawCallbackMethod_Revoke>::type;
+using RawBrokerService =
+    AllRaw<v1::Broker::Service, v1::Broker::WithRawCallbackMethod_Produce,
+           v1::Broker::WithRawCallbackMethod_Consume, v1::Broker::WithRawCallbackMethod_Commit,
+           v1::Broker::WithRawCallbackMethod_ExtendLease,
+           v1::Broker::WithRawCallbackMethod_BeginTransaction,
+           v1::Broker::WithRawCallbackMethod_EndTransaction,
+           v1::Broker::WithRawCallbackMethod_CheckTransaction>::type;
+using RawAdminService = AllRaw<
+    v1::Admin::Service, v1::Admin::WithRawCallbackMethod_CreateTopic,
+    v1::Admin::WithRawCallbackMethod_ListTopics, v1::Admin::WithRawCallbackMethod_DescribeTopic,
+    v1::Admin::WithRawCallbackMethod_DeleteTopic, v1::Admin::WithRawCallbackMethod_GetGroupLag,
+    v1::Admin::WithRawCallbackMethod_CreateGroup, v1::Admin::WithRawCallbackMethod_UpdateGroup,
+    v1::Admin::WithRawCallbackMethod_DescribeGroup, v1::Admin::WithRawCallbackMethod_ResetGroup,
+    v1::Admin::WithRawCallbackMethod_ListDeadLetters,
+    v1::Admin::WithRawCallbackMethod_RedriveDeadLetters,
+    v1::Admin::WithRawCallbackMethod_PurgeDeadLetters,
+    v1::Admin::WithRawCallbackMethod_CancelDelayed,
+    v1::Admin::WithRawCallbackMethod_ListTransactions,
+    v1::Admin::WithRawCallbackMethod_ResolveTransaction,
+    v1::Admin::WithRawCallbackMethod_RearmTransactionChecks,
+    v1::Admin::WithRawCallbackMethod_CreatePrincipal, v1::Admin::WithRawCallbackMethod_RotateToken,
+    v1::Admin::WithRawCallbackMethod_DeletePrincipal,
+    v1::Admin::WithRawCallbackMethod_ListPrincipals, v1::Admin::WithRawCallbackMethod_Grant,
+    v1::Admin::WithRawCallbackMethod_Revoke>::type;
 
 class BrokerService final : public RawBrokerService {
  public:
@@ -36,17 +58,19 @@ class BrokerService final : public RawBrokerService {
       : broker_(broker), edge_(edge), poller_(poller), checks_(checks) {}
 
   grpc::ServerUnaryReactor* Produce(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+                                    grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* Consume(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+                                    grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* ExtendLease(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* BeginTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* EndTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+                                   grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* ExtendLease(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* BeginTransaction(grpc::CallbackServerContext* ctx,
+                                             const grpc::ByteBuffer* in,
+                                             grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* EndTransaction(grpc::CallbackServerContext* ctx,
+                                           const grpc::ByteBuffer* in,
+                                           grpc::ByteBuffer* out) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* CheckTransaction(
       grpc::CallbackServerContext* ctx) override;
 
@@ -64,50 +88,62 @@ class AdminService final : public RawAdminService {
  public:
   AdminService(Admin& admin, rpc::Edge& edge) : admin_(admin), edge_(edge) {}
 
-  grpc::ServerUnaryReactor* CreateTopic(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* CreateTopic(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* ListTopics(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* DescribeTopic(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* DeleteTopic(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* GetGroupLag(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* CreateGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* UpdateGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* DescribeGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+                                       grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* DescribeTopic(grpc::CallbackServerContext* ctx,
+                                          const grpc::ByteBuffer* in,
+                                          grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* DeleteTopic(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* GetGroupLag(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* CreateGroup(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* UpdateGroup(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* DescribeGroup(grpc::CallbackServerContext* ctx,
+                                          const grpc::ByteBuffer* in,
+                                          grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* ResetGroup(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* ListDeadLetters(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* RedriveDeadLetters(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* PurgeDeadLetters(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* CancelDelayed(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* ListTransactions(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* ResolveTransaction(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* RearmTransactionChecks(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* CreatePrincipal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* RotateToken(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* DeletePrincipal(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
-  grpc::ServerUnaryReactor* ListPrincipals(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+                                       grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* ListDeadLetters(grpc::CallbackServerContext* ctx,
+                                            const grpc::ByteBuffer* in,
+                                            grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* RedriveDeadLetters(grpc::CallbackServerContext* ctx,
+                                               const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* PurgeDeadLetters(grpc::CallbackServerContext* ctx,
+                                             const grpc::ByteBuffer* in,
+                                             grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* CancelDelayed(grpc::CallbackServerContext* ctx,
+                                          const grpc::ByteBuffer* in,
+                                          grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* ListTransactions(grpc::CallbackServerContext* ctx,
+                                             const grpc::ByteBuffer* in,
+                                             grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* ResolveTransaction(grpc::CallbackServerContext* ctx,
+                                               const grpc::ByteBuffer* in,
+                                               grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* RearmTransactionChecks(grpc::CallbackServerContext* ctx,
+                                                   const grpc::ByteBuffer* in,
+                                                   grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* CreatePrincipal(grpc::CallbackServerContext* ctx,
+                                            const grpc::ByteBuffer* in,
+                                            grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* RotateToken(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* DeletePrincipal(grpc::CallbackServerContext* ctx,
+                                            const grpc::ByteBuffer* in,
+                                            grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* ListPrincipals(grpc::CallbackServerContext* ctx,
+                                           const grpc::ByteBuffer* in,
+                                           grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* Grant(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+                                  grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* Revoke(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
-                                grpc::ByteBuffer* out) override;
+                                   grpc::ByteBuffer* out) override;
 
  private:
   Admin& admin_;

@@ -1,6 +1,7 @@
 #include "broker/convert.h"
 
 #include <google/protobuf/util/time_util.h>
+
 #include <nlohmann/json.hpp>
 
 namespace ferry::broker {
@@ -13,7 +14,8 @@ std::string HeadersToJson(const google::protobuf::Map<std::string, std::string>&
   return j.dump();
 }
 
-void HeadersFromJson(const std::string& text, google::protobuf::Map<std::string, std::string>* out) {
+void HeadersFromJson(const std::string& text,
+                     google::protobuf::Map<std::string, std::string>* out) {
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return;
   for (const auto& [k, v] : j.items()) {

@@ -33,7 +33,7 @@ void ToProto(const SettleResult& r, v1::CommitResult* out);
 
 v1::TransactionState ToProto(TxnState state);
 std::optional<TxnState> FromProto(v1::TransactionState state);  // unspecified: nullopt
-TxnDecision FromProto(v1::TransactionDecision decision);         // anything else: kUnknown
+TxnDecision FromProto(v1::TransactionDecision decision);        // anything else: kUnknown
 void ToProto(const TxnRow& r, v1::TransactionInfo* out);
 void ToProto(const TxnCheck& c, v1::TransactionCheck* out);
 

@@ -16,7 +16,7 @@ struct Limits {
   uint32_t max_key_bytes = 1024;
   uint32_t max_dedup_id_bytes = 256;
   uint32_t max_headers = 64;
-  uint32_t max_header_bytes = 16u << 10;   // one header, name + value
+  uint32_t max_header_bytes = 16u << 10;  // one header, name + value
   uint32_t max_consume_messages = 1000;
   uint32_t max_wait_ms = 30000;
   uint32_t min_visibility_ms = 1000;
@@ -32,8 +32,8 @@ inline constexpr int kMaxRequestBytes = (16 << 20) + (1 << 20);  // 17 MiB
 // Replies: a Consume reply carries up to 32 MiB of payloads, plus at least one message.
 inline constexpr int kMaxReplyBytes = 64 << 20;
 
-inline constexpr uint32_t kDefaultVisibilityMs = 30000;        // Consume with 0
-inline constexpr uint32_t kDefaultQueues = 4;                  // CreateTopic with 0
+inline constexpr uint32_t kDefaultVisibilityMs = 30000;  // Consume with 0
+inline constexpr uint32_t kDefaultQueues = 4;            // CreateTopic with 0
 inline constexpr uint64_t kDefaultRetentionMs = 7ull * 24 * 3600 * 1000;
 inline constexpr uint64_t kDefaultDedupWindowMs = 24ull * 3600 * 1000;
 inline constexpr uint64_t kMaxDurationMs = 10ull * 365 * 24 * 3600 * 1000;  // ten years
@@ -43,7 +43,7 @@ inline constexpr uint64_t kMaxRetryDelayMs = 12ull * 3600 * 1000;  // 12 h
 inline constexpr uint64_t kMaxTxnTimeoutMs = 24ull * 3600 * 1000;  // 24 h
 inline constexpr uint32_t kMaxDeliveryAttempts = 1000;
 inline constexpr int kMaxBackoffSteps = 64;
-inline constexpr int kMaxReasonBytes = 4096;      // a DEAD_LETTER or Resolve reason
+inline constexpr int kMaxReasonBytes = 4096;  // a DEAD_LETTER or Resolve reason
 inline constexpr int kMaxCheckRefBytes = 1024;
 inline constexpr int kMaxGrantsPerCall = 100;
 

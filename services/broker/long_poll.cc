@@ -25,8 +25,8 @@ void LongPoller::Park(int64_t topic_id, uint64_t seen, Clock::time_point deadlin
     if (!stopping_) {
       const auto now = Clock::now();
       const bool moved = generations_[topic_id] != seen;
-      waiters_.push_back(Waiter{topic_id, deadline, moved ? now : now + poll_interval_,
-                                std::move(wake)});
+      waiters_.push_back(
+          Waiter{topic_id, deadline, moved ? now : now + poll_interval_, std::move(wake)});
       cv_.notify_one();
       return;
     }

@@ -32,16 +32,16 @@ struct QueueState {
 struct NewMessage {
   std::optional<std::string> key;
   std::string payload;
-  std::string headers_json;  // a JSON object of string values
-  std::string dedup_id;      // empty: none
-  int64_t deliver_at_ms = 0; // unix ms; later than now: a delayed message
+  std::string headers_json;   // a JSON object of string values
+  std::string dedup_id;       // empty: none
+  int64_t deliver_at_ms = 0;  // unix ms; later than now: a delayed message
 };
 
 struct Appended {
   uint32_t queue = 0;
   int64_t offset = 0;
   bool duplicate = false;
-  bool delayed = false;    // stored as a delayed message (queue/offset not known yet)
+  bool delayed = false;  // stored as a delayed message (queue/offset not known yet)
   int64_t delayed_id = 0;
 };
 
@@ -189,7 +189,7 @@ struct RedriveReport {
 
 // Back-check timing of transactions (broker flags --txn-*).
 struct TxnTiming {
-  int64_t check_after_ms = 6000;     // first check this long after begin (unless timeout_ms)
+  int64_t check_after_ms = 6000;      // first check this long after begin (unless timeout_ms)
   int64_t check_interval_ms = 30000;  // then again this often
   int32_t max_checks = 15;            // UNKNOWN (or unanswered) checks before CHECK_EXHAUSTED
 };
@@ -205,7 +205,7 @@ struct TxnBegin {
 
 struct TxnOutcome {
   TxnState state = TxnState::kPrepared;
-  int64_t messages = 0;  // made visible or discarded by this call
+  int64_t messages = 0;                  // made visible or discarded by this call
   std::vector<int64_t> topics_appended;  // topics that received messages (for wake-ups)
 };
 

@@ -39,8 +39,8 @@ struct BrokerOptions {
                                    // certificate signed by one of these CAs
   // Token authentication: every call but health needs "authorization: Bearer <token>" of a
   // principal stored in PostgreSQL (ferryctl auth ...), and the permission it asks for.
-  bool auth = false;               // FERRY_AUTH
-  int auth_cache_ms = 2000;        // FERRY_AUTH_CACHE_MS: tokens and grants are re-read after
+  bool auth = false;         // FERRY_AUTH
+  int auth_cache_ms = 2000;  // FERRY_AUTH_CACHE_MS: tokens and grants are re-read after
 };
 
 // Declares every option on `app` (flag, FERRY_* variable, default in --help), writing into `o`.

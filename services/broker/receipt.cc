@@ -1,9 +1,9 @@
 #include "broker/receipt.h"
 
 #include <absl/strings/escaping.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
 #include <openssl/params.h>
 
 #include <stdexcept>
@@ -41,9 +41,8 @@ ReceiptCodec::ReceiptCodec(std::string key) {
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                          OSSL_PARAM_construct_end()};
-  if (keyed_ == nullptr ||
-      EVP_MAC_init(keyed_, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
-                   params) != 1) {
+  if (keyed_ == nullptr || EVP_MAC_init(keyed_, reinterpret_cast<const unsigned char*>(key.data()),
+                                        key.size(), params) != 1) {
     EVP_MAC_CTX_free(keyed_);
     throw std::runtime_error("receipts: OpenSSL HMAC-SHA256 is not available");
   }
@@ -56,10 +55,10 @@ std::string ReceiptCodec::Tag(const std::string& body) const {
   unsigned char mac[EVP_MAX_MD_SIZE];
   size_t mac_len = 0;
   EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(keyed_);
-  const bool ok = ctx != nullptr &&
-                  EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(body.data()),
-                                 body.size()) == 1 &&
-                  EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) == 1 && mac_len >= kTagSize;
+  const bool ok =
+      ctx != nullptr &&
+      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(body.data()), body.size()) == 1 &&
+      EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) == 1 && mac_len >= kTagSize;
   EVP_MAC_CTX_free(ctx);
   if (!ok) throw std::runtime_error("receipts: HMAC computation failed");
   return std::string(reinterpret_cast<const char*>(mac), kTagSize);

@@ -43,7 +43,8 @@ std::string Diagnose(const google::protobuf::Descriptor* type, std::string_view 
   const std::string at = path.empty() ? "" : path + ".";
   while (static_cast<size_t>(in.CurrentPosition()) < bytes.size()) {
     const uint32_t tag = in.ReadTag();
-    if (tag == 0) return absl::StrCat("a malformed field tag after ", at.empty() ? "the start" : path);
+    if (tag == 0)
+      return absl::StrCat("a malformed field tag after ", at.empty() ? "the start" : path);
     const int number = WireFormat::GetTagFieldNumber(tag);
     const FieldDescriptor* f = type->FindFieldByNumber(number);
     std::string name = f ? at + f->name() : absl::StrCat(at, "field ", number);
@@ -95,27 +96,28 @@ absl::Status Parse(const grpc::ByteBuffer& in, google::protobuf::Message* msg) {
   }
   std::string why = DiagnoseBytes(msg->GetDescriptor(), bytes);
   if (why.empty()) why = "the bytes are malformed";
-  return absl::InvalidArgumentError(absl::StrCat("the request is not a valid ",
-                                                 msg->GetDescriptor()->full_name(), ": ", why));
+  return absl::InvalidArgumentError(
+      absl::StrCat("the request is not a valid ", msg->GetDescriptor()->full_name(), ": ", why));
 }
 
 absl::Status Serialize(const google::protobuf::Message& msg, grpc::ByteBuffer* out) {
   bool own = false;
   grpc::Status s = grpc::SerializationTraits<google::protobuf::Message>::Serialize(msg, out, &own);
-  if (!s.ok()) return absl::InternalError("the reply could not be serialized: " + s.error_message());
+  if (!s.ok())
+    return absl::InternalError("the reply could not be serialized: " + s.error_message());
   return absl::OkStatus();
 }
 
 void RouteProtobufLogs() {
-  google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
-                                     const std::string& message) {
-    static const auto logger = ferry::log::Get("protobuf");
-    if (level >= google::protobuf::LOGLEVEL_FATAL) {
-      logger->critical("{}:{} {}", file, line, message);
-    } else {
-      logger->debug("{}:{} {}", file, line, message);
-    }
-  });
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+        static const auto logger = ferry::log::Get("protobuf");
+        if (level >= google::protobuf::LOGLEVEL_FATAL) {
+          logger->critical("{}:{} {}", file, line, message);
+        } else {
+          logger->debug("{}:{} {}", file, line, message);
+        }
+      });
 }
 
 void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_point start,

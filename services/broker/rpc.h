@@ -69,8 +69,8 @@ class Edge {
     }
     if (!executor_.TrySubmit([this, ctx, reactor, out, rpc, start, call, door] {
           absl::StatusOr<Caller> caller = Authenticate(*ctx);
-          absl::Status s = caller.ok() ? door(*caller, call->first, &call->second)
-                                       : caller.status();
+          absl::Status s =
+              caller.ok() ? door(*caller, call->first, &call->second) : caller.status();
           if (s.ok()) s = Serialize(call->second, out);
           Finish(reactor, rpc, start, s);
         })) {

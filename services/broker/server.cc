@@ -2,7 +2,6 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
-
 #include <unistd.h>
 
 #include "broker/admin.h"
@@ -14,10 +13,10 @@
 #include "broker/rpc.h"
 #include "broker/store/pg_store.h"
 #include "broker/txn_checks.h"
-#include "common/metrics_server.h"
 #include "common/config.h"
 #include "common/executor.h"
 #include "common/log.h"
+#include "common/metrics_server.h"
 #include "common/pg/migrate.h"
 #include "common/pg/pool.h"
 
@@ -29,8 +28,7 @@ namespace {
 constexpr char kMigrationsTable[] = "broker_schema_migrations";
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
-    const BrokerOptions& o) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const BrokerOptions& o) {
   if (o.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
   auto cert = config::ReadFile(o.tls_cert_file, "--tls-cert");
   if (!cert.ok()) return cert.status();
@@ -52,7 +50,8 @@ absl::StatusOr<std::string> CreateAdmin(const BrokerOptions& options, const std:
   pg::ConnectionPool pool(options.database_url, 1, "ferry-broker", PgStore::AllStatements());
   PgStore store(pool, RouteByKey());
   NewToken t = GenerateToken();
-  if (absl::Status s = store.CreatePrincipal(name, t.sha256, {GrantRecord{"admin", "cluster", "*"}});
+  if (absl::Status s =
+          store.CreatePrincipal(name, t.sha256, {GrantRecord{"admin", "cluster", "*"}});
       !s.ok()) {
     return s;
   }
@@ -94,10 +93,10 @@ absl::Status BrokerServer::Start() {
     auto lease = pool_->Acquire(std::chrono::seconds(10));
     if (!lease.ok()) return lease.status();
   }
-  store_ = std::make_unique<PgStore>(
-      *pool_, RouteByKey(),
-      TxnTiming{options_.txn_check_after_ms, options_.txn_check_interval_ms,
-                options_.txn_max_checks});
+  store_ =
+      std::make_unique<PgStore>(*pool_, RouteByKey(),
+                                TxnTiming{options_.txn_check_after_ms,
+                                          options_.txn_check_interval_ms, options_.txn_max_checks});
   if (absl::Status s = store_->EnsureSegments(2); !s.ok()) return s;
   auto key = store_->ReceiptKey();
   if (!key.ok()) return key.status();
@@ -105,8 +104,8 @@ absl::Status BrokerServer::Start() {
   limits.max_message_bytes = options_.max_message_bytes;
   authorizer_ = std::make_unique<Authorizer>(*store_);
   if (options_.auth) {
-    authenticator_ = std::make_unique<Authenticator>(
-        *store_, std::chrono::milliseconds(options_.auth_cache_ms));
+    authenticator_ =
+        std::make_unique<Authenticator>(*store_, std::chrono::milliseconds(options_.auth_cache_ms));
   }
   broker_ = std::make_unique<Broker>(*store_, *authorizer_, ReceiptCodec(*key), limits,
                                      options_.group_commit);
@@ -184,14 +183,16 @@ void BrokerServer::Maintain() {
   while (Sleep(options_.maintenance_interval_ms)) {
     auto retention = store_->ApplyRetention(10000);
     if (!retention.ok()) {
-      logger->warn("event=retention_failed error=\"{}\"", std::string(retention.status().message()));
+      logger->warn("event=retention_failed error=\"{}\"",
+                   std::string(retention.status().message()));
     } else if (retention->segments > 0 || retention->messages > 0 || retention->leases > 0) {
       logger->info("event=retention_applied segments_dropped={} messages_deleted={} leases={}",
                    retention->segments, retention->messages, retention->leases);
     }
     auto deleted = store_->DeleteExpiredDedup(10000);
     if (!deleted.ok()) {
-      logger->warn("event=dedup_expiry_failed error=\"{}\"", std::string(deleted.status().message()));
+      logger->warn("event=dedup_expiry_failed error=\"{}\"",
+                   std::string(deleted.status().message()));
     } else if (*deleted > 0) {
       logger->info("event=dedup_expired rows={}", *deleted);
     }

@@ -141,8 +141,8 @@ class TxnChecks::Stream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       if (deferred_end_) return;  // cancelled meanwhile, or the broker is stopping
     }
     checker_ = sub.checker_id().empty() ? "anonymous" : sub.checker_id();
-    owner_->Register(this,
-                     std::vector<std::string>(sub.producer_groups().begin(), sub.producer_groups().end()));
+    owner_->Register(
+        this, std::vector<std::string>(sub.producer_groups().begin(), sub.producer_groups().end()));
     StartRead(&in_);
   }
 
@@ -160,7 +160,8 @@ class TxnChecks::Stream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     }
     if (!sent) {
       Reject(a.check_id(), a.transaction_id(),
-             absl::StrCat("check ", a.check_id(), " for transaction ", a.transaction_id().substr(0, 64),
+             absl::StrCat("check ", a.check_id(), " for transaction ",
+                          a.transaction_id().substr(0, 64),
                           " was not sent on this stream, or was answered already: an answer counts "
                           "only for a check this stream received"));
       return;

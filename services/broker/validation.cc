@@ -54,8 +54,8 @@ absl::Status ValidatePrincipalName(const std::string& field, const std::string& 
 absl::Status ValidateAccessGrant(const std::string& field, const v1::AccessGrant& g) {
   const std::string& p = g.permission();
   if (p != "produce" && p != "consume" && p != "admin") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".permission \"", p, "\" must be produce, consume or admin"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".permission \"", p, "\" must be produce, consume or admin"));
   }
   const std::string& t = g.resource_type();
   if (t == "cluster") {
@@ -66,8 +66,8 @@ absl::Status ValidateAccessGrant(const std::string& field, const v1::AccessGrant
     return absl::OkStatus();
   }
   if (t != "topic" && t != "group") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".resource_type \"", t, "\" must be topic, group or cluster"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".resource_type \"", t, "\" must be topic, group or cluster"));
   }
   if (g.resource_name() == "*") return absl::OkStatus();
   return ValidateName(field + ".resource_name", g.resource_name());
@@ -92,17 +92,18 @@ absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits
   const int n = req.messages_size();
   if (n == 0) return absl::InvalidArgumentError("messages: at least one message is required");
   if (static_cast<uint32_t>(n) > limits.max_messages_per_produce) {
-    return absl::InvalidArgumentError(absl::StrCat("messages: ", n, " messages in one call; at most ",
-                                                   limits.max_messages_per_produce, " are allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("messages: ", n, " messages in one call; at most ",
+                     limits.max_messages_per_produce, " are allowed"));
   }
   uint64_t total = 0;
   for (int i = 0; i < n; ++i) {
     const v1::ProducedMessage& m = req.messages(i);
     const std::string at = absl::StrCat("messages[", i, "]");
     if (m.payload().size() > limits.max_message_bytes) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(at, ".payload is ", m.payload().size(), " bytes; at most ",
-                       limits.max_message_bytes, " are allowed"));
+      return absl::ResourceExhaustedError(absl::StrCat(at, ".payload is ", m.payload().size(),
+                                                       " bytes; at most ", limits.max_message_bytes,
+                                                       " are allowed"));
     }
     if (m.key().size() > limits.max_key_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(at, ".key is ", m.key().size(),
@@ -112,8 +113,8 @@ absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits
     if (auto s = NoNul(at + ".key", m.key()); !s.ok()) return s;
     if (m.dedup_id().size() > limits.max_dedup_id_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(at, ".dedup_id is ", m.dedup_id().size(),
-                                                     " bytes; at most ",
-                                                     limits.max_dedup_id_bytes, " are allowed"));
+                                                     " bytes; at most ", limits.max_dedup_id_bytes,
+                                                     " are allowed"));
     }
     if (auto s = NoNul(at + ".dedup_id", m.dedup_id()); !s.ok()) return s;
     if (static_cast<uint32_t>(m.headers_size()) > limits.max_headers) {
@@ -122,8 +123,7 @@ absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits
                                                      " are allowed"));
     }
     if (m.has_deliver_at() && m.delay_ms() > 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(at, ": set deliver_at or delay_ms, not both"));
+      return absl::InvalidArgumentError(absl::StrCat(at, ": set deliver_at or delay_ms, not both"));
     }
     if (m.delay_ms() > kMaxDurationMs) {
       return absl::InvalidArgumentError(absl::StrCat(at, ".delay_ms is longer than ten years"));
@@ -194,7 +194,8 @@ absl::Status ValidateBeginTransaction(const std::string& field_prefix, const std
 absl::Status ValidateEndTransaction(const v1::EndTransactionRequest& req) {
   if (auto s = ValidateTransactionId("transaction_id", req.transaction_id()); !s.ok()) return s;
   if (req.decision() != v1::TRANSACTION_COMMIT && req.decision() != v1::TRANSACTION_ROLLBACK) {
-    return absl::InvalidArgumentError("decision must be TRANSACTION_COMMIT or TRANSACTION_ROLLBACK");
+    return absl::InvalidArgumentError(
+        "decision must be TRANSACTION_COMMIT or TRANSACTION_ROLLBACK");
   }
   return absl::OkStatus();
 }
@@ -230,7 +231,8 @@ absl::Status ValidateListTransactions(const v1::ListTransactionsRequest& req) {
 absl::Status ValidateResolveTransaction(const v1::ResolveTransactionRequest& req) {
   if (auto s = ValidateTransactionId("transaction_id", req.transaction_id()); !s.ok()) return s;
   if (req.decision() != v1::TRANSACTION_COMMIT && req.decision() != v1::TRANSACTION_ROLLBACK) {
-    return absl::InvalidArgumentError("decision must be TRANSACTION_COMMIT or TRANSACTION_ROLLBACK");
+    return absl::InvalidArgumentError(
+        "decision must be TRANSACTION_COMMIT or TRANSACTION_ROLLBACK");
   }
   if (req.reason().empty()) {
     return absl::InvalidArgumentError("reason is required: it is kept in the audit trail");
@@ -250,16 +252,16 @@ absl::Status ValidateConsume(const v1::ConsumeRequest& req, const Limits& limits
                                                    "; allowed 1 to ", limits.max_consume_messages));
   }
   if (req.max_wait_ms() > limits.max_wait_ms) {
-    return absl::InvalidArgumentError(absl::StrCat("max_wait_ms is ", req.max_wait_ms(),
-                                                   "; allowed 0 to ", limits.max_wait_ms));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_wait_ms is ", req.max_wait_ms(), "; allowed 0 to ", limits.max_wait_ms));
   }
   if (req.visibility_timeout_ms() != 0 &&
       (req.visibility_timeout_ms() < limits.min_visibility_ms ||
        req.visibility_timeout_ms() > limits.max_visibility_ms)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "visibility_timeout_ms is ", req.visibility_timeout_ms(), "; allowed ",
-        limits.min_visibility_ms, " to ", limits.max_visibility_ms, " (0 means ",
-        kDefaultVisibilityMs, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("visibility_timeout_ms is ", req.visibility_timeout_ms(), "; allowed ",
+                     limits.min_visibility_ms, " to ", limits.max_visibility_ms, " (0 means ",
+                     kDefaultVisibilityMs, ")"));
   }
   if (!v1::StartPosition_IsValid(req.start_position())) {
     return absl::InvalidArgumentError(
@@ -275,8 +277,8 @@ absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits) 
     for (int i = 0; i < req.entries_size(); ++i) {
       const auto o = req.entries(i).outcome();
       if (o != v1::ACK && o != v1::COMMIT_OUTCOME_UNSPECIFIED) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "entries[", i, "].outcome: only ACK can be attached to a transaction"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("entries[", i, "].outcome: only ACK can be attached to a transaction"));
       }
     }
   }
@@ -329,21 +331,21 @@ absl::Status ValidateTopicConfig(const v1::TopicConfig& topic, const Limits& lim
 
 namespace {
 
-absl::Status ValidateBackoff(const google::protobuf::RepeatedField<uint64_t>& list,
-                             uint64_t min_ms, uint64_t max_ms) {
+absl::Status ValidateBackoff(const google::protobuf::RepeatedField<uint64_t>& list, uint64_t min_ms,
+                             uint64_t max_ms) {
   if (list.size() > kMaxBackoffSteps) {
     return absl::InvalidArgumentError(
         absl::StrCat("backoff_ms has ", list.size(), " steps; at most ", kMaxBackoffSteps));
   }
   for (int i = 0; i < list.size(); ++i) {
     if (list.Get(i) < 1 || list.Get(i) > kMaxRetryDelayMs) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("backoff_ms[", i, "] is ", list.Get(i), "; allowed 1 to ",
-                       kMaxRetryDelayMs, " (12 h)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "backoff_ms[", i, "] is ", list.Get(i), "; allowed 1 to ", kMaxRetryDelayMs, " (12 h)"));
     }
   }
   if (min_ms > kMaxRetryDelayMs || max_ms > kMaxRetryDelayMs) {
-    return absl::InvalidArgumentError(absl::StrCat("backoff_min_ms and backoff_max_ms are at most ", kMaxRetryDelayMs, " (12 h)"));
+    return absl::InvalidArgumentError(absl::StrCat("backoff_min_ms and backoff_max_ms are at most ",
+                                                   kMaxRetryDelayMs, " (12 h)"));
   }
   if (max_ms > 0 && min_ms > max_ms) {
     return absl::InvalidArgumentError("backoff_min_ms is larger than backoff_max_ms");
@@ -381,10 +383,10 @@ absl::Status ValidateExtendLease(const v1::ExtendLeaseRequest& req, const Limits
   // The new lease length from now: required (there is no default to extend by).
   if (req.visibility_timeout_ms() < limits.min_visibility_ms ||
       req.visibility_timeout_ms() > limits.max_visibility_ms) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "visibility_timeout_ms is ", req.visibility_timeout_ms(), "; allowed ",
-        limits.min_visibility_ms, " to ", limits.max_visibility_ms,
-        " (the new lease length from now)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("visibility_timeout_ms is ", req.visibility_timeout_ms(), "; allowed ",
+                     limits.min_visibility_ms, " to ", limits.max_visibility_ms,
+                     " (the new lease length from now)"));
   }
   return absl::OkStatus();
 }
@@ -446,8 +448,8 @@ absl::Status ValidateResetGroup(const v1::ResetGroupRequest& req, const Limits& 
       }
       for (const auto& o : req.offsets().offsets()) {
         if (o.queue() >= limits.max_queues) {
-          return absl::InvalidArgumentError(absl::StrCat("offsets: queue ", o.queue(),
-                                                         " is out of range"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("offsets: queue ", o.queue(), " is out of range"));
         }
         if (o.offset() > static_cast<uint64_t>(INT64_MAX)) {
           return absl::InvalidArgumentError("offsets: offset is out of range");
@@ -504,8 +506,8 @@ absl::Status ValidateCancelDelayed(const v1::CancelDelayedRequest& req) {
 absl::Status ValidateCreatePrincipal(const v1::CreatePrincipalRequest& req) {
   if (auto s = ValidatePrincipalName("name", req.name()); !s.ok()) return s;
   if (req.grants_size() > kMaxGrantsPerCall) {
-    return absl::InvalidArgumentError(absl::StrCat("grants: ", req.grants_size(),
-                                                   " in one call; at most ", kMaxGrantsPerCall));
+    return absl::InvalidArgumentError(
+        absl::StrCat("grants: ", req.grants_size(), " in one call; at most ", kMaxGrantsPerCall));
   }
   for (int i = 0; i < req.grants_size(); ++i) {
     if (auto s = ValidateAccessGrant(absl::StrCat("grants[", i, "]"), req.grants(i)); !s.ok()) {

@@ -9,9 +9,9 @@
 #include <cstdint>
 #include <string>
 
+#include "broker/limits.h"
 #include "ferry/v1/admin.pb.h"
 #include "ferry/v1/broker.pb.h"
-#include "broker/limits.h"
 
 namespace ferry::broker {
 

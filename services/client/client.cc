@@ -2,7 +2,6 @@
 
 #include <grpcpp/support/client_interceptor.h>
 
-
 #include "common/config.h"
 #include "common/status.h"
 

@@ -59,10 +59,10 @@ class Client {
 
 // How to reach a broker that runs with TLS and/or token authentication.
 struct ChannelOptions {
-  std::string token;          // sent as "authorization: Bearer <token>" on every call
-  std::string tls_ca_file;    // set = TLS; the PEM CA bundle that signed the broker's certificate
-  std::string tls_cert_file;  // client certificate (PEM), for brokers with --tls-client-ca
-  std::string tls_key_file;   // its private key (PEM)
+  std::string token;            // sent as "authorization: Bearer <token>" on every call
+  std::string tls_ca_file;      // set = TLS; the PEM CA bundle that signed the broker's certificate
+  std::string tls_cert_file;    // client certificate (PEM), for brokers with --tls-client-ca
+  std::string tls_key_file;     // its private key (PEM)
   std::string tls_server_name;  // expected name in the broker's certificate ("" = the host)
 };
 

@@ -159,8 +159,8 @@ std::string Registry::Render() {
           out << name << "_bucket" << LabelText(f->label_names_, labels, "le", le) << " "
               << cumulative << "\n";
         }
-        out << name << "_sum" << LabelText(f->label_names_, labels) << " "
-            << Number(h->sum_.load()) << "\n";
+        out << name << "_sum" << LabelText(f->label_names_, labels) << " " << Number(h->sum_.load())
+            << "\n";
         out << name << "_count" << LabelText(f->label_names_, labels) << " " << h->count_.load()
             << "\n";
       }
@@ -185,8 +185,8 @@ std::string Registry::Render() {
 }
 
 const std::vector<double>& LatencyBuckets() {
-  static const std::vector<double> b{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                     0.05,   0.1,   0.25,   0.5,   1,    2.5,  5, 10};
+  static const std::vector<double> b{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                     0.1,    0.25,  0.5,    1,     2.5,  5,     10};
   return b;
 }
 

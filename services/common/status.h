@@ -20,8 +20,8 @@ inline constexpr size_t kMaxStatusMessage = 1024;
 
 }  // namespace ferry
 
-#define FERRY_RETURN_IF_ERROR(expr)          \
-  do {                                       \
-    ::absl::Status ferry_status_ = (expr);   \
+#define FERRY_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status ferry_status_ = (expr);         \
     if (!ferry_status_.ok()) return ferry_status_; \
   } while (0)

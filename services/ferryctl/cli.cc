@@ -117,14 +117,14 @@ std::string Join(const google::protobuf::RepeatedField<uint64_t>& ms) {
 }
 
 json GroupJson(const ferry::v1::GroupConfig& g) {
-  return json{{"name", g.name()},
-              {"max_delivery_attempts", g.max_delivery_attempts()},
-              {"backoff_ms", std::vector<uint64_t>(g.backoff_ms().begin(), g.backoff_ms().end())},
-              {"backoff_min_ms", g.backoff_min_ms()},
-              {"backoff_max_ms", g.backoff_max_ms()},
-              {"ordered", g.ordered()},
-              {"start", g.start_position() == ferry::v1::START_POSITION_LATEST ? "latest"
-                                                                              : "earliest"}};
+  return json{
+      {"name", g.name()},
+      {"max_delivery_attempts", g.max_delivery_attempts()},
+      {"backoff_ms", std::vector<uint64_t>(g.backoff_ms().begin(), g.backoff_ms().end())},
+      {"backoff_min_ms", g.backoff_min_ms()},
+      {"backoff_max_ms", g.backoff_max_ms()},
+      {"ordered", g.ordered()},
+      {"start", g.start_position() == ferry::v1::START_POSITION_LATEST ? "latest" : "earliest"}};
 }
 
 void PrintGroup(const ferry::v1::GroupConfig& g) {
@@ -167,6 +167,5 @@ ferry::v1::AccessGrant ParseGrant(const std::string& permission, const std::stri
   g.set_resource_name(resource.substr(colon + 1));
   return g;
 }
-
 
 }  // namespace ferryctl

@@ -98,9 +98,10 @@ Resp AdminCall(ferry::Client& client,
   Resp resp;
   grpc::Status s = (client.admin().*method)(&ctx, req, &resp);
   if (!s.ok()) {
-    throw Failure{what + ": " +
-                  std::string(absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))) +
-                  ": " + s.error_message()};
+    throw Failure{
+        what + ": " +
+        std::string(absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code()))) +
+        ": " + s.error_message()};
   }
   return resp;
 }

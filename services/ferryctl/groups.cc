@@ -22,7 +22,8 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
   auto* group_create = grp->add_subcommand("create", "create a group with its delivery policy");
   group_create->add_option("NAME", o->group, "group name")->required();
   group_create->add_option("--topic", o->group_topics, "fix the start position on this topic now");
-  group_create->add_option("--max-attempts", o->max_attempts, "deliveries before dead letters (16)");
+  group_create->add_option("--max-attempts", o->max_attempts,
+                           "deliveries before dead letters (16)");
   auto* backoff_opt =
       group_create->add_option("--backoff", o->backoff, "retry delays by attempt, e.g. 10s,30s,1m");
   group_create->add_option("--backoff-exp", o->backoff_exp, "exponential retry delays MIN,MAX")
@@ -41,8 +42,9 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
   auto* group_reset = grp->add_subcommand("reset", "move a group's position on a topic");
   group_reset->add_option("NAME", o->group, "group name")->required();
   group_reset->add_option("--topic", o->name, "topic")->required();
-  group_reset->add_option("--to", o->reset_to,
-                          "earliest | latest | RFC 3339 time | QUEUE:OFFSET[,QUEUE:OFFSET...]")
+  group_reset
+      ->add_option("--to", o->reset_to,
+                   "earliest | latest | RFC 3339 time | QUEUE:OFFSET[,QUEUE:OFFSET...]")
       ->required();
 
   // dlq ...
@@ -145,7 +147,8 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
     req.set_topic(o->name);
     if (o->reset_to == "earliest" || o->reset_to == "latest") {
       req.set_position(ParseStart(o->reset_to));
-    } else if (o->reset_to.find(':') != std::string::npos && o->reset_to.find('T') == std::string::npos) {
+    } else if (o->reset_to.find(':') != std::string::npos &&
+               o->reset_to.find('T') == std::string::npos) {
       for (absl::string_view part : absl::StrSplit(o->reset_to, ',', absl::SkipEmpty())) {
         std::vector<std::string> qo = absl::StrSplit(part, ':');
         uint32_t q = 0;
@@ -200,13 +203,13 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
                                {"dead_at_ms", d.dead_at_unix_ms()}})
                   << "\n";
       } else {
-        rows.push_back({std::to_string(d.id()), d.topic(), std::to_string(d.queue()),
-                        std::to_string(d.offset()), d.key(), std::to_string(d.attempts()),
-                        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                         absl::FromUnixMillis(
-                                             static_cast<int64_t>(d.dead_at_unix_ms())),
-                                         absl::UTCTimeZone()),
-                        d.reason()});
+        rows.push_back(
+            {std::to_string(d.id()), d.topic(), std::to_string(d.queue()),
+             std::to_string(d.offset()), d.key(), std::to_string(d.attempts()),
+             absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                              absl::FromUnixMillis(static_cast<int64_t>(d.dead_at_unix_ms())),
+                              absl::UTCTimeZone()),
+             d.reason()});
       }
     }
     if (!ctx.as_json) {
@@ -220,7 +223,8 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
     req.set_all(o->all);
     for (uint64_t id : ParseIds(o->ids)) req.add_ids(id);
     req.set_to_topic(o->to_topic);
-    auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::RedriveDeadLetters, req, "dlq redrive");
+    auto r =
+        AdminCall(ctx.client(), &ferry::v1::Admin::Stub::RedriveDeadLetters, req, "dlq redrive");
     if (ctx.as_json) {
       json failures = json::array();
       for (const auto& f : r.failures()) {

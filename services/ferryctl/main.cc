@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Context ctx;
   app.add_option("--broker", ctx.broker, "broker address HOST:PORT")
-      ->envname("FERRY_BROKER")->capture_default_str();
+      ->envname("FERRY_BROKER")
+      ->capture_default_str();
   app.add_flag("--json", ctx.as_json, "machine-readable output (one JSON document or JSON lines)");
   app.add_option("--token", ctx.connect.token, "bearer token, for a broker run with --auth")
       ->envname("FERRY_TOKEN");

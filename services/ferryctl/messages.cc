@@ -41,26 +41,33 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
       ->excludes(txn_group_opt);
 
   // consume
-  auto* consume = app.add_subcommand(
-      "consume", "receive messages as JSON lines; ACK them unless --no-commit");
+  auto* consume =
+      app.add_subcommand("consume", "receive messages as JSON lines; ACK them unless --no-commit");
   consume->add_option("TOPIC", o->name, "topic")->required();
   consume->add_option("--group", o->group, "consumer group")->required();
-  consume->add_option("--max", o->max, "at most this many messages (1-1000)")->capture_default_str();
+  consume->add_option("--max", o->max, "at most this many messages (1-1000)")
+      ->capture_default_str();
   consume->add_option("--wait-ms", o->wait_ms, "long poll up to this long (0-30000)")
       ->capture_default_str();
   consume->add_option("--visibility-ms", o->visibility_ms, "lease length (1000-43200000)")
       ->capture_default_str();
-  consume->add_flag("--no-commit", o->no_commit, "do not ACK: the messages come back after the lease");
-  consume->add_flag("--latest", o->latest, "a new group starts at the end instead of the beginning");
+  consume->add_flag("--no-commit", o->no_commit,
+                    "do not ACK: the messages come back after the lease");
+  consume->add_flag("--latest", o->latest,
+                    "a new group starts at the end instead of the beginning");
 
   // commit
   auto* commit = app.add_subcommand("commit", "ACK receipts");
   commit->add_option("--group", o->group, "consumer group")->required();
   commit->add_option("RECEIPT", o->receipts, "receipts from consume")->required();
   auto* retry_opt = commit->add_flag("--retry", o->retry, "deliver again after a backoff");
-  commit->add_option("--delay-ms", o->retry_delay_ms, "with --retry: the delay (default: the group's backoff)")
+  commit
+      ->add_option("--delay-ms", o->retry_delay_ms,
+                   "with --retry: the delay (default: the group's backoff)")
       ->needs(retry_opt);
-  commit->add_option("--dead-letter", o->dead_letter, "move to the group's dead letters, with this reason")
+  commit
+      ->add_option("--dead-letter", o->dead_letter,
+                   "move to the group's dead letters, with this reason")
       ->excludes(retry_opt);
 
   // lag
@@ -98,14 +105,13 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
                       << "\n";
           } else {
             std::cout << "transaction " << r.transaction_id() << " (" << r.results_size()
-                      << " half messages; end it with: ferryctl txn end "
-                      << r.transaction_id() << " --commit | --rollback)\n";
+                      << " half messages; end it with: ferryctl txn end " << r.transaction_id()
+                      << " --commit | --rollback)\n";
           }
           req.clear_transactional();
           req.set_transaction_id(r.transaction_id());
         } else if (!ctx.as_json) {
-          std::cout << r.results_size() << " more half messages in " << r.transaction_id()
-                    << "\n";
+          std::cout << r.results_size() << " more half messages in " << r.transaction_id() << "\n";
         }
         req.clear_messages();
         return;
@@ -162,7 +168,7 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
     req.set_max_wait_ms(o->wait_ms);
     req.set_visibility_timeout_ms(o->visibility_ms);
     req.set_start_position(o->latest ? ferry::v1::START_POSITION_LATEST
-                                  : ferry::v1::START_POSITION_EARLIEST);
+                                     : ferry::v1::START_POSITION_EARLIEST);
     auto r = Check(ctx.client().Consume(req), "consume");
     std::vector<std::string> to_ack;
     for (const auto& m : r.messages()) {
@@ -210,10 +216,9 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
     bool all_ok = true;
     for (int i = 0; i < r.results_size(); ++i) {
       const auto& res = r.results(i);
-      const bool ok = res.status() == ferry::v1::COMMITTED ||
-                      res.status() == ferry::v1::ALREADY_COMMITTED ||
-                      res.status() == ferry::v1::RETRY_SCHEDULED ||
-                      res.status() == ferry::v1::DEAD_LETTERED;
+      const bool ok =
+          res.status() == ferry::v1::COMMITTED || res.status() == ferry::v1::ALREADY_COMMITTED ||
+          res.status() == ferry::v1::RETRY_SCHEDULED || res.status() == ferry::v1::DEAD_LETTERED;
       all_ok = all_ok && ok;
       if (ctx.as_json) {
         std::cout << Dump(json{{"receipt", o->receipts[i]},
@@ -248,12 +253,10 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
       }
       json delayed = json::object();
       for (const auto& d : r.delayed()) delayed[d.topic()] = d.delayed();
-      std::cout << Dump(json{{"group", r.group()}, {"queues", out}, {"delayed", delayed}})
-                << "\n";
+      std::cout << Dump(json{{"group", r.group()}, {"queues", out}, {"delayed", delayed}}) << "\n";
     } else {
-      std::vector<std::vector<std::string>> rows{{"TOPIC", "QUEUE", "END", "COMMITTED",
-                                                  "IN_FLIGHT", "RETRYING", "DEAD", "LAG",
-                                                  "OLDEST_UNACKED"}};
+      std::vector<std::vector<std::string>> rows{{"TOPIC", "QUEUE", "END", "COMMITTED", "IN_FLIGHT",
+                                                  "RETRYING", "DEAD", "LAG", "OLDEST_UNACKED"}};
       for (const auto& q : r.queues()) {
         rows.push_back({q.topic(), std::to_string(q.queue()), std::to_string(q.end_offset()),
                         std::to_string(q.committed_offset()), std::to_string(q.in_flight()),

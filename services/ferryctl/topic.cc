@@ -18,7 +18,8 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
   topic->require_subcommand(1);
   auto* topic_create = topic->add_subcommand("create", "create a topic");
   topic_create->add_option("NAME", o->name, "topic name")->required();
-  topic_create->add_option("--queues", o->queues, "number of queues (1-256)")->capture_default_str();
+  topic_create->add_option("--queues", o->queues, "number of queues (1-256)")
+      ->capture_default_str();
   topic_create->add_option("--retention", o->retention, "how long messages are kept")
       ->capture_default_str();
   topic_create->add_option("--dedup-window", o->dedup_window, "how long dedup_ids are remembered")
@@ -55,8 +56,8 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
     } else {
       std::vector<std::vector<std::string>> rows{{"NAME", "QUEUES", "RETENTION", "DEDUP_WINDOW"}};
       for (const auto& t : r.topics()) {
-        rows.push_back({t.name(), std::to_string(t.queues()), Ms(t.retention_ms()),
-                        Ms(t.dedup_window_ms())});
+        rows.push_back(
+            {t.name(), std::to_string(t.queues()), Ms(t.retention_ms()), Ms(t.dedup_window_ms())});
       }
       PrintTable(rows);
     }
@@ -77,7 +78,8 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
       std::cout << "topic " << r.topic().name() << ": " << r.topic().queues()
                 << " queues, retention " << Ms(r.topic().retention_ms()) << ", dedup window "
                 << Ms(r.topic().dedup_window_ms()) << "\n";
-      std::vector<std::vector<std::string>> rows{{"QUEUE", "FIRST_OFFSET", "END_OFFSET", "MESSAGES"}};
+      std::vector<std::vector<std::string>> rows{
+          {"QUEUE", "FIRST_OFFSET", "END_OFFSET", "MESSAGES"}};
       for (const auto& q : r.queues()) {
         rows.push_back({std::to_string(q.queue()), std::to_string(q.first_offset()),
                         std::to_string(q.end_offset()), std::to_string(q.message_count())});

@@ -53,10 +53,10 @@ void AddTxnCommands(CLI::App& app, Context& ctx) {
       ferry::v1::EndTransactionResponse resp;
       grpc::Status st = ctx.client().broker().EndTransaction(&call, req, &resp);
       if (!st.ok()) {
-        throw Failure{"txn end: " +
-                      std::string(absl::StatusCodeToString(
-                          static_cast<absl::StatusCode>(st.error_code()))) +
-                      ": " + st.error_message()};
+        throw Failure{
+            "txn end: " +
+            std::string(absl::StatusCodeToString(static_cast<absl::StatusCode>(st.error_code()))) +
+            ": " + st.error_message()};
       }
       state = resp.state();
     } else {
@@ -64,12 +64,13 @@ void AddTxnCommands(CLI::App& app, Context& ctx) {
       req.set_transaction_id(o->txn_id);
       req.set_decision(decision);
       req.set_reason(o->reason);
-      state = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::ResolveTransaction, req, "txn resolve")
-                  .state();
+      state =
+          AdminCall(ctx.client(), &ferry::v1::Admin::Stub::ResolveTransaction, req, "txn resolve")
+              .state();
     }
     std::cout << (ctx.as_json ? Dump(json{{"transaction_id", o->txn_id},
-                                      {"state", ferry::v1::TransactionState_Name(state)}})
-                          : o->txn_id + " " + ferry::v1::TransactionState_Name(state))
+                                          {"state", ferry::v1::TransactionState_Name(state)}})
+                              : o->txn_id + " " + ferry::v1::TransactionState_Name(state))
               << "\n";
   };
   txn_end->callback([end] { end(false); });
@@ -97,19 +98,19 @@ void AddTxnCommands(CLI::App& app, Context& ctx) {
                                 {"actor", e.actor()},
                                 {"detail", e.detail()}});
         }
-        std::cout << Dump(json{{"transaction_id", t.transaction_id()},
-                               {"producer_group", t.producer_group()},
-                               {"state", ferry::v1::TransactionState_Name(t.state())},
-                               {"check_ref", t.check_ref()},
-                               {"messages", t.messages()},
-                               {"attached_acks", t.attached_acks()},
-                               {"topics", std::vector<std::string>(t.topics().begin(),
-                                                                   t.topics().end())},
-                               {"checks_sent", t.checks_sent()},
-                               {"checker_connected", t.checker_connected()},
-                               {"began_at_ms", t.began_at_unix_ms()},
-                               {"ended_at_ms", t.ended_at_unix_ms()},
-                               {"events", events}})
+        std::cout << Dump(json{
+                         {"transaction_id", t.transaction_id()},
+                         {"producer_group", t.producer_group()},
+                         {"state", ferry::v1::TransactionState_Name(t.state())},
+                         {"check_ref", t.check_ref()},
+                         {"messages", t.messages()},
+                         {"attached_acks", t.attached_acks()},
+                         {"topics", std::vector<std::string>(t.topics().begin(), t.topics().end())},
+                         {"checks_sent", t.checks_sent()},
+                         {"checker_connected", t.checker_connected()},
+                         {"began_at_ms", t.began_at_unix_ms()},
+                         {"ended_at_ms", t.ended_at_unix_ms()},
+                         {"events", events}})
                   << "\n";
       } else {
         rows.push_back({t.transaction_id(), t.producer_group(),
@@ -125,7 +126,8 @@ void AddTxnCommands(CLI::App& app, Context& ctx) {
     if (!ctx.as_json) PrintTable(rows);
   });
   txn_checker->callback([o, &ctx] {
-    if (!o->answer.empty() && o->answer != "commit" && o->answer != "rollback" && o->answer != "unknown") {
+    if (!o->answer.empty() && o->answer != "commit" && o->answer != "rollback" &&
+        o->answer != "unknown") {
       throw Failure{"--answer must be commit, rollback or unknown"};
     }
     std::mutex io;

@@ -1,6 +1,7 @@
 // ferry-relay: the transactional outbox relay. `ferry-relay --help` lists every option.
-#include <CLI/CLI.hpp>
 #include <httplib.h>
+
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
 

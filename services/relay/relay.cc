@@ -1,10 +1,9 @@
 #include "relay/relay.h"
 
-#include <unistd.h>
-
 #include <absl/strings/ascii.h>
 #include <absl/strings/match.h>
 #include <absl/strings/str_cat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -20,9 +19,9 @@ namespace ferry::relay {
 namespace {
 
 struct RelayMetrics {
-  metrics::Registry::CounterFamily& published = metrics::Default().Counters(
-      "ferry_relay_published_total", "outbox rows published to the broker and marked sent",
-      {"topic"});
+  metrics::Registry::CounterFamily& published =
+      metrics::Default().Counters("ferry_relay_published_total",
+                                  "outbox rows published to the broker and marked sent", {"topic"});
   metrics::Registry::CounterFamily& errors = metrics::Default().Counters(
       "ferry_relay_publish_errors_total",
       "rows not published by an attempt: unreachable (broker down, attempt refunded), retry "
@@ -33,8 +32,8 @@ struct RelayMetrics {
       "from the row's insert (its transaction's start) to marked sent", {},
       metrics::LatencyBuckets());
   metrics::Registry::HistogramFamily& produce = metrics::Default().Histograms(
-      "ferry_relay_produce_duration_seconds", "one Produce call to the broker, by topic",
-      {"topic"}, metrics::LatencyBuckets());
+      "ferry_relay_produce_duration_seconds", "one Produce call to the broker, by topic", {"topic"},
+      metrics::LatencyBuckets());
 };
 
 RelayMetrics& Metrics() {
@@ -169,12 +168,13 @@ void Relay::Loop() {
       if (stopping_) return;
     }
     // Sent rows past retention go in batches, every half retention (100 ms to 10 s).
-    const auto cleanup_every = std::chrono::milliseconds(
-        std::clamp<int64_t>(options_.sent_retention_ms / 2, 100, 10000));
+    const auto cleanup_every =
+        std::chrono::milliseconds(std::clamp<int64_t>(options_.sent_retention_ms / 2, 100, 10000));
     if (std::chrono::steady_clock::now() - last_cleanup > cleanup_every) {
       last_cleanup = std::chrono::steady_clock::now();
       auto deleted = store_->DeleteSent(options_.sent_retention_ms, 10000);
-      if (deleted.ok() && *deleted > 0) logger->info("event=cleanup sent_rows_deleted={}", *deleted);
+      if (deleted.ok() && *deleted > 0)
+        logger->info("event=cleanup sent_rows_deleted={}", *deleted);
     }
     auto rows = store_->Claim(options_.batch_size, options_.lease_ms);
     database_ok_ = rows.ok();
@@ -355,8 +355,8 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
         continue;
       }
       const absl::Status& err = resp.status();
-      const std::string error = std::string(absl::StatusCodeToString(err.code())) + ": " +
-                                std::string(err.message());
+      const std::string error =
+          std::string(absl::StatusCodeToString(err.code())) + ": " + std::string(err.message());
       if (BrokerUnreachable(err)) {
         std::vector<const OutboxRow*> back = call;
         for (size_t k = c + 1; k < calls.size(); ++k) {

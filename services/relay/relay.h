@@ -29,7 +29,6 @@
 
 namespace ferry::relay {
 
-
 // Applies migrations/outbox to the application database.
 absl::Status MigrateOutbox(const std::string& database_url);
 

@@ -62,9 +62,7 @@ std::string Conninfo(const Settings& s, const std::string& db) {
 
 int Shell(const std::string& command) { return std::system(command.c_str()); }
 
-void Sleep(double seconds) {
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-}
+void Sleep(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
 
 // Runs scripts/pg.sh functions on the scenario's cluster.
 void Pg(const Settings& s, const std::string& fn) {
@@ -443,9 +441,10 @@ Report BrokerScenario(const Settings& s) {
     broker_db = "host=127.0.0.1 port=" + std::to_string(proxy->port()) +
                 " user=postgres dbname=chaos_broker connect_timeout=2";
   }
-  const std::vector<std::string> args = {"--txn-check-after-ms", "1000", "--txn-check-interval-ms",
-                                         "1000", "--txn-max-checks", "1000",
-                                         "--shutdown-grace-ms", "1000", "--log-level", "warn"};
+  const std::vector<std::string> args = {
+      "--txn-check-after-ms", "1000", "--txn-check-interval-ms", "1000",
+      "--txn-max-checks",     "1000", "--shutdown-grace-ms",     "1000",
+      "--log-level",          "warn"};
   std::vector<std::unique_ptr<BrokerProcess>> brokers;
   std::vector<std::string> addresses;
   for (int i = 0; i < 2; ++i) {
@@ -480,7 +479,7 @@ Report BrokerScenario(const Settings& s) {
     while (Clock::now() < end) Sleep(0.1);
   }
   while (Clock::now() < end) {
-    Sleep(s.scenario == "broker-kill" ? Uniform(1.5, 3)
+    Sleep(s.scenario == "broker-kill"   ? Uniform(1.5, 3)
           : s.scenario == "network-cut" ? Uniform(3, 5)
                                         : Uniform(2, 4));
     if (Clock::now() >= end) break;
@@ -512,8 +511,9 @@ Report BrokerScenario(const Settings& s) {
         try {
           pqxx::connection admin(Conninfo(s, "postgres"));
           pqxx::nontransaction tx(admin);
-          tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                  " WHERE datname = 'chaos_broker' AND pid <> pg_backend_pid()");
+          tx.exec(
+              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+              " WHERE datname = 'chaos_broker' AND pid <> pg_backend_pid()");
           h.AddFault("pg_terminate_backend of every broker connection");
         } catch (const std::exception&) {
         }
@@ -539,8 +539,8 @@ void ExplainOutbox(const std::string& app, const Report& r) {
     pqxx::connection c(app);
     pqxx::read_transaction tx(c);
     for (const auto& row : tx.exec("SELECT status, rows, max_attempts FROM ferry_outbox_health")) {
-      std::cout << "  outbox " << row[0].c_str() << ": " << row[1].c_str()
-                << " rows, max attempts " << row[2].c_str() << "\n";
+      std::cout << "  outbox " << row[0].c_str() << ": " << row[1].c_str() << " rows, max attempts "
+                << row[2].c_str() << "\n";
     }
     for (const auto& e : r.examples) {
       const auto at = e.find(": lost ");
@@ -634,8 +634,8 @@ Report RelayScenario(const Settings& s) {
   Heal(h, {"cart"}, std::chrono::seconds(60));
   consumers.Stop();
   h.SetDoubleProcessed(consumers.double_processed());
-  Report r = h.Check(s.scenario, {"cart"}, {"cart"}, faults_stopped,
-                     std::chrono::seconds(s.heal_bound_s));
+  Report r =
+      h.Check(s.scenario, {"cart"}, {"cart"}, faults_stopped, std::chrono::seconds(s.heal_bound_s));
   if (!r.ok()) ExplainOutbox(app, r);
   return r;
 }
@@ -677,9 +677,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << Table({r});
-  std::cout << "faults: " << r.faults << "; acknowledged after the first fault: "
-            << r.acked_after_first_fault << "; all delivered " << r.healed_after_s
-            << " s after the faults stopped\n";
+  std::cout << "faults: " << r.faults
+            << "; acknowledged after the first fault: " << r.acked_after_first_fault
+            << "; all delivered " << r.healed_after_s << " s after the faults stopped\n";
   for (const auto& e : r.examples) std::cout << "  " << e << "\n";
   return r.ok() ? 0 : 1;
 }

@@ -85,8 +85,8 @@ int64_t History::Missing(const std::string& group) {
 }
 
 Report History::Check(const std::string& scenario, const std::vector<std::string>& groups,
-                      const std::set<std::string>& ordered_groups,
-                      Clock::time_point faults_stopped, std::chrono::seconds bound) {
+                      const std::set<std::string>& ordered_groups, Clock::time_point faults_stopped,
+                      std::chrono::seconds bound) {
   std::lock_guard<std::mutex> lock(mu_);
   Report r;
   r.scenario = scenario;
@@ -182,11 +182,10 @@ Report History::Check(const std::string& scenario, const std::vector<std::string
 std::string Table(const std::vector<Report>& reports) {
   std::ostringstream out;
   char line[512];
-  std::snprintf(line, sizeof(line),
-                "%-14s %7s %7s %6s %6s %8s %6s | %5s %7s %9s %11s %7s %8s %8s %6s  %s\n",
-                "scenario", "sent", "acked", "unkn", "rolled", "deliver", "faults", "lost",
-                "phantom", "dup(exp)", "dup(unexpl)", "double", "order", "partial", "stuck",
-                "result");
+  std::snprintf(
+      line, sizeof(line), "%-14s %7s %7s %6s %6s %8s %6s | %5s %7s %9s %11s %7s %8s %8s %6s  %s\n",
+      "scenario", "sent", "acked", "unkn", "rolled", "deliver", "faults", "lost", "phantom",
+      "dup(exp)", "dup(unexpl)", "double", "order", "partial", "stuck", "result");
   out << line;
   for (const Report& r : reports) {
     const std::string dbl = r.double_processed < 0 ? "n/a" : std::to_string(r.double_processed);

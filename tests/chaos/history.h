@@ -18,12 +18,12 @@ using Clock = std::chrono::steady_clock;
 
 // A message the workload tried to publish (by Produce, or as an outbox row).
 struct Sent {
-  std::string id;   // unique payload id ("m-17")
-  std::string key;  // for the order check ("" = unkeyed)
-  int64_t seq = 0;  // position in its key's sequence (sent one after another)
-  bool acked = false;    // Produce returned OK / the application transaction committed
-  bool rejected = false; // definitely not stored (the application transaction rolled back)
-  std::string txn;       // transaction id when it was a half message ("" = plain)
+  std::string id;         // unique payload id ("m-17")
+  std::string key;        // for the order check ("" = unkeyed)
+  int64_t seq = 0;        // position in its key's sequence (sent one after another)
+  bool acked = false;     // Produce returned OK / the application transaction committed
+  bool rejected = false;  // definitely not stored (the application transaction rolled back)
+  std::string txn;        // transaction id when it was a half message ("" = plain)
   Clock::time_point acked_at{};
 };
 
@@ -50,7 +50,7 @@ struct Report {
   int64_t out_of_order = 0, partial_txns = 0, stuck = 0;
   double healed_after_s = 0;
   int64_t acked_after_first_fault = 0;  // the service went on working through the faults
-  std::vector<std::string> examples;  // the first few violations, for a person to look at
+  std::vector<std::string> examples;    // the first few violations, for a person to look at
   bool ok() const {
     return lost == 0 && phantom == 0 && dup_unexplained == 0 && double_processed <= 0 &&
            out_of_order == 0 && partial_txns == 0 && stuck == 0;

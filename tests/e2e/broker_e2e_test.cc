@@ -3,8 +3,8 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <mutex>
-#include <set>
 #include <pqxx/pqxx>
+#include <set>
 #include <thread>
 
 #include "client/client.h"
@@ -72,9 +72,10 @@ std::map<std::string, int> Drain(const std::string& address, const std::string& 
 
 }  // namespace
 
-TEST_CASE("10 000 messages: 3 consumers of one group get each exactly once - a second group "
-          "gets all of them too",
-          "[e2e]") {
+TEST_CASE(
+    "10 000 messages: 3 consumers of one group get each exactly once - a second group "
+    "gets all of them too",
+    "[e2e]") {
   TempDatabase db;
   BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("drain"));
   Client client(broker.address());
@@ -385,13 +386,14 @@ TEST_CASE("kill -9 during commits: every transaction is all or nothing - and res
   for (int t = 0; t < kTxns; ++t) CHECK(after[t] == 2 * kPerTopic);
 }
 
-TEST_CASE("two brokers: a checker connected to one gets the checks of a transaction begun on the "
-          "other - each check sent once",
-          "[e2e][txn]") {
+TEST_CASE(
+    "two brokers: a checker connected to one gets the checks of a transaction begun on the "
+    "other - each check sent once",
+    "[e2e][txn]") {
   TempDatabase db;
   // First check soon; a second one (which would ask again) only after 5 s.
-  const std::vector<std::string> fast = {"--txn-check-after-ms", "300", "--txn-check-interval-ms",
-                                         "5000", "--txn-max-checks", "5"};
+  const std::vector<std::string> fast = {
+      "--txn-check-after-ms", "300", "--txn-check-interval-ms", "5000", "--txn-max-checks", "5"};
   BrokerProcess a(db.conninfo(), test::FreePort(), LogPath("txn-a"), fast);
   BrokerProcess b(db.conninfo(), test::FreePort(), LogPath("txn-b"), fast);
   Client ca(a.address());

@@ -22,8 +22,8 @@ struct Result {
 };
 
 Result Run(const std::string& broker, const std::string& args, const std::string& stdin_text = "") {
-  std::string cmd = "printf '" + stdin_text + "' | FERRY_BROKER=" + broker + " " +
-                    FERRYCTL_BIN + " " + args + " 2>&1";
+  std::string cmd = "printf '" + stdin_text + "' | FERRY_BROKER=" + broker + " " + FERRYCTL_BIN +
+                    " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   std::string out;
@@ -177,16 +177,15 @@ TEST_CASE("ferryctl: half messages - txn list - end - resolve - conflicting deci
   const std::string id2 =
       nlohmann::json::parse(second.lines.at(0)).at("transaction_id").get<std::string>();
   CHECK(Run(b, "txn resolve " + id2 + " --rollback").exit_code != 0);  // --reason is required
-  REQUIRE(Run(b, "txn resolve " + id2 + " --rollback --reason 'order 2 cancelled'").exit_code ==
-          0);
+  REQUIRE(Run(b, "txn resolve " + id2 + " --rollback --reason 'order 2 cancelled'").exit_code == 0);
   auto history = Run(b, "--json txn list --state ROLLED_BACK");
   REQUIRE(history.lines.size() == 1);
   const auto rolled_back = nlohmann::json::parse(history.lines[0]);
   bool audited = false;
   for (const auto& e : rolled_back.at("events")) {
-    audited = audited || (e.at("actor") == "admin" &&
-                          e.at("detail").get<std::string>().find("order 2 cancelled") !=
-                              std::string::npos);
+    audited = audited ||
+              (e.at("actor") == "admin" &&
+               e.at("detail").get<std::string>().find("order 2 cancelled") != std::string::npos);
   }
   CHECK(audited);
   CHECK(Run(b, "consume orders --group g --wait-ms 300").lines.empty());
@@ -195,10 +194,9 @@ TEST_CASE("ferryctl: half messages - txn list - end - resolve - conflicting deci
 TEST_CASE("ferryctl txn checker answers a back-check and the transaction commits",
           "[e2e][ferryctl][txn]") {
   ferry::test::TempDatabase db;
-  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
-                                    "/tmp/ferry-e2e-ferryctl4.log",
-                                    {"--txn-check-after-ms", "200", "--txn-check-interval-ms",
-                                     "1000"});
+  ferry::test::BrokerProcess broker(
+      db.conninfo(), ferry::test::FreePort(), "/tmp/ferry-e2e-ferryctl4.log",
+      {"--txn-check-after-ms", "200", "--txn-check-interval-ms", "1000"});
   const std::string b = broker.address();
   REQUIRE(Run(b, "topic create orders --queues 1").exit_code == 0);
   REQUIRE(Run(b, "produce orders --txn-group shop --check-ref order-7 --value o7").exit_code == 0);
@@ -239,8 +237,10 @@ TEST_CASE("ferryctl auth: create-admin - principals with grants - denials - revo
   CHECK(anonymous.lines[0].find("UNAUTHENTICATED") != std::string::npos);
 
   // The first principal is made in the database by ferry-broker create-admin.
-  FILE* p = popen((std::string(FERRY_BROKER_BIN) + " create-admin ops --log-level warn "
-                   "--database-url '" + db.conninfo() + "'")
+  FILE* p = popen((std::string(FERRY_BROKER_BIN) +
+                   " create-admin ops --log-level warn "
+                   "--database-url '" +
+                   db.conninfo() + "'")
                       .c_str(),
                   "r");
   REQUIRE(p != nullptr);

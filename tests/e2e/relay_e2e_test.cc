@@ -21,9 +21,10 @@ using test::RelayProcess;
 using test::TempDatabase;
 using Clock = std::chrono::steady_clock;
 
-TEST_CASE("outbox under load with kill -9 of relays and the broker: every committed row "
-          "processed exactly once - rolled back never - per-key order with 2 relays",
-          "[e2e][relay]") {
+TEST_CASE(
+    "outbox under load with kill -9 of relays and the broker: every committed row "
+    "processed exactly once - rolled back never - per-key order with 2 relays",
+    "[e2e][relay]") {
   TempDatabase broker_db;
   TempDatabase app(/*broker_schema=*/false);
   REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
@@ -37,16 +38,17 @@ TEST_CASE("outbox under load with kill -9 of relays and the broker: every commit
     REQUIRE(admin.CreateTopic(t).ok());
   }
   const std::vector<std::string> relay_args = {
-      "--database-url", app.conninfo(), "--broker", broker.address(), "--poll-interval-ms", "200",
-      "--lease-ms", "2000", "--publish-timeout-ms", "1000", "--backoff-min-ms", "50",
-      "--backoff-max-ms", "500", "--max-attempts", "1000"};
+      "--database-url",       app.conninfo(), "--broker",         broker.address(),
+      "--poll-interval-ms",   "200",          "--lease-ms",       "2000",
+      "--publish-timeout-ms", "1000",         "--backoff-min-ms", "50",
+      "--backoff-max-ms",     "500",          "--max-attempts",   "1000"};
   std::vector<std::unique_ptr<RelayProcess>> relays;
   for (int i = 0; i < 2; ++i) {
     auto args = relay_args;
     args.push_back("--relay-id");
     args.push_back("relay-" + std::to_string(i));
-    relays.push_back(std::make_unique<RelayProcess>(
-        args, "/tmp/ferry-e2e-relay-" + std::to_string(i) + ".log"));
+    relays.push_back(
+        std::make_unique<RelayProcess>(args, "/tmp/ferry-e2e-relay-" + std::to_string(i) + ".log"));
   }
 
   // Writers: transactions of 5 rows over 10 keys; every 10th rolls back. Per key, the payload
@@ -162,7 +164,7 @@ TEST_CASE("outbox under load with kill -9 of relays and the broker: every commit
   CHECK(tx.exec("SELECT count(*) FROM ferry_outbox WHERE status = 'sent'")[0][0].as<size_t>() ==
         committed_payloads.size());
   CHECK(tx.exec("SELECT count(*) FROM ferry_inbox")[0][0].as<size_t>() ==
-        committed_payloads.size());  // each committed row processed exactly once
+        committed_payloads.size());                // each committed row processed exactly once
   std::map<std::string, std::vector<int>> by_key;  // key -> counters, in processing order
   int phantoms = 0;
   for (const auto& p : processed_payloads) {

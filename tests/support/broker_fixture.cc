@@ -25,9 +25,7 @@ BrokerFixture::BrokerFixture(const std::function<void(broker::BrokerOptions&)>& 
   client = std::make_unique<Client>(MakeChannel(address()));
 }
 
-std::string BrokerFixture::address() const {
-  return "127.0.0.1:" + std::to_string(server->port());
-}
+std::string BrokerFixture::address() const { return "127.0.0.1:" + std::to_string(server->port()); }
 
 void BrokerFixture::CreateTopic(const std::string& name, uint32_t queues, uint64_t retention_ms,
                                 bool ordered) {

@@ -40,9 +40,9 @@ class BrokerProcess {
   ~BrokerProcess();  // SIGKILL if still running
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  void Kill();       // SIGKILL and reap
-  int Terminate();   // SIGTERM, wait; returns the exit status (or -1)
-  void Start();      // (re)start with the same settings
+  void Kill();           // SIGKILL and reap
+  int Terminate();       // SIGTERM, wait; returns the exit status (or -1)
+  void Start();          // (re)start with the same settings
   void Signal(int sig);  // e.g. SIGSTOP / SIGCONT (a pause)
 
  private:

@@ -29,7 +29,8 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("DeleteTopic");
   }
-  absl::StatusOr<std::vector<broker::Appended>> Append(const std::string& /*topic*/, const std::vector<broker::NewMessage>& /*messages*/) override {
+  absl::StatusOr<std::vector<broker::Appended>> Append(
+      const std::string& /*topic*/, const std::vector<broker::NewMessage>& /*messages*/) override {
     ++calls;
     return absl::UnimplementedError("Append");
   }
@@ -45,43 +46,61 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("Lease");
   }
-  absl::StatusOr<std::vector<broker::SettleResult>> Settle( const std::string& /*group*/, const std::vector<broker::Settlement>& /*settlements*/) override {
+  absl::StatusOr<std::vector<broker::SettleResult>> Settle(
+      const std::string& /*group*/,
+      const std::vector<broker::Settlement>& /*settlements*/) override {
     ++calls;
     return absl::UnimplementedError("Settle");
   }
-  absl::StatusOr<std::vector<broker::SettleResult>> ExtendLeases( const std::string& /*group*/, const std::vector<broker::DeliveryRef>& /*refs*/, uint32_t /*visibility_ms*/) override {
+  absl::StatusOr<std::vector<broker::SettleResult>> ExtendLeases(
+      const std::string& /*group*/, const std::vector<broker::DeliveryRef>& /*refs*/,
+      uint32_t /*visibility_ms*/) override {
     ++calls;
     return absl::UnimplementedError("ExtendLeases");
   }
-  absl::StatusOr<broker::GroupPolicy> CreateGroup(const std::string& /*name*/, const broker::GroupUpdate& /*policy*/, const std::vector<std::string>& /*topics*/) override {
+  absl::StatusOr<broker::GroupPolicy> CreateGroup(
+      const std::string& /*name*/, const broker::GroupUpdate& /*policy*/,
+      const std::vector<std::string>& /*topics*/) override {
     ++calls;
     return absl::UnimplementedError("CreateGroup");
   }
-  absl::StatusOr<broker::GroupPolicy> UpdateGroup(const std::string& /*name*/, const broker::GroupUpdate& /*update*/) override {
+  absl::StatusOr<broker::GroupPolicy> UpdateGroup(const std::string& /*name*/,
+                                                  const broker::GroupUpdate& /*update*/) override {
     ++calls;
     return absl::UnimplementedError("UpdateGroup");
   }
-  absl::StatusOr<std::pair<broker::GroupPolicy, std::vector<std::string>>> DescribeGroup( const std::string& /*name*/) override {
+  absl::StatusOr<std::pair<broker::GroupPolicy, std::vector<std::string>>> DescribeGroup(
+      const std::string& /*name*/) override {
     ++calls;
     return absl::UnimplementedError("DescribeGroup");
   }
-  absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup( const std::string& /*group*/, const std::string& /*topic*/, const broker::ResetTarget& /*target*/) override {
+  absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup(
+      const std::string& /*group*/, const std::string& /*topic*/,
+      const broker::ResetTarget& /*target*/) override {
     ++calls;
     return absl::UnimplementedError("ResetGroup");
   }
-  absl::StatusOr<broker::GroupLagReport> GroupLag(const std::string& /*group*/, const std::string& /*topic*/) override {
+  absl::StatusOr<broker::GroupLagReport> GroupLag(const std::string& /*group*/,
+                                                  const std::string& /*topic*/) override {
     ++calls;
     return absl::UnimplementedError("GroupLag");
   }
-  absl::StatusOr<std::vector<broker::DeadLetterRow>> ListDeadLetters(const std::string& /*group*/, const std::string& /*topic*/, int64_t /*after_id*/, int64_t /*limit*/) override {
+  absl::StatusOr<std::vector<broker::DeadLetterRow>> ListDeadLetters(const std::string& /*group*/,
+                                                                     const std::string& /*topic*/,
+                                                                     int64_t /*after_id*/,
+                                                                     int64_t /*limit*/) override {
     ++calls;
     return absl::UnimplementedError("ListDeadLetters");
   }
-  absl::StatusOr<broker::RedriveReport> RedriveDeadLetters(const std::string& /*group*/, const std::vector<int64_t>& /*ids*/, bool /*all*/, const std::string& /*to_topic*/) override {
+  absl::StatusOr<broker::RedriveReport> RedriveDeadLetters(
+      const std::string& /*group*/, const std::vector<int64_t>& /*ids*/, bool /*all*/,
+      const std::string& /*to_topic*/) override {
     ++calls;
     return absl::UnimplementedError("RedriveDeadLetters");
   }
-  absl::StatusOr<int64_t> PurgeDeadLetters(const std::string& /*group*/, const std::vector<int64_t>& /*ids*/, bool /*all*/) override {
+  absl::StatusOr<int64_t> PurgeDeadLetters(const std::string& /*group*/,
+                                           const std::vector<int64_t>& /*ids*/,
+                                           bool /*all*/) override {
     ++calls;
     return absl::UnimplementedError("PurgeDeadLetters");
   }
@@ -89,27 +108,39 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("BeginTransaction");
   }
-  absl::StatusOr<std::optional<std::string>> TransactionProducerGroup( const std::string& /*txn_id*/) override {
+  absl::StatusOr<std::optional<std::string>> TransactionProducerGroup(
+      const std::string& /*txn_id*/) override {
     ++calls;
     return absl::UnimplementedError("TransactionProducerGroup");
   }
-  absl::StatusOr<std::string> AppendHalf(const std::string& /*txn_id*/, const broker::TxnBegin* /*begin*/, const std::string& /*topic*/, const std::vector<broker::NewMessage>& /*messages*/) override {
+  absl::StatusOr<std::string> AppendHalf(
+      const std::string& /*txn_id*/, const broker::TxnBegin* /*begin*/,
+      const std::string& /*topic*/, const std::vector<broker::NewMessage>& /*messages*/) override {
     ++calls;
     return absl::UnimplementedError("AppendHalf");
   }
-  absl::StatusOr<std::vector<broker::SettleResult>> AttachAcks( const std::string& /*txn_id*/, const std::string& /*group*/, const std::vector<broker::DeliveryRef>& /*refs*/) override {
+  absl::StatusOr<std::vector<broker::SettleResult>> AttachAcks(
+      const std::string& /*txn_id*/, const std::string& /*group*/,
+      const std::vector<broker::DeliveryRef>& /*refs*/) override {
     ++calls;
     return absl::UnimplementedError("AttachAcks");
   }
-  absl::StatusOr<broker::TxnOutcome> EndTransaction(const std::string& /*txn_id*/, broker::TxnDecision /*decision*/, const std::string& /*actor*/, const std::string& /*reason*/, bool /*by_admin*/) override {
+  absl::StatusOr<broker::TxnOutcome> EndTransaction(const std::string& /*txn_id*/,
+                                                    broker::TxnDecision /*decision*/,
+                                                    const std::string& /*actor*/,
+                                                    const std::string& /*reason*/,
+                                                    bool /*by_admin*/) override {
     ++calls;
     return absl::UnimplementedError("EndTransaction");
   }
-  absl::StatusOr<std::vector<broker::TxnCheck>> ClaimDueChecks( const std::vector<std::string>& /*groups*/, const std::string& /*broker_id*/, int64_t /*limit*/) override {
+  absl::StatusOr<std::vector<broker::TxnCheck>> ClaimDueChecks(
+      const std::vector<std::string>& /*groups*/, const std::string& /*broker_id*/,
+      int64_t /*limit*/) override {
     ++calls;
     return absl::UnimplementedError("ClaimDueChecks");
   }
-  absl::Status UnclaimCheck(const std::string& /*txn_id*/, const std::string& /*broker_id*/) override {
+  absl::Status UnclaimCheck(const std::string& /*txn_id*/,
+                            const std::string& /*broker_id*/) override {
     ++calls;
     return absl::UnimplementedError("UnclaimCheck");
   }
@@ -117,11 +148,15 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("AnswerCheck");
   }
-  absl::Status TouchCheckers(const std::string& /*broker_id*/, const std::vector<std::pair<std::string, int>>& /*checkers*/) override {
+  absl::Status TouchCheckers(
+      const std::string& /*broker_id*/,
+      const std::vector<std::pair<std::string, int>>& /*checkers*/) override {
     ++calls;
     return absl::UnimplementedError("TouchCheckers");
   }
-  absl::StatusOr<std::vector<broker::TxnRow>> ListTransactions(std::optional<broker::TxnState> /*state*/, const std::string& /*producer_group*/, int64_t /*limit*/) override {
+  absl::StatusOr<std::vector<broker::TxnRow>> ListTransactions(
+      std::optional<broker::TxnState> /*state*/, const std::string& /*producer_group*/,
+      int64_t /*limit*/) override {
     ++calls;
     return absl::UnimplementedError("ListTransactions");
   }
@@ -129,11 +164,13 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("RearmChecks");
   }
-  absl::StatusOr<std::optional<broker::PrincipalRecord>> FindPrincipalByTokenHash( const std::string& /*sha256*/) override {
+  absl::StatusOr<std::optional<broker::PrincipalRecord>> FindPrincipalByTokenHash(
+      const std::string& /*sha256*/) override {
     ++calls;
     return absl::UnimplementedError("FindPrincipalByTokenHash");
   }
-  absl::Status CreatePrincipal(const std::string& /*name*/, const std::string& /*token_sha256*/, const std::vector<broker::GrantRecord>& /*grants*/) override {
+  absl::Status CreatePrincipal(const std::string& /*name*/, const std::string& /*token_sha256*/,
+                               const std::vector<broker::GrantRecord>& /*grants*/) override {
     ++calls;
     return absl::UnimplementedError("CreatePrincipal");
   }
@@ -149,11 +186,13 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("ListPrincipals");
   }
-  absl::Status Grant(const std::string& /*principal*/, const broker::GrantRecord& /*grant*/) override {
+  absl::Status Grant(const std::string& /*principal*/,
+                     const broker::GrantRecord& /*grant*/) override {
     ++calls;
     return absl::UnimplementedError("Grant");
   }
-  absl::StatusOr<bool> Revoke(const std::string& /*principal*/, const broker::GrantRecord& /*grant*/) override {
+  absl::StatusOr<bool> Revoke(const std::string& /*principal*/,
+                              const broker::GrantRecord& /*grant*/) override {
     ++calls;
     return absl::UnimplementedError("Revoke");
   }

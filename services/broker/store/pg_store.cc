@@ -126,8 +126,8 @@ std::optional<std::pair<GroupPolicy, RefColumns>> ReceiptsOfGroup(
   }
   for (size_t i = 0; i < refs.size(); ++i) {
     if (found && refs[i].group_id == found->first.group_id) continue;
-    out[i].status =
-        existing.count(refs[i].group_id) != 0 ? SettleStatus::kWrongGroup : SettleStatus::kTopicGone;
+    out[i].status = existing.count(refs[i].group_id) != 0 ? SettleStatus::kWrongGroup
+                                                          : SettleStatus::kTopicGone;
   }
   return found;
 }
@@ -176,7 +176,8 @@ int64_t RetryDelayMs(const GroupPolicy& policy, bool ordered, int32_t attempt) {
     return std::min(d, cap);
   }
   if (policy.backoff_ms.empty()) return 10000;
-  return policy.backoff_ms[std::min<size_t>(static_cast<size_t>(n - 1), policy.backoff_ms.size() - 1)];
+  return policy
+      .backoff_ms[std::min<size_t>(static_cast<size_t>(n - 1), policy.backoff_ms.size() - 1)];
 }
 
 PgStore::PgStore(pg::ConnectionPool& pool, QueueChooser choose_queue, TxnTiming timing)
@@ -185,8 +186,10 @@ PgStore::PgStore(pg::ConnectionPool& pool, QueueChooser choose_queue, TxnTiming 
 PgStore::~PgStore() = default;
 
 std::vector<pg::Statement> PgStore::AllStatements() {
-  std::vector<pg::Statement> all = {kNotifyTopics, kSelectGroupQueuesAt, kExistingGroups, kEnsureSegments, kInsertGroup, kInsertGroupQueues, kAdvanceDelivered, kSelectTopic,
-                                    kSelectTopicById, kSelectGroup, kSelectLeasesAt};
+  std::vector<pg::Statement> all = {kNotifyTopics,     kSelectGroupQueuesAt, kExistingGroups,
+                                    kEnsureSegments,   kInsertGroup,         kInsertGroupQueues,
+                                    kAdvanceDelivered, kSelectTopic,         kSelectTopicById,
+                                    kSelectGroup,      kSelectLeasesAt};
   for (const auto& part : {TopicsStatements(), ProduceStatements(), DeliveryStatements(),
                            GroupsStatements(), DeadLettersStatements(), TxnStatements(),
                            AuthStatements(), RetentionStatements(), MetricsStatements()}) {

@@ -10,10 +10,9 @@
 // are dense. Readers only read below queues.next_offset, which commits with the messages.
 #pragma once
 
-#include <pqxx/connection>
-
 #include <memory>
 #include <mutex>
+#include <pqxx/connection>
 #include <set>
 
 #include "broker/store/store.h"
@@ -36,33 +35,62 @@ class PgStore final : public Store {
   absl::StatusOr<std::vector<TopicInfo>> ListTopics() override;
   absl::StatusOr<TopicDescription> DescribeTopic(const std::string& name) override;
   absl::Status DeleteTopic(const std::string& name) override;
-  absl::StatusOr<std::vector<Appended>> Append(const std::string& topic, const std::vector<NewMessage>& messages) override;
+  absl::StatusOr<std::vector<Appended>> Append(const std::string& topic,
+                                               const std::vector<NewMessage>& messages) override;
   absl::StatusOr<int64_t> MoveDueDelayed(int64_t limit) override;
   absl::Status CancelDelayed(const std::string& topic, int64_t delayed_id) override;
   absl::StatusOr<LeaseBatch> Lease(const LeaseRequest& request) override;
-  absl::StatusOr<std::vector<SettleResult>> Settle( const std::string& group, const std::vector<Settlement>& settlements) override;
-  absl::StatusOr<std::vector<SettleResult>> ExtendLeases( const std::string& group, const std::vector<DeliveryRef>& refs, uint32_t visibility_ms) override;
-  absl::StatusOr<GroupPolicy> CreateGroup(const std::string& name, const GroupUpdate& policy, const std::vector<std::string>& topics) override;
-  absl::StatusOr<GroupPolicy> UpdateGroup(const std::string& name, const GroupUpdate& update) override;
-  absl::StatusOr<std::pair<GroupPolicy, std::vector<std::string>>> DescribeGroup( const std::string& name) override;
-  absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup( const std::string& group, const std::string& topic, const ResetTarget& target) override;
-  absl::StatusOr<GroupLagReport> GroupLag(const std::string& group, const std::string& topic) override;
-  absl::StatusOr<std::vector<DeadLetterRow>> ListDeadLetters(const std::string& group, const std::string& topic, int64_t after_id, int64_t limit) override;
-  absl::StatusOr<RedriveReport> RedriveDeadLetters(const std::string& group, const std::vector<int64_t>& ids, bool all, const std::string& to_topic) override;
-  absl::StatusOr<int64_t> PurgeDeadLetters(const std::string& group, const std::vector<int64_t>& ids, bool all) override;
+  absl::StatusOr<std::vector<SettleResult>> Settle(
+      const std::string& group, const std::vector<Settlement>& settlements) override;
+  absl::StatusOr<std::vector<SettleResult>> ExtendLeases(const std::string& group,
+                                                         const std::vector<DeliveryRef>& refs,
+                                                         uint32_t visibility_ms) override;
+  absl::StatusOr<GroupPolicy> CreateGroup(const std::string& name, const GroupUpdate& policy,
+                                          const std::vector<std::string>& topics) override;
+  absl::StatusOr<GroupPolicy> UpdateGroup(const std::string& name,
+                                          const GroupUpdate& update) override;
+  absl::StatusOr<std::pair<GroupPolicy, std::vector<std::string>>> DescribeGroup(
+      const std::string& name) override;
+  absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup(
+      const std::string& group, const std::string& topic, const ResetTarget& target) override;
+  absl::StatusOr<GroupLagReport> GroupLag(const std::string& group,
+                                          const std::string& topic) override;
+  absl::StatusOr<std::vector<DeadLetterRow>> ListDeadLetters(const std::string& group,
+                                                             const std::string& topic,
+                                                             int64_t after_id,
+                                                             int64_t limit) override;
+  absl::StatusOr<RedriveReport> RedriveDeadLetters(const std::string& group,
+                                                   const std::vector<int64_t>& ids, bool all,
+                                                   const std::string& to_topic) override;
+  absl::StatusOr<int64_t> PurgeDeadLetters(const std::string& group,
+                                           const std::vector<int64_t>& ids, bool all) override;
   absl::StatusOr<std::string> BeginTransaction(const TxnBegin& begin) override;
-  absl::StatusOr<std::optional<std::string>> TransactionProducerGroup( const std::string& txn_id) override;
-  absl::StatusOr<std::string> AppendHalf(const std::string& txn_id, const TxnBegin* begin, const std::string& topic, const std::vector<NewMessage>& messages) override;
-  absl::StatusOr<std::vector<SettleResult>> AttachAcks( const std::string& txn_id, const std::string& group, const std::vector<DeliveryRef>& refs) override;
-  absl::StatusOr<TxnOutcome> EndTransaction(const std::string& txn_id, TxnDecision decision, const std::string& actor, const std::string& reason, bool by_admin) override;
-  absl::StatusOr<std::vector<TxnCheck>> ClaimDueChecks( const std::vector<std::string>& groups, const std::string& broker_id, int64_t limit) override;
+  absl::StatusOr<std::optional<std::string>> TransactionProducerGroup(
+      const std::string& txn_id) override;
+  absl::StatusOr<std::string> AppendHalf(const std::string& txn_id, const TxnBegin* begin,
+                                         const std::string& topic,
+                                         const std::vector<NewMessage>& messages) override;
+  absl::StatusOr<std::vector<SettleResult>> AttachAcks(
+      const std::string& txn_id, const std::string& group,
+      const std::vector<DeliveryRef>& refs) override;
+  absl::StatusOr<TxnOutcome> EndTransaction(const std::string& txn_id, TxnDecision decision,
+                                            const std::string& actor, const std::string& reason,
+                                            bool by_admin) override;
+  absl::StatusOr<std::vector<TxnCheck>> ClaimDueChecks(const std::vector<std::string>& groups,
+                                                       const std::string& broker_id,
+                                                       int64_t limit) override;
   absl::Status UnclaimCheck(const std::string& txn_id, const std::string& broker_id) override;
   absl::Status AnswerCheck(const CheckAnswer& answer) override;
-  absl::Status TouchCheckers(const std::string& broker_id, const std::vector<std::pair<std::string, int>>& checkers) override;
-  absl::StatusOr<std::vector<TxnRow>> ListTransactions(std::optional<TxnState> state, const std::string& producer_group, int64_t limit) override;
+  absl::Status TouchCheckers(const std::string& broker_id,
+                             const std::vector<std::pair<std::string, int>>& checkers) override;
+  absl::StatusOr<std::vector<TxnRow>> ListTransactions(std::optional<TxnState> state,
+                                                       const std::string& producer_group,
+                                                       int64_t limit) override;
   absl::Status RearmChecks(const std::string& txn_id, const std::string& actor) override;
-  absl::StatusOr<std::optional<PrincipalRecord>> FindPrincipalByTokenHash( const std::string& sha256) override;
-  absl::Status CreatePrincipal(const std::string& name, const std::string& token_sha256, const std::vector<GrantRecord>& grants) override;
+  absl::StatusOr<std::optional<PrincipalRecord>> FindPrincipalByTokenHash(
+      const std::string& sha256) override;
+  absl::Status CreatePrincipal(const std::string& name, const std::string& token_sha256,
+                               const std::vector<GrantRecord>& grants) override;
   absl::Status DeletePrincipal(const std::string& name) override;
   absl::Status SetToken(const std::string& name, const std::string& token_sha256) override;
   absl::StatusOr<std::vector<PrincipalRecord>> ListPrincipals() override;

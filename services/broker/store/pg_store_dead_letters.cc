@@ -1,6 +1,4 @@
 // PgStore, dead letters: list, redrive, purge.
-#include "broker/store/pg_store.h"
-
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -12,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "broker/store/pg_store.h"
 #include "broker/store/pg_store_internal.h"
 #include "common/log.h"
 #include "common/pg/arrays.h"
@@ -62,8 +61,6 @@ constexpr pg::Statement kDeleteDeadLetters{
     "broker_delete_dead_letters",
     "DELETE FROM dead_letters WHERE group_id = $1 AND ($2 OR dead_letter_id = ANY($3::bigint[]))"};
 
-
-
 }  // namespace
 
 namespace store_internal {
@@ -84,8 +81,8 @@ absl::StatusOr<std::vector<DeadLetterRow>> PgStore::ListDeadLetters(const std::s
     pqxx::read_transaction tx(c);
     pqxx::result g = tx.exec_prepared(kSelectGroup.name, group);
     if (g.empty()) return GroupNotFound(group);
-    for (const auto& row : tx.exec_prepared(kListDeadLetters.name, g[0][0].as<int64_t>(), topic,
-                                            after_id, limit)) {
+    for (const auto& row :
+         tx.exec_prepared(kListDeadLetters.name, g[0][0].as<int64_t>(), topic, after_id, limit)) {
       DeadLetterRow d;
       d.id = row[0].as<int64_t>();
       d.topic = row[1].as<std::string>();
@@ -109,8 +106,8 @@ absl::StatusOr<std::vector<DeadLetterRow>> PgStore::ListDeadLetters(const std::s
 }
 
 absl::StatusOr<RedriveReport> PgStore::RedriveDeadLetters(const std::string& group,
-                                                          const std::vector<int64_t>& ids,
-                                                          bool all, const std::string& to_topic) {
+                                                          const std::vector<int64_t>& ids, bool all,
+                                                          const std::string& to_topic) {
   RedriveReport report;
   absl::Status status = pg::WithConnection(pool_, "redrive", [&](pqxx::connection& c) {
     report = RedriveReport{};

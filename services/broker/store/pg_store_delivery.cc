@@ -1,6 +1,4 @@
 // PgStore, delivery: leases (Consume), settlements (Commit), lease extensions.
-#include "broker/store/pg_store.h"
-
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -12,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "broker/store/pg_store.h"
 #include "broker/store/pg_store_internal.h"
 #include "common/log.h"
 #include "common/pg/arrays.h"
@@ -41,8 +40,8 @@ constexpr pg::Statement kSelectMessagesAt{
     "broker_select_messages_at",
     "SELECT " FERRY_MESSAGE_COLUMNS
     " FROM unnest($2::int[], $3::bigint[]) AS r(q, o) CROSS JOIN LATERAL"
-    " (SELECT * FROM messages m WHERE m.topic_id = $1 AND m.queue_id = r.q AND m.msg_offset = r.o"
-    FERRY_SEGMENT_FLOOR("r.q", "r.o") " LIMIT 1) m"};
+    " (SELECT * FROM messages m WHERE m.topic_id = $1 AND m.queue_id = r.q AND m.msg_offset = "
+    "r.o" FERRY_SEGMENT_FLOOR("r.q", "r.o") " LIMIT 1) m"};
 
 constexpr pg::Statement kRenewLeases{
     "broker_renew_leases",
@@ -262,11 +261,10 @@ void Redeliver(pqxx::work& tx, const GroupPolicy& group, int64_t topic_id,
   }
   if (renew_q.empty()) return;
   std::map<QueueOffset, std::pair<int32_t, int64_t>> renewed;
-  for (const auto& row :
-       tx.exec_prepared(kRenewLeases.name, group.group_id, topic_id, IntArray(renew_q),
-                        IntArray(renew_o), visibility_ms)) {
+  for (const auto& row : tx.exec_prepared(kRenewLeases.name, group.group_id, topic_id,
+                                          IntArray(renew_q), IntArray(renew_o), visibility_ms)) {
     renewed[QueueOffset{row[0].as<uint32_t>(), row[1].as<int64_t>()}] = {row[2].as<int32_t>(),
-                                                                        row[3].as<int64_t>()};
+                                                                         row[3].as<int64_t>()};
   }
   for (LeasedMessage& m : kept) {
     auto r = renewed.find(QueueOffset{m.queue, m.offset});
@@ -286,9 +284,8 @@ struct Readable {
 
 // Delivers messages never delivered to the group from `readable` queues (whose group_queues
 // rows this transaction holds), shared round robin from a random first queue.
-void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id,
-                std::vector<Readable> readable, uint32_t visibility_ms, Budget& budget,
-                LeaseBatch& batch) {
+void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<Readable> readable,
+                uint32_t visibility_ms, Budget& budget, LeaseBatch& batch) {
   if (readable.empty() || budget.Left() == 0) return;
   thread_local std::mt19937 rng{std::random_device{}()};
   const size_t start = rng() % readable.size();
@@ -367,7 +364,10 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id,
 namespace store_internal {
 
 std::vector<pg::Statement> DeliveryStatements() {
-  return {kSelectDueLeases, kSelectMessagesAt, kRenewLeases, kSelectReadableQueues, kLockOrderedQueues, kCountQueueLeases, kSelectQueueLeases, kSelectMessageRanges, kInsertLeases, kDeleteLeases, kAckLeases, kScheduleRetries, kReleaseLaterLeases, kExtendLeases, kDeadLetterLeases};
+  return {kSelectDueLeases,    kSelectMessagesAt, kRenewLeases,       kSelectReadableQueues,
+          kLockOrderedQueues,  kCountQueueLeases, kSelectQueueLeases, kSelectMessageRanges,
+          kInsertLeases,       kDeleteLeases,     kAckLeases,         kScheduleRetries,
+          kReleaseLaterLeases, kExtendLeases,     kDeadLetterLeases};
 }
 
 }  // namespace store_internal
@@ -397,8 +397,7 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
       known = known_positions_.count(position) != 0;
     }
     if (!known) {
-      tx.exec_prepared(kInsertGroupQueues.name, batch.group_id, batch.topic_id,
-                       group.start_latest);
+      tx.exec_prepared(kInsertGroupQueues.name, batch.group_id, batch.topic_id, group.start_latest);
     }
 
     Budget budget{req.max_messages, req.max_bytes};
@@ -435,8 +434,8 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
         std::vector<DueLease> due;
         for (const auto& row : tx.exec_prepared(kSelectQueueLeases.name, batch.group_id,
                                                 batch.topic_id, IntArray(due_queues))) {
-          due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(),
-                                 row[2].as<int32_t>(), row[3].as<std::string>()});
+          due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int32_t>(),
+                                 row[3].as<std::string>()});
         }
         Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
       }
@@ -444,10 +443,10 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
                  batch);
     } else {
       std::vector<DueLease> due;
-      for (const auto& row : tx.exec_prepared(kSelectDueLeases.name, batch.group_id,
-                                              batch.topic_id, req.max_messages)) {
-        due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(),
-                               row[2].as<int32_t>(), row[3].as<std::string>()});
+      for (const auto& row : tx.exec_prepared(kSelectDueLeases.name, batch.group_id, batch.topic_id,
+                                              req.max_messages)) {
+        due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int32_t>(),
+                               row[3].as<std::string>()});
       }
       Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
       if (budget.Left() > 0) {
@@ -551,9 +550,8 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
       std::string state;
     };
     std::map<Position, Current> leases;
-    for (const auto& row :
-         tx.exec_prepared(kSelectLeasesAt.name, group.group_id, IntArray(lt), IntArray(lq),
-                          IntArray(lo))) {
+    for (const auto& row : tx.exec_prepared(kSelectLeasesAt.name, group.group_id, IntArray(lt),
+                                            IntArray(lq), IntArray(lo))) {
       leases[Position{row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>()}] =
           Current{row[3].as<int64_t>(), row[4].as<int32_t>(), row[5].as<std::string>()};
     }
@@ -572,7 +570,7 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
     std::vector<uint32_t> ack_q, retry_q, dead_q;
     std::vector<std::string> dead_why;
     std::vector<size_t> retry_idx;
-    std::set<Position> claimed;  // settled by an earlier entry of this call
+    std::set<Position> claimed;     // settled by an earlier entry of this call
     std::vector<size_t> unapplied;  // not leased to the group
     for (size_t i : mine) {
       const Settlement& st = settlements[i];
@@ -616,10 +614,10 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
             retry_t.push_back(st.ref.topic_id);
             retry_q.push_back(st.ref.queue);
             retry_o.push_back(st.ref.offset);
-            retry_d.push_back(st.retry_delay_ms > 0
-                                  ? st.retry_delay_ms
-                                  : RetryDelayMs(group, is_ordered(st.ref.topic_id),
-                                                 lease->second.attempt));
+            retry_d.push_back(
+                st.retry_delay_ms > 0
+                    ? st.retry_delay_ms
+                    : RetryDelayMs(group, is_ordered(st.ref.topic_id), lease->second.attempt));
             retry_idx.push_back(i);
             out[i].status = SettleStatus::kRetryScheduled;
           }
@@ -628,8 +626,8 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
           dead_t.push_back(st.ref.topic_id);
           dead_q.push_back(st.ref.queue);
           dead_o.push_back(st.ref.offset);
-          dead_why.push_back(absl::StrCat("rejected: ", st.reason.empty() ? "(no reason given)"
-                                                                          : st.reason));
+          dead_why.push_back(
+              absl::StrCat("rejected: ", st.reason.empty() ? "(no reason given)" : st.reason));
           out[i].status = SettleStatus::kDeadLettered;
           break;
       }

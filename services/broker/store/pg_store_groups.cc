@@ -1,6 +1,4 @@
 // PgStore, consumer groups: policy, positions, reset, lag.
-#include "broker/store/pg_store.h"
-
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -12,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "broker/store/pg_store.h"
 #include "broker/store/pg_store_internal.h"
 #include "common/log.h"
 #include "common/pg/arrays.h"
@@ -83,8 +82,8 @@ std::string OptText(const std::optional<T>& v) {
 pqxx::result ApplyGroupUpdate(pqxx::work& tx, const std::string& name, const GroupUpdate& u) {
   return tx.exec_prepared(kUpdateGroup.name, name, OptText(u.max_delivery_attempts),
                           u.backoff_ms ? IntArray(*u.backoff_ms) : std::string(),
-                          OptText(u.backoff_min_ms), OptText(u.backoff_max_ms),
-                          OptText(u.ordered), OptText(u.start_latest));
+                          OptText(u.backoff_min_ms), OptText(u.backoff_max_ms), OptText(u.ordered),
+                          OptText(u.start_latest));
 }
 
 }  // namespace
@@ -92,7 +91,8 @@ pqxx::result ApplyGroupUpdate(pqxx::work& tx, const std::string& name, const Gro
 namespace store_internal {
 
 std::vector<pg::Statement> GroupsStatements() {
-  return {kUpdateGroup, kGroupTopics, kGroupLag, kGroupDelayed, kLockGroupPositions, kFirstOffsetAt, kReleaseGroupLeases};
+  return {kUpdateGroup,        kGroupTopics,   kGroupLag,          kGroupDelayed,
+          kLockGroupPositions, kFirstOffsetAt, kReleaseGroupLeases};
 }
 
 }  // namespace store_internal
@@ -194,9 +194,9 @@ absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> PgStore::ResetGroup(
         for (const auto& [q, offset] : target.offsets) {
           auto it = queues.find(q);
           if (it == queues.end()) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "offsets: topic \"", topic, "\" has no queue ", q, " (it has ", queues.size(),
-                ")"));
+            return absl::InvalidArgumentError(absl::StrCat("offsets: topic \"", topic,
+                                                           "\" has no queue ", q, " (it has ",
+                                                           queues.size(), ")"));
           }
           to[q] = std::clamp(offset, it->second.first, it->second.end);
         }

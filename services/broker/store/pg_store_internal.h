@@ -2,9 +2,9 @@
 #pragma once
 
 #include <absl/status/statusor.h>
-#include <pqxx/pqxx>
 
 #include <optional>
+#include <pqxx/pqxx>
 #include <tuple>
 #include <utility>
 
@@ -13,13 +13,13 @@
 
 namespace ferry::broker::store_internal {
 
-#define FERRY_TOPIC_COLUMNS                                                   \
-  "topic_id, name, queue_count, retention_ms, dedup_window_ms,"               \
+#define FERRY_TOPIC_COLUMNS                                     \
+  "topic_id, name, queue_count, retention_ms, dedup_window_ms," \
   " (extract(epoch FROM created_at) * 1000)::bigint, ordered"
 
-#define FERRY_GROUP_COLUMNS                                                             \
-  "group_id, name, max_delivery_attempts, array_to_string(backoff_ms, ','),"          \
-  " backoff_min_ms, backoff_max_ms, ordered, start_latest,"                            \
+#define FERRY_GROUP_COLUMNS                                                  \
+  "group_id, name, max_delivery_attempts, array_to_string(backoff_ms, ',')," \
+  " backoff_min_ms, backoff_max_ms, ordered, start_latest,"                  \
   " (extract(epoch FROM created_at) * 1000)::bigint"
 
 inline constexpr pg::Statement kSelectTopic{
@@ -38,16 +38,15 @@ inline constexpr pg::Statement kSelectLeasesAt{
     " ON l.topic_id = r.t AND l.queue_id = r.q AND l.msg_offset = r.o WHERE l.group_id = $1"
     " FOR UPDATE OF l"};
 
-#define FERRY_MESSAGE_COLUMNS \
+#define FERRY_MESSAGE_COLUMNS                                    \
   "m.queue_id, m.msg_offset, m.key, m.payload, m.headers::text," \
   " (extract(epoch FROM m.produced_at) * 1000000)::bigint"
-#define FERRY_SEGMENT_FLOOR(queue, offset)                                                   \
-  " AND m.segment >= COALESCE((SELECT max(s.segment) FROM queue_segments s"                 \
+#define FERRY_SEGMENT_FLOOR(queue, offset)                                  \
+  " AND m.segment >= COALESCE((SELECT max(s.segment) FROM queue_segments s" \
   " WHERE s.topic_id = $1 AND s.queue_id = " queue " AND s.first_offset <= " offset "), 0)"
 
-
-inline constexpr pg::Statement kEnsureSegments{
-    "broker_ensure_segments", "SELECT ferry_ensure_segments($1)"};
+inline constexpr pg::Statement kEnsureSegments{"broker_ensure_segments",
+                                               "SELECT ferry_ensure_segments($1)"};
 
 inline constexpr pg::Statement kInsertGroup{
     "broker_insert_group",

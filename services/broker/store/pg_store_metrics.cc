@@ -63,19 +63,27 @@ absl::StatusOr<std::vector<metrics::GaugeFamily>> PgStore::MetricGauges() {
     pqxx::read_transaction tx(c);
     metrics::GaugeFamily ends{"ferry_queue_end_offset",
                               "next offset to be written per queue (messages ever stored)",
-                              {"topic", "queue"}, {}};
+                              {"topic", "queue"},
+                              {}};
     for (const auto& r : tx.exec_prepared(kQueueEnds.name)) {
       ends.samples.push_back({{r[0].as<std::string>(), r[1].as<std::string>()}, r[2].as<double>()});
     }
     metrics::GaugeFamily lag{"ferry_consumer_lag_messages",
-                             "stored messages the group has not committed", {"group", "topic"}, {}};
+                             "stored messages the group has not committed",
+                             {"group", "topic"},
+                             {}};
     metrics::GaugeFamily in_flight{"ferry_consumer_inflight_messages",
-                                   "delivered and not yet settled (leased)", {"group", "topic"}, {}};
+                                   "delivered and not yet settled (leased)",
+                                   {"group", "topic"},
+                                   {}};
     metrics::GaugeFamily retrying{"ferry_consumer_retrying_messages",
-                                  "waiting for a scheduled redelivery", {"group", "topic"}, {}};
+                                  "waiting for a scheduled redelivery",
+                                  {"group", "topic"},
+                                  {}};
     metrics::GaugeFamily age{"ferry_consumer_oldest_unacked_age_seconds",
                              "since the first delivery of the oldest unsettled message",
-                             {"group", "topic"}, {}};
+                             {"group", "topic"},
+                             {}};
     for (const auto& r : tx.exec_prepared(kGroupGauges.name)) {
       const metrics::Labels l{r[0].as<std::string>(), r[1].as<std::string>()};
       lag.samples.push_back({l, r[2].as<double>()});
@@ -87,21 +95,23 @@ absl::StatusOr<std::vector<metrics::GaugeFamily>> PgStore::MetricGauges() {
     for (const auto& r : tx.exec_prepared(kDeadLetterCounts.name)) {
       dead.samples.push_back({{r[0].as<std::string>()}, r[1].as<double>()});
     }
-    metrics::GaugeFamily delayed{"ferry_delayed_messages", "messages waiting for their delivery time",
-                                 {"topic"}, {}};
+    metrics::GaugeFamily delayed{
+        "ferry_delayed_messages", "messages waiting for their delivery time", {"topic"}, {}};
     for (const auto& r : tx.exec_prepared(kDelayedCounts.name)) {
       delayed.samples.push_back({{r[0].as<std::string>()}, r[1].as<double>()});
     }
     metrics::GaugeFamily half{"ferry_half_messages",
                               "messages of transactions not yet visible, by transaction state",
-                              {"state"}, {}};
+                              {"state"},
+                              {}};
     metrics::GaugeFamily txns{"ferry_transactions", "transactions by state", {"state"}, {}};
     for (const auto& r : tx.exec_prepared(kTxnCounts.name)) {
       txns.samples.push_back({{r[0].as<std::string>()}, r[1].as<double>()});
       half.samples.push_back({{r[0].as<std::string>()}, r[2].as<double>()});
     }
-    out = {std::move(ends), std::move(lag), std::move(in_flight), std::move(retrying),
-           std::move(age), std::move(dead), std::move(delayed), std::move(half), std::move(txns)};
+    out = {std::move(ends),     std::move(lag),  std::move(in_flight),
+           std::move(retrying), std::move(age),  std::move(dead),
+           std::move(delayed),  std::move(half), std::move(txns)};
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

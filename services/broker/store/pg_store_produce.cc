@@ -1,6 +1,4 @@
 // PgStore, produce: appends with dense offsets, dedup, delayed messages.
-#include "broker/store/pg_store.h"
-
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -12,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "broker/store/pg_store.h"
 #include "broker/store/pg_store_internal.h"
 #include "common/log.h"
 #include "common/pg/arrays.h"
@@ -146,8 +145,8 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
     for (size_t i : by_queue[q]) out[i] = Appended{q, next++, false, false, 0};
     next_offsets.push_back(next);
   }
-  tx.exec_prepared(kAdvanceQueues.name, topic.topic_id, IntArray(queue_ids),
-                   IntArray(next_offsets), segment);
+  tx.exec_prepared(kAdvanceQueues.name, topic.topic_id, IntArray(queue_ids), IntArray(next_offsets),
+                   segment);
   if (!new_segment_queues.empty()) {
     // A queue's first write into this segment: make sure its partition exists (normally
     // created ahead by maintenance; then this is a catalog lookup and nothing more).
@@ -174,9 +173,11 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
   return out;
 }
 
-
 std::vector<pg::Statement> ProduceStatements() {
-  return {kLockDedupIds, kSelectDedup, kLockQueues, kAdvanceQueues, kInsertQueueSegments, kInsertMessages, kUpsertDedup, kNextDelayedIds, kInsertDelayed, kTakeDueDelayed, kPlaceDelayedDedup, kCancelDelayed, kCancelDelayedCheck};
+  return {kLockDedupIds,        kSelectDedup,    kLockQueues,        kAdvanceQueues,
+          kInsertQueueSegments, kInsertMessages, kUpsertDedup,       kNextDelayedIds,
+          kInsertDelayed,       kTakeDueDelayed, kPlaceDelayedDedup, kCancelDelayed,
+          kCancelDelayedCheck};
 }
 
 }  // namespace store_internal
@@ -248,8 +249,7 @@ absl::StatusOr<std::vector<Appended>> AppendToTopic(pqxx::work& tx, const TopicI
       keys.push_back(m.key);
       payloads.push_back(&m.payload);
       headers.push_back(m.headers_json);
-      dedups.push_back(m.dedup_id.empty() ? std::nullopt
-                                          : std::optional<std::string>(m.dedup_id));
+      dedups.push_back(m.dedup_id.empty() ? std::nullopt : std::optional<std::string>(m.dedup_id));
       at.push_back(m.deliver_at_ms);
       out[later_idx[k]] = Appended{0, 0, false, true, ids[k]};
     }
@@ -389,6 +389,5 @@ absl::Status PgStore::CancelDelayed(const std::string& topic, int64_t delayed_id
     return absl::OkStatus();
   });
 }
-
 
 }  // namespace ferry::broker

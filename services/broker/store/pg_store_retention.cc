@@ -1,6 +1,4 @@
 // PgStore, upkeep: receipt key, time segments, retention, dedup expiry.
-#include "broker/store/pg_store.h"
-
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -12,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "broker/store/pg_store.h"
 #include "broker/store/pg_store_internal.h"
 #include "common/log.h"
 #include "common/pg/arrays.h"
@@ -85,14 +84,13 @@ constexpr pg::Statement kRetireSegment{
     " DELETE FROM group_leases l USING marked m WHERE l.topic_id = m.topic_id"
     " AND l.queue_id = m.queue_id AND l.msg_offset < m.first_offset"};
 
-constexpr pg::Statement kReceiptKey{
-    "broker_select_receipt_key", "SELECT value FROM broker_meta WHERE key = 'receipt_hmac_key'"};
+constexpr pg::Statement kReceiptKey{"broker_select_receipt_key",
+                                    "SELECT value FROM broker_meta WHERE key = 'receipt_hmac_key'"};
 
 constexpr pg::Statement kDeleteExpiredDedup{
     "broker_delete_expired_dedup",
     "DELETE FROM dedup WHERE ctid = ANY(ARRAY(SELECT ctid FROM dedup WHERE expires_at <= now()"
     " LIMIT $1))"};
-
 
 // One broker at a time drops segments (session advisory lock on the connection it runs on).
 constexpr int64_t kRetentionLockKey = 0x6665727279 + 1;
@@ -142,13 +140,13 @@ int64_t DropExpiredSegments(pqxx::connection& c) {
   return dropped;
 }
 
-
 }  // namespace
 
 namespace store_internal {
 
 std::vector<pg::Statement> RetentionStatements() {
-  return {kRetentionQueues, kExpireQueuePrefix, kListSegments, kSegmentRetention, kRetireSegment, kReceiptKey, kDeleteExpiredDedup};
+  return {kRetentionQueues, kExpireQueuePrefix, kListSegments,      kSegmentRetention,
+          kRetireSegment,   kReceiptKey,        kDeleteExpiredDedup};
 }
 
 }  // namespace store_internal
@@ -210,9 +208,8 @@ absl::StatusOr<RetentionReport> PgStore::ApplyRetention(int64_t batch) {
     {
       pqxx::read_transaction tx(c);
       for (const auto& row : tx.exec_prepared(kRetentionQueues.name)) {
-        queues.push_back(Expiring{row[0].as<int64_t>(), row[1].as<uint32_t>(),
-                                  row[2].as<int64_t>(), row[3].as<int64_t>(),
-                                  row[4].as<int64_t>()});
+        queues.push_back(Expiring{row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>(),
+                                  row[3].as<int64_t>(), row[4].as<int64_t>()});
       }
     }
     for (const Expiring& q : queues) {

@@ -1,6 +1,4 @@
 // PgStore, topics: create, list, describe, delete.
-#include "broker/store/pg_store.h"
-
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
 #include <absl/strings/str_split.h>
@@ -12,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "broker/store/pg_store.h"
 #include "broker/store/pg_store_internal.h"
 #include "common/log.h"
 #include "common/pg/arrays.h"
@@ -35,8 +34,8 @@ constexpr pg::Statement kInsertQueues{
     "broker_insert_queues",
     "INSERT INTO queues (topic_id, queue_id) SELECT $1, generate_series(0, $2 - 1)"};
 
-constexpr pg::Statement kListTopics{
-    "broker_list_topics", "SELECT " FERRY_TOPIC_COLUMNS " FROM topics ORDER BY name"};
+constexpr pg::Statement kListTopics{"broker_list_topics",
+                                    "SELECT " FERRY_TOPIC_COLUMNS " FROM topics ORDER BY name"};
 
 constexpr pg::Statement kDescribeQueues{
     "broker_describe_queues",
@@ -44,23 +43,22 @@ constexpr pg::Statement kDescribeQueues{
     "   WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id), q.next_offset),"
     " q.next_offset FROM queues q WHERE q.topic_id = $1 ORDER BY q.queue_id"};
 
-constexpr pg::Statement kCountDelayed{
-    "broker_count_delayed", "SELECT count(*) FROM delayed_messages WHERE topic_id = $1"};
+constexpr pg::Statement kCountDelayed{"broker_count_delayed",
+                                      "SELECT count(*) FROM delayed_messages WHERE topic_id = $1"};
 
-constexpr pg::Statement kDeleteTopic{
-    "broker_delete_topic", "DELETE FROM topics WHERE name = $1 RETURNING topic_id"};
+constexpr pg::Statement kDeleteTopic{"broker_delete_topic",
+                                     "DELETE FROM topics WHERE name = $1 RETURNING topic_id"};
 
-constexpr pg::Statement kDeleteTopicMessages{
-    "broker_delete_topic_messages", "DELETE FROM messages WHERE topic_id = $1"};
-
-
+constexpr pg::Statement kDeleteTopicMessages{"broker_delete_topic_messages",
+                                             "DELETE FROM messages WHERE topic_id = $1"};
 
 }  // namespace
 
 namespace store_internal {
 
 std::vector<pg::Statement> TopicsStatements() {
-  return {kInsertTopic, kInsertQueues, kListTopics, kDescribeQueues, kCountDelayed, kDeleteTopic, kDeleteTopicMessages};
+  return {kInsertTopic,  kInsertQueues, kListTopics,         kDescribeQueues,
+          kCountDelayed, kDeleteTopic,  kDeleteTopicMessages};
 }
 
 }  // namespace store_internal
@@ -129,6 +127,5 @@ absl::Status PgStore::DeleteTopic(const std::string& name) {
     return absl::OkStatus();
   });
 }
-
 
 }  // namespace ferry::broker

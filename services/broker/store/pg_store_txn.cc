@@ -49,8 +49,8 @@ constexpr pg::Statement kTakeHalf{
     "SELECT topic_id, key, payload, headers::text, dedup_id, deliver_at_ms FROM half_messages"
     " WHERE txn_id = $1::uuid ORDER BY seq"};
 
-constexpr pg::Statement kDeleteHalf{
-    "broker_delete_half", "DELETE FROM half_messages WHERE txn_id = $1::uuid"};
+constexpr pg::Statement kDeleteHalf{"broker_delete_half",
+                                    "DELETE FROM half_messages WHERE txn_id = $1::uuid"};
 
 constexpr pg::Statement kPinLeases{
     "broker_pin_leases",
@@ -82,8 +82,8 @@ constexpr pg::Statement kReleaseTxnAcks{
     " SELECT count(pg_notify('ferry_messages', topic_id::text))"
     " FROM (SELECT DISTINCT topic_id FROM released) x"};
 
-constexpr pg::Statement kDeleteTxnAcks{
-    "broker_delete_txn_acks", "DELETE FROM txn_acks WHERE txn_id = $1::uuid"};
+constexpr pg::Statement kDeleteTxnAcks{"broker_delete_txn_acks",
+                                       "DELETE FROM txn_acks WHERE txn_id = $1::uuid"};
 
 constexpr pg::Statement kFinishTxn{
     "broker_finish_txn",
@@ -109,8 +109,9 @@ constexpr pg::Statement kClaimChecks{
     "  UNION ALL SELECT txn_id, 'check', 'broker ' || $5, 'check ' || checks_sent FROM claimed"
     "  RETURNING event_id, txn_id, kind)"
     " SELECT c.txn_id::text, e.event_id, COALESCE(c.check_ref, ''), c.producer_group,"
-    " c.checks_sent, " FERRY_MS("c.created_at")
-    " FROM claimed c JOIN events e ON e.txn_id = c.txn_id AND e.kind = 'check'"};
+    " c.checks_sent, " FERRY_MS(
+        "c.created_at") " FROM claimed c JOIN events e ON e.txn_id = c.txn_id AND e.kind = "
+                        "'check'"};
 
 constexpr pg::Statement kCheckSummary{
     "broker_check_summary",
@@ -214,11 +215,10 @@ absl::StatusOr<std::tuple<TxnState, std::string, int32_t>> LockTxn(pqxx::work& t
 }
 
 absl::Status NotPrepared(const std::string& id, TxnState state) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("transaction ", id, " is ", StateName(state),
-                   state == TxnState::kCheckExhausted
-                       ? "; an administrator decides it (ferryctl txn resolve)"
-                       : "; it cannot change any more"));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "transaction ", id, " is ", StateName(state),
+      state == TxnState::kCheckExhausted ? "; an administrator decides it (ferryctl txn resolve)"
+                                         : "; it cannot change any more"));
 }
 
 // The end of a transaction, inside `tx` (the row is locked by the caller).
@@ -267,7 +267,7 @@ absl::StatusOr<TxnOutcome> EndInTx(pqxx::work& tx, const std::string& id, TxnSta
   tx.exec_prepared(kDeleteHalf.name, id);
   tx.exec_prepared(kDeleteTxnAcks.name, id);
   tx.exec_prepared(kFinishTxn.name, id, StateName(target));
-  const std::string kind = by_admin ? "resolve"
+  const std::string kind = by_admin                         ? "resolve"
                            : target == TxnState::kCommitted ? "commit"
                                                             : "rollback";
   std::string detail = absl::StrCat(StateName(target), ": ", messages, " messages ",
@@ -282,11 +282,11 @@ absl::StatusOr<TxnOutcome> EndInTx(pqxx::work& tx, const std::string& id, TxnSta
 namespace store_internal {
 
 std::vector<pg::Statement> TxnStatements() {
-  return {kBeginTxn,     kTxnEvent,      kLockTxn,        kNextHalfSeq,   kInsertHalf,
-          kTakeHalf,     kDeleteHalf,    kPinLeases,      kInsertTxnAcks, kApplyTxnAcks,
-          kReleaseTxnAcks, kDeleteTxnAcks, kFinishTxn,    kClaimChecks,   kCheckSummary,
-          kCheckSample,  kUnclaimCheck,  kExhaustIfSpent, kTouchCheckers, kForgetCheckers,
-          kListTxns,     kTxnEvents,     kRearmTxn,      kTxnGroup,      kCheckWasSent};
+  return {kBeginTxn,       kTxnEvent,      kLockTxn,        kNextHalfSeq,   kInsertHalf,
+          kTakeHalf,       kDeleteHalf,    kPinLeases,      kInsertTxnAcks, kApplyTxnAcks,
+          kReleaseTxnAcks, kDeleteTxnAcks, kFinishTxn,      kClaimChecks,   kCheckSummary,
+          kCheckSample,    kUnclaimCheck,  kExhaustIfSpent, kTouchCheckers, kForgetCheckers,
+          kListTxns,       kTxnEvents,     kRearmTxn,       kTxnGroup,      kCheckWasSent};
 }
 
 }  // namespace store_internal
@@ -310,46 +310,49 @@ absl::StatusOr<std::string> PgStore::AppendHalf(const std::string& txn_id, const
                                                 const std::string& topic,
                                                 const std::vector<NewMessage>& messages) {
   std::string id = txn_id;
-  absl::Status status = pg::WithConnection(pool_, "produce (transaction)", [&](pqxx::connection& c) {
-    pqxx::work tx(c);
-    pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
-    if (t.empty()) return TopicNotFound(topic);
-    const int64_t topic_id = t[0][0].as<int64_t>();
-    if (begin != nullptr) {
-      id = tx.exec_prepared(kBeginTxn.name, begin->producer_group, begin->check_ref,
-                            begin->timeout_ms > 0 ? begin->timeout_ms : timing_.check_after_ms)[0][0]
-               .as<std::string>();
-      tx.exec_prepared(kTxnEvent.name, id, "begin", "producer", "");
-    } else {
-      auto locked = LockTxn(tx, id);  // serializes half produces into one transaction
-      if (!locked.ok()) return locked.status();
-      if (std::get<0>(*locked) != TxnState::kPrepared) {
-        return NotPrepared(id, std::get<0>(*locked));
-      }
-    }
-    const int64_t seq = tx.exec_prepared(kNextHalfSeq.name, id)[0][0].as<int64_t>();
-    std::vector<std::optional<std::string>> keys, headers, dedups;
-    std::vector<const std::string*> payloads;
-    std::vector<int64_t> at;
-    for (const NewMessage& m : messages) {
-      keys.push_back(m.key);
-      payloads.push_back(&m.payload);
-      headers.push_back(m.headers_json);
-      dedups.push_back(m.dedup_id.empty() ? std::nullopt : std::optional<std::string>(m.dedup_id));
-      at.push_back(m.deliver_at_ms);
-    }
-    tx.exec_prepared(kInsertHalf.name, id, seq, topic_id, TextArray(keys), ByteaArray(payloads),
-                     TextArray(headers), TextArray(dedups), IntArray(at));
-    tx.commit();
-    return absl::OkStatus();
-  });
+  absl::Status status =
+      pg::WithConnection(pool_, "produce (transaction)", [&](pqxx::connection& c) {
+        pqxx::work tx(c);
+        pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
+        if (t.empty()) return TopicNotFound(topic);
+        const int64_t topic_id = t[0][0].as<int64_t>();
+        if (begin != nullptr) {
+          id = tx.exec_prepared(
+                     kBeginTxn.name, begin->producer_group, begin->check_ref,
+                     begin->timeout_ms > 0 ? begin->timeout_ms : timing_.check_after_ms)[0][0]
+                   .as<std::string>();
+          tx.exec_prepared(kTxnEvent.name, id, "begin", "producer", "");
+        } else {
+          auto locked = LockTxn(tx, id);  // serializes half produces into one transaction
+          if (!locked.ok()) return locked.status();
+          if (std::get<0>(*locked) != TxnState::kPrepared) {
+            return NotPrepared(id, std::get<0>(*locked));
+          }
+        }
+        const int64_t seq = tx.exec_prepared(kNextHalfSeq.name, id)[0][0].as<int64_t>();
+        std::vector<std::optional<std::string>> keys, headers, dedups;
+        std::vector<const std::string*> payloads;
+        std::vector<int64_t> at;
+        for (const NewMessage& m : messages) {
+          keys.push_back(m.key);
+          payloads.push_back(&m.payload);
+          headers.push_back(m.headers_json);
+          dedups.push_back(m.dedup_id.empty() ? std::nullopt
+                                              : std::optional<std::string>(m.dedup_id));
+          at.push_back(m.deliver_at_ms);
+        }
+        tx.exec_prepared(kInsertHalf.name, id, seq, topic_id, TextArray(keys), ByteaArray(payloads),
+                         TextArray(headers), TextArray(dedups), IntArray(at));
+        tx.commit();
+        return absl::OkStatus();
+      });
   if (!status.ok()) return status;
   return id;
 }
 
-absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(const std::string& txn_id,
-                                                              const std::string& group_name,
-                                                              const std::vector<DeliveryRef>& refs) {
+absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(
+    const std::string& txn_id, const std::string& group_name,
+    const std::vector<DeliveryRef>& refs) {
   std::vector<SettleResult> out;
   absl::Status status = pg::WithConnection(pool_, "commit (transaction)", [&](pqxx::connection& c) {
     out.assign(refs.size(), SettleResult{});
@@ -408,16 +411,16 @@ absl::StatusOr<std::optional<std::string>> PgStore::TransactionProducerGroup(
   return out;
 }
 
-absl::StatusOr<TxnOutcome> PgStore::EndTransaction(const std::string& txn_id,
-                                                   TxnDecision decision, const std::string& actor,
+absl::StatusOr<TxnOutcome> PgStore::EndTransaction(const std::string& txn_id, TxnDecision decision,
+                                                   const std::string& actor,
                                                    const std::string& reason, bool by_admin) {
   TxnOutcome out;
   absl::Status status = pg::WithConnection(pool_, "end transaction", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     auto locked = LockTxn(tx, txn_id);
     if (!locked.ok()) return locked.status();
-    auto ended = EndInTx(tx, txn_id, std::get<0>(*locked), decision, actor, reason, by_admin,
-                         choose_queue_);
+    auto ended =
+        EndInTx(tx, txn_id, std::get<0>(*locked), decision, actor, reason, by_admin, choose_queue_);
     if (!ended.ok()) return ended.status();
     out = *ended;
     tx.commit();
@@ -454,7 +457,8 @@ absl::StatusOr<std::vector<TxnCheck>> PgStore::ClaimDueChecks(
       const std::string id_array = TextArray(ids);
       for (const auto& row : tx.exec_prepared(kCheckSummary.name, id_array)) {
         TxnCheck& ch = out[index[row[0].as<std::string>()]];
-        for (absl::string_view t : absl::StrSplit(row[1].as<std::string>(), ',', absl::SkipEmpty())) {
+        for (absl::string_view t :
+             absl::StrSplit(row[1].as<std::string>(), ',', absl::SkipEmpty())) {
           ch.topics.emplace_back(t);
         }
         ch.message_count = row[2].as<int64_t>();
@@ -466,7 +470,7 @@ absl::StatusOr<std::vector<TxnCheck>> PgStore::ClaimDueChecks(
         m.headers_json = row[4].as<std::string>();
         if (!row[5].is_null()) m.dedup_id = row[5].as<std::string>();
         out[index[row[0].as<std::string>()]].sample.emplace_back(row[1].as<std::string>(),
-                                                                std::move(m));
+                                                                 std::move(m));
       }
     }
     tx.commit();
@@ -499,9 +503,9 @@ absl::Status PgStore::AnswerCheck(const CheckAnswer& a) {
     // never a way to decide somebody else's transaction.
     if (group != a.producer_group ||
         tx.exec_prepared(kCheckWasSent.name, a.txn_id, a.check_id).empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("check ", a.check_id, " was not sent for transaction ", a.txn_id,
-                       " of producer group ", a.producer_group));
+      return absl::FailedPreconditionError(absl::StrCat("check ", a.check_id,
+                                                        " was not sent for transaction ", a.txn_id,
+                                                        " of producer group ", a.producer_group));
     }
     const char* said = a.decision == TxnDecision::kCommit     ? "COMMIT"
                        : a.decision == TxnDecision::kRollback ? "ROLLBACK"
@@ -511,9 +515,9 @@ absl::Status PgStore::AnswerCheck(const CheckAnswer& a) {
     if (state == TxnState::kPrepared) {
       if (a.decision == TxnDecision::kUnknown) {
         if (!tx.exec_prepared(kExhaustIfSpent.name, a.txn_id, timing_.max_checks).empty()) {
-          tx.exec_prepared(kTxnEvent.name, a.txn_id, "exhausted", a.actor,
-                           absl::StrCat("no COMMIT or ROLLBACK after ", timing_.max_checks,
-                                        " checks"));
+          tx.exec_prepared(
+              kTxnEvent.name, a.txn_id, "exhausted", a.actor,
+              absl::StrCat("no COMMIT or ROLLBACK after ", timing_.max_checks, " checks"));
         }
       } else {
         auto ended = EndInTx(tx, a.txn_id, state, a.decision, a.actor, "", false, choose_queue_);
@@ -554,8 +558,8 @@ absl::StatusOr<std::vector<TxnRow>> PgStore::ListTransactions(std::optional<TxnS
     out.clear();
     pqxx::read_transaction tx(c);
     std::map<std::string, size_t> index;
-    for (const auto& row : tx.exec_prepared(kListTxns.name, state ? StateName(*state) : "",
-                                            group, limit)) {
+    for (const auto& row :
+         tx.exec_prepared(kListTxns.name, state ? StateName(*state) : "", group, limit)) {
       TxnRow r;
       r.txn_id = row[0].as<std::string>();
       r.producer_group = row[1].as<std::string>();
@@ -567,7 +571,8 @@ absl::StatusOr<std::vector<TxnRow>> PgStore::ListTransactions(std::optional<TxnS
       r.next_check_at_ms = row[7].as<int64_t>();
       r.messages = row[8].as<int64_t>();
       r.attached_acks = row[9].as<int64_t>();
-      for (absl::string_view t : absl::StrSplit(row[10].as<std::string>(), ',', absl::SkipEmpty())) {
+      for (absl::string_view t :
+           absl::StrSplit(row[10].as<std::string>(), ',', absl::SkipEmpty())) {
         r.topics.emplace_back(t);
       }
       r.checker_connected = row[11].as<bool>();

@@ -125,8 +125,7 @@ class Store {
   // ACKs applied, atomically. ROLLBACK: half messages discarded, attached ACKs released
   // (delivered again). The same decision again returns the state; another decision on a final
   // state is FAILED_PRECONDITION. `by_admin` may also decide a CHECK_EXHAUSTED transaction.
-  virtual absl::StatusOr<TxnOutcome> EndTransaction(const std::string& txn_id,
-                                                    TxnDecision decision,
+  virtual absl::StatusOr<TxnOutcome> EndTransaction(const std::string& txn_id, TxnDecision decision,
                                                     const std::string& actor,
                                                     const std::string& reason, bool by_admin) = 0;
   // Claims up to `limit` due PREPARED transactions of `groups` for a back-check by this broker

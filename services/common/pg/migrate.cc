@@ -1,11 +1,10 @@
 #include "common/pg/migrate.h"
 
-#include "common/pg/session_lock.h"
-
 #include <set>
 
 #include "common/log.h"
 #include "common/pg/pool.h"
+#include "common/pg/session_lock.h"
 
 namespace ferry::pg {
 namespace {
@@ -49,8 +48,7 @@ absl::Status ApplyMigrations(pqxx::connection& conn, const std::string& table,
       tx.exec_params("INSERT INTO " + tx.quote_name(table) + " (version, name) VALUES ($1, $2)",
                      m.version, m.name);
       tx.commit();
-      logger->info("event=migration_applied table={} version={} name={}", table, m.version,
-                   m.name);
+      logger->info("event=migration_applied table={} version={} name={}", table, m.version, m.name);
     }
     return absl::OkStatus();
   } catch (const std::exception& e) {

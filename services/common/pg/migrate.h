@@ -3,8 +3,8 @@
 #pragma once
 
 #include <absl/status/status.h>
-#include <pqxx/pqxx>
 
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 

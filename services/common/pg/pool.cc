@@ -80,7 +80,6 @@ std::unique_ptr<pqxx::connection> ConnectionPool::OpenDedicated(const std::strin
   return conn;
 }
 
-
 ConnectionPool::Stats ConnectionPool::stats() {
   std::lock_guard<std::mutex> lock(mu_);
   return Stats{size_, open_, static_cast<int>(open_ - static_cast<int>(idle_.size()))};
@@ -91,9 +90,9 @@ absl::StatusOr<Lease> ConnectionPool::Acquire(std::chrono::milliseconds wait) {
   auto result = AcquireUncounted(wait);
   wait_metric_->Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  (result.ok()                                                  ? acquired_ok_
+  (result.ok()                                                ? acquired_ok_
    : result.status().code() == absl::StatusCode::kUnavailable ? acquired_unavailable_
-                                                                : acquired_exhausted_)
+                                                              : acquired_exhausted_)
       ->Add();
   return result;
 }
@@ -189,7 +188,6 @@ absl::Status StatusFromException(const std::exception& e, const std::string& ope
   return s;
 }
 
-
 absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
                             const std::function<absl::Status(pqxx::connection&)>& body) {
   // A transaction that failed before COMMIT changed nothing, so `body` may run again:
@@ -215,8 +213,8 @@ absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
     } catch (const pqxx::sql_error& e) {
       failed = StatusFromException(e, operation);
       const std::string& state = e.sqlstate();
-      connection_lost = !lease->conn().is_open() || state.rfind("08", 0) == 0 ||
-                        state == "57P01" || state == "57P02" || state == "57P03";
+      connection_lost = !lease->conn().is_open() || state.rfind("08", 0) == 0 || state == "57P01" ||
+                        state == "57P02" || state == "57P03";
       conflict = IsRetryable(state);
     } catch (const std::exception& e) {
       if (!lease->conn().is_open()) lease->MarkBroken();
@@ -238,12 +236,12 @@ absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
 std::vector<metrics::GaugeFamily> PoolGauges(ConnectionPool& pool) {
   const ConnectionPool::Stats st = pool.stats();
   const std::string& name = pool.application_name();
-  return {
-      {"ferry_db_pool_connections", "connections of the pool: max, open, in_use",
-       {"pool", "state"},
-       {{{name, "max"}, static_cast<double>(st.size)},
-        {{name, "open"}, static_cast<double>(st.open)},
-        {{name, "in_use"}, static_cast<double>(st.in_use)}}}};
+  return {{"ferry_db_pool_connections",
+           "connections of the pool: max, open, in_use",
+           {"pool", "state"},
+           {{{name, "max"}, static_cast<double>(st.size)},
+            {{name, "open"}, static_cast<double>(st.open)},
+            {{name, "in_use"}, static_cast<double>(st.in_use)}}}};
 }
 
 }  // namespace ferry::pg

@@ -7,13 +7,13 @@
 
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
-#include <pqxx/pqxx>
 
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 

@@ -4,10 +4,9 @@
 // Not thread-safe (neither is the connection).
 #pragma once
 
-#include <pqxx/pqxx>
-
 #include <cstdint>
 #include <optional>
+#include <pqxx/pqxx>
 
 namespace ferry::pg {
 

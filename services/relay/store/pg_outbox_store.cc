@@ -21,8 +21,8 @@ using pg::TextArray;
 
 // A claim is two statements in one transaction (see Claim). The first looks at a window of the
 // oldest due rows (so its cost does not grow with the backlog) and returns the first unkeyed row
-// ids and keys among them, oldest first, each key locked for this transaction with an advisory lock (a
-// key another relay is claiming now is skipped).
+// ids and keys among them, oldest first, each key locked for this transaction with an advisory lock
+// (a key another relay is claiming now is skipped).
 constexpr pg::Statement kClaimKeys{
     "relay_claim_keys",
     "WITH w AS (SELECT id, key, next_attempt_at FROM ferry_outbox"
@@ -32,7 +32,8 @@ constexpr pg::Statement kClaimKeys{
     " k AS (SELECT key, min(next_attempt_at) AS due FROM w WHERE key IS NOT NULL"
     "  GROUP BY key ORDER BY due LIMIT $1)"
     " SELECT key, NULL::text, due FROM k"
-    "  WHERE pg_try_advisory_xact_lock(" FERRY_OUTBOX_LOCK_CLASS ", hashtext(key))"
+    "  WHERE pg_try_advisory_xact_lock(" FERRY_OUTBOX_LOCK_CLASS
+    ", hashtext(key))"
     " UNION ALL (SELECT NULL, id::text, next_attempt_at FROM w WHERE key IS NULL"
     "  ORDER BY next_attempt_at LIMIT $1)"};
 
@@ -271,8 +272,8 @@ v1::TransactionDecision AnswerCheck(pqxx::connection& conn, const std::string& c
       if (s == "ROLLBACK") return v1::TRANSACTION_ROLLBACK;
     }
   } catch (const std::exception& e) {
-    ferry::log::Get("relay.check")->warn("event=check_failed ref={} error=\"{}\"", check_ref,
-                                         e.what());
+    ferry::log::Get("relay.check")
+        ->warn("event=check_failed ref={} error=\"{}\"", check_ref, e.what());
   }
   return v1::TRANSACTION_UNKNOWN;
 }

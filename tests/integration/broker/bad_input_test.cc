@@ -98,9 +98,10 @@ struct AsyncConsume {
 
 }  // namespace
 
-TEST_CASE("bad input suite: each malformed request gets its status and a precise message - "
-          "stored data is unchanged",
-          "[integration][bad-input]") {
+TEST_CASE(
+    "bad input suite: each malformed request gets its status and a precise message - "
+    "stored data is unchanged",
+    "[integration][bad-input]") {
   BrokerFixture f;
   f.CreateTopic("t", 2);
   f.Produce("t", {"a", "b"}, "k");
@@ -115,14 +116,14 @@ TEST_CASE("bad input suite: each malformed request gets its status and a precise
 
   std::vector<Case> cases;
   cases.push_back({"empty topic", produce(OneMessage("")), kInvalid, "topic is required"});
-  cases.push_back({"129-character topic", produce(OneMessage(std::string(129, 'a'))), kInvalid,
-                   "at most 128"});
+  cases.push_back(
+      {"129-character topic", produce(OneMessage(std::string(129, 'a'))), kInvalid, "at most 128"});
   cases.push_back({"SQL in a topic name", produce(OneMessage("t'; DROP TABLE messages; --")),
                    kInvalid, "may only contain"});
-  cases.push_back({"non-ASCII topic", produce(OneMessage("t\xc3\xb8pic")), kInvalid,
-                   "may only contain"});
-  cases.push_back({"unknown topic", produce(OneMessage("nope")), absl::StatusCode::kNotFound,
-                   "nope"});
+  cases.push_back(
+      {"non-ASCII topic", produce(OneMessage("t\xc3\xb8pic")), kInvalid, "may only contain"});
+  cases.push_back(
+      {"unknown topic", produce(OneMessage("nope")), absl::StatusCode::kNotFound, "nope"});
   {
     v1::ProduceRequest r;
     r.set_topic("t");
@@ -150,7 +151,8 @@ TEST_CASE("bad input suite: each malformed request gets its status and a precise
   }
   {
     v1::ProduceRequest r = OneMessage("t");
-    for (int i = 0; i < 65; ++i) (*r.mutable_messages(0)->mutable_headers())["h" + std::to_string(i)] = "v";
+    for (int i = 0; i < 65; ++i)
+      (*r.mutable_messages(0)->mutable_headers())["h" + std::to_string(i)] = "v";
     cases.push_back({"65 headers", produce(r), kInvalid, ".headers: 65"});
   }
   {
@@ -177,8 +179,8 @@ TEST_CASE("bad input suite: each malformed request gets its status and a precise
   {
     v1::ProduceRequest r = OneMessage("t");
     r.set_transaction_id("3f0c7a2e-1b2c-4d5e-8f90-123456789abc");
-    cases.push_back({"unknown transaction_id", produce(r), absl::StatusCode::kNotFound,
-                     "3f0c7a2e"});
+    cases.push_back(
+        {"unknown transaction_id", produce(r), absl::StatusCode::kNotFound, "3f0c7a2e"});
   }
   {
     v1::ConsumeRequest r = ConsumeOf("g", "t");
@@ -193,8 +195,8 @@ TEST_CASE("bad input suite: each malformed request gets its status and a precise
     r = ConsumeOf("g", "t");
     r.set_start_position(static_cast<v1::StartPosition>(77));
     cases.push_back({"unknown start position", consume(r), kInvalid, "start_position"});
-    cases.push_back({"SQL in a group name", consume(ConsumeOf("g' OR '1'='1", "t")), kInvalid,
-                     "group"});
+    cases.push_back(
+        {"SQL in a group name", consume(ConsumeOf("g' OR '1'='1", "t")), kInvalid, "group"});
     cases.push_back({"empty group", consume(ConsumeOf("", "t")), kInvalid, "group is required"});
   }
   {
@@ -218,12 +220,11 @@ TEST_CASE("bad input suite: each malformed request gets its status and a precise
     end.set_transaction_id("3f0c7a2e-1b2c-4d5e-8f90-123456789abc");
     end.set_decision(v1::TRANSACTION_COMMIT);
     cases.push_back({"EndTransaction of an unknown id",
-                     [&c, end] { return EndTransaction(c, end); },
-                     absl::StatusCode::kNotFound, "3f0c7a2e"});
+                     [&c, end] { return EndTransaction(c, end); }, absl::StatusCode::kNotFound,
+                     "3f0c7a2e"});
     end.set_decision(v1::TRANSACTION_DECISION_UNSPECIFIED);
     cases.push_back({"EndTransaction without a decision",
-                     [&c, end] { return EndTransaction(c, end); },
-                     kInvalid, "decision"});
+                     [&c, end] { return EndTransaction(c, end); }, kInvalid, "decision"});
   }
   {
     v1::TopicConfig t;
@@ -289,8 +290,8 @@ TEST_CASE("abandoned streams and a checker that never answers leave the broker s
     s->Finish();
   }
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
-  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::CheckTransactionRequest,
-                                                       v1::CheckTransactionResponse>>>
+  std::vector<std::unique_ptr<
+      grpc::ClientReaderWriter<v1::CheckTransactionRequest, v1::CheckTransactionResponse>>>
       silent;
   for (int i = 0; i < 50; ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
@@ -447,9 +448,10 @@ TEST_CASE("a checker that never reads holds at most 1000 unread checks - the res
   silent->Finish();
 }
 
-TEST_CASE("slow consumers that never read their 1 MiB replies: others are served - memory stays "
-          "bounded - their messages go to the next consumer when the lease ends",
-          "[integration][bad-input]") {
+TEST_CASE(
+    "slow consumers that never read their 1 MiB replies: others are served - memory stays "
+    "bounded - their messages go to the next consumer when the lease ends",
+    "[integration][bad-input]") {
   BrokerFixture f;
   f.CreateTopic("t", 1);
   std::vector<std::string> big(100, std::string(10 << 10, 'x'));

@@ -1,18 +1,18 @@
 // The broker's gRPC services, in process, on a real PostgreSQL: what a client sees.
 #include <grpcpp/grpcpp.h>
 
-#include <catch2/catch.hpp>
-#include <pqxx/pqxx>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <map>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <set>
 #include <thread>
 
 #include "broker/routing.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "broker/server.h"
 #include "client/client.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "support/broker_fixture.h"
 
 using namespace ferry;
@@ -111,7 +111,7 @@ TEST_CASE("an expired lease is delivered again with attempt 2 - the old receipt 
   f.Produce("t", {"work"});
   auto first = f.Consume("g", "t", 1, 0, /*visibility_ms=*/1000);
   REQUIRE(first.messages_size() == 1);
-  CHECK(f.Consume("g", "t", 1).messages_size() == 0);  // leased: invisible to the group
+  CHECK(f.Consume("g", "t", 1).messages_size() == 0);      // leased: invisible to the group
   auto second = f.Consume("g", "t", 1, /*wait_ms=*/5000);  // long poll past the lease
   REQUIRE(second.messages_size() == 1);
   CHECK(second.messages(0).delivery_attempt() == 2);
@@ -184,8 +184,7 @@ TEST_CASE("bad requests get precise errors and change nothing", "[integration][s
   v1::TopicConfig bad_topic;
   bad_topic.set_name("x");
   bad_topic.set_queues(1000);
-  CHECK(code_of(f.client->CreateTopic(bad_topic).status()) ==
-        absl::StatusCode::kInvalidArgument);
+  CHECK(code_of(f.client->CreateTopic(bad_topic).status()) == absl::StatusCode::kInvalidArgument);
   v1::TopicConfig dup;
   dup.set_name("t");
   CHECK(code_of(f.client->CreateTopic(dup).status()) == absl::StatusCode::kAlreadyExists);
@@ -285,8 +284,9 @@ TEST_CASE("database down: UNAVAILABLE (retryable) - back up: the broker recovers
   CHECK(got.messages(1).payload() == "after");
 }
 
-TEST_CASE("gRPC health follows the database: NOT_SERVING while it is unreachable - SERVING again after",
-          "[integration][service]") {
+TEST_CASE(
+    "gRPC health follows the database: NOT_SERVING while it is unreachable - SERVING again after",
+    "[integration][service]") {
   Fixture f([](broker::BrokerOptions& o) { o.health_interval_ms = 100; });
   auto health = grpc::health::v1::Health::NewStub(
       MakeChannel("127.0.0.1:" + std::to_string(f.server->port())));
@@ -324,9 +324,10 @@ TEST_CASE("gRPC health follows the database: NOT_SERVING while it is unreachable
   f.CreateTopic("after", 1);  // and the broker works again
 }
 
-TEST_CASE("group commit: concurrent produces share transactions - each caller gets its own "
-          "positions - dedup across callers holds",
-          "[integration][service][group-commit]") {
+TEST_CASE(
+    "group commit: concurrent produces share transactions - each caller gets its own "
+    "positions - dedup across callers holds",
+    "[integration][service][group-commit]") {
   Fixture f;
   f.CreateTopic("busy", 2);
   constexpr int kThreads = 8, kCalls = 30, kPerCall = 20;
@@ -379,6 +380,6 @@ TEST_CASE("group commit: concurrent produces share transactions - each caller ge
             std::stoull(row.substr(a + 1, b - a - 1))}] = row.substr(b + 1);
   }
   CHECK(stored == claimed);
-  CHECK(stored.size() == static_cast<size_t>(kThreads * kCalls * kPerCall -
-                                             (kThreads - 1) * kCalls));
+  CHECK(stored.size() ==
+        static_cast<size_t>(kThreads * kCalls * kPerCall - (kThreads - 1) * kCalls));
 }

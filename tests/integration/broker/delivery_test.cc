@@ -74,9 +74,10 @@ v1::QueueLag LagOf(BrokerFixture& f, const std::string& group, const std::string
 
 }  // namespace
 
-TEST_CASE("RETRY: attempts rise - delays follow the schedule - dead letter after the last - "
-          "redrive delivers again with attempt 1",
-          "[integration][delivery]") {
+TEST_CASE(
+    "RETRY: attempts rise - delays follow the schedule - dead letter after the last - "
+    "redrive delivers again with attempt 1",
+    "[integration][delivery]") {
   BrokerFixture f;
   f.CreateTopic("jobs", 1);
   CreateGroup(f, "workers", 3, {300, 600});
@@ -146,11 +147,11 @@ TEST_CASE("expired leases count as attempts and end in dead letters", "[integrat
         "max delivery attempts (2) reached: lease expired without commit");
   CHECK(dead.dead_letters(0).attempts() == 2);
   // The receipt of the dead delivery no longer settles anything.
-  CHECK(f.Settle("slow", second.messages(0).receipt(), v1::ACK).status() ==
-        v1::ALREADY_COMMITTED);
+  CHECK(f.Settle("slow", second.messages(0).receipt(), v1::ACK).status() == v1::ALREADY_COMMITTED);
 }
 
-TEST_CASE("DEAD_LETTER with a reason - redrive to another topic - purge", "[integration][delivery]") {
+TEST_CASE("DEAD_LETTER with a reason - redrive to another topic - purge",
+          "[integration][delivery]") {
   BrokerFixture f;
   f.CreateTopic("orders", 2);
   f.CreateTopic("orders.repair", 1);
@@ -314,7 +315,8 @@ TEST_CASE("ordered: 20 keys x 500 messages - 4 consumers - ~5% RETRY - every key
   }
 }
 
-TEST_CASE("ordered: a queue is held by one consumer at a time", "[integration][delivery][ordered]") {
+TEST_CASE("ordered: a queue is held by one consumer at a time",
+          "[integration][delivery][ordered]") {
   BrokerFixture f;
   f.CreateTopic("seq", 1, 0, /*ordered=*/true);  // ordered topic: every group reads in order
   f.Produce("seq", {"a", "b", "c"});
@@ -324,8 +326,7 @@ TEST_CASE("ordered: a queue is held by one consumer at a time", "[integration][d
   CHECK(f.Settle("g", first.messages(0).receipt(), v1::ACK).status() == v1::COMMITTED);
   CHECK(f.Consume("g", "seq", 10).messages_size() == 0);  // still held by "b"
   // RETRY of "b": redelivered before "c", after its backoff.
-  CHECK(f.Settle("g", first.messages(1).receipt(), v1::RETRY, 200).status() ==
-        v1::RETRY_SCHEDULED);
+  CHECK(f.Settle("g", first.messages(1).receipt(), v1::RETRY, 200).status() == v1::RETRY_SCHEDULED);
   auto retried = f.Consume("g", "seq", 10, 3000);
   REQUIRE(retried.messages_size() == 1);
   CHECK(retried.messages(0).payload() == "b");
@@ -350,7 +351,8 @@ TEST_CASE("delayed messages arrive when due - not before - and can be cancelled"
   }
   auto* at = p.add_messages();
   at->set_payload("cancel-me");
-  *at->mutable_deliver_at() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(sent + 2000);
+  *at->mutable_deliver_at() =
+      google::protobuf::util::TimeUtil::MillisecondsToTimestamp(sent + 2000);
   p.add_messages()->set_payload("now");
   auto produced = f.client->Produce(p);
   REQUIRE(produced.ok());
@@ -371,8 +373,7 @@ TEST_CASE("delayed messages arrive when due - not before - and can be cancelled"
   {
     v1::CancelDelayedResponse resp;
     grpc::ClientContext ctx;
-    CHECK(Admin(f)->CancelDelayed(&ctx, cancel, &resp).error_code() ==
-          grpc::StatusCode::NOT_FOUND);
+    CHECK(Admin(f)->CancelDelayed(&ctx, cancel, &resp).error_code() == grpc::StatusCode::NOT_FOUND);
   }
 
   std::map<std::string, int64_t> arrived;
@@ -475,9 +476,10 @@ TEST_CASE("ResetGroup: earliest - latest - timestamp - offsets", "[integration][
   }));
 }
 
-TEST_CASE("retention: a topic sharing its segment with a longer-lived one loses its expired "
-          "messages and their leases",
-          "[integration][delivery][retention]") {
+TEST_CASE(
+    "retention: a topic sharing its segment with a longer-lived one loses its expired "
+    "messages and their leases",
+    "[integration][delivery][retention]") {
   BrokerFixture f([](broker::BrokerOptions& o) { o.maintenance_interval_ms = 200; });
   f.CreateTopic("short", 2, /*retention_ms=*/1000);
   f.CreateTopic("long", 1);
@@ -571,9 +573,8 @@ TEST_CASE("reads span segments: every message - in order - and redelivery from a
       f.Settle("g", m.receipt(), v1::ACK);
     }
   }
-  std::sort(got.begin(), got.end(), [](const std::string& a, const std::string& b) {
-    return std::stoi(a) < std::stoi(b);
-  });
+  std::sort(got.begin(), got.end(),
+            [](const std::string& a, const std::string& b) { return std::stoi(a) < std::stoi(b); });
   CHECK(got == sent);  // the three redelivered ones came back from the oldest segment
 }
 
@@ -622,8 +623,7 @@ TEST_CASE("group policy: create - describe - update - bad input", "[integration]
   dup.mutable_group()->set_name("g");
   {
     grpc::ClientContext ctx;
-    CHECK(admin->CreateGroup(&ctx, dup, &ignored).error_code() ==
-          grpc::StatusCode::ALREADY_EXISTS);
+    CHECK(admin->CreateGroup(&ctx, dup, &ignored).error_code() == grpc::StatusCode::ALREADY_EXISTS);
   }
   v1::CommitRequest too_long;
   too_long.set_group("g");

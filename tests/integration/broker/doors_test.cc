@@ -74,9 +74,11 @@ class Checker {
   // The next check (for `txn` if not empty), skipping other responses; nullopt after `wait`.
   std::optional<v1::TransactionCheck> NextCheck(const std::string& txn = "",
                                                 std::chrono::milliseconds wait = 10s) {
-    auto r = Next([&](const v1::CheckTransactionResponse& x) {
-      return x.has_check() && (txn.empty() || x.check().transaction_id() == txn);
-    }, wait);
+    auto r = Next(
+        [&](const v1::CheckTransactionResponse& x) {
+          return x.has_check() && (txn.empty() || x.check().transaction_id() == txn);
+        },
+        wait);
     if (!r) return std::nullopt;
     return r->check();
   }
@@ -104,7 +106,8 @@ class Checker {
   }
 
   grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::CheckTransactionRequest, v1::CheckTransactionResponse>>
+  std::unique_ptr<
+      grpc::ClientReaderWriter<v1::CheckTransactionRequest, v1::CheckTransactionResponse>>
       stream_;
   std::thread reader_;
   std::mutex mu_;
@@ -343,9 +346,9 @@ TEST_CASE(
   CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
   CHECK(s.error_message().find("topic.name is not valid UTF-8") != std::string::npos);
 
-  for (const char* m : {"/ferry.v1.Broker/Consume", "/ferry.v1.Broker/Commit",
-                        "/ferry.v1.Broker/EndTransaction", "/ferry.v1.Admin/ListTopics",
-                        "/ferry.v1.Admin/ResolveTransaction"}) {
+  for (const char* m :
+       {"/ferry.v1.Broker/Consume", "/ferry.v1.Broker/Commit", "/ferry.v1.Broker/EndTransaction",
+        "/ferry.v1.Admin/ListTopics", "/ferry.v1.Admin/ResolveTransaction"}) {
     s = RawCall(f, m, "\x0a\xff");
     CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
     CHECK_FALSE(s.error_message().empty());
@@ -354,9 +357,10 @@ TEST_CASE(
   CHECK(f.Query("SELECT count(*) FROM topics")[0] == "1");
 }
 
-TEST_CASE("issue 14: limits as the proto says - retry delay at most 12 h - ExtendLease needs a "
-          "visibility timeout",
-          "[integration][bad-input]") {
+TEST_CASE(
+    "issue 14: limits as the proto says - retry delay at most 12 h - ExtendLease needs a "
+    "visibility timeout",
+    "[integration][bad-input]") {
   BrokerFixture f;
   f.CreateTopic("orders", 1);
   f.Produce("orders", {"a", "b"});
@@ -391,9 +395,10 @@ TEST_CASE("issue 14: limits as the proto says - retry delay at most 12 h - Exten
   CHECK(x->results(0).status() == v1::LEASE_EXTENDED);
 }
 
-TEST_CASE("issue 14: the transport refuses requests over 17 MiB before reading them - 16 MiB of "
-          "content still goes through",
-          "[integration][bad-input]") {
+TEST_CASE(
+    "issue 14: the transport refuses requests over 17 MiB before reading them - 16 MiB of "
+    "content still goes through",
+    "[integration][bad-input]") {
   BrokerFixture f([](broker::BrokerOptions& o) { o.max_message_bytes = 4u << 20; });
   f.CreateTopic("orders", 1);
   // 16 MiB of payloads in 4 messages: the documented most.
@@ -409,10 +414,11 @@ TEST_CASE("issue 14: the transport refuses requests over 17 MiB before reading t
   CHECK(f.Query("SELECT count(*) FROM messages")[0] == "4");
 }
 
-TEST_CASE("issue 14: Commit - ExtendLease - ACKs attached to a transaction classify receipts "
-          "alike - another group's receipt is INVALID_RECEIPT - a deleted topic's is "
-          "TOPIC_NOT_FOUND",
-          "[integration][delivery]") {
+TEST_CASE(
+    "issue 14: Commit - ExtendLease - ACKs attached to a transaction classify receipts "
+    "alike - another group's receipt is INVALID_RECEIPT - a deleted topic's is "
+    "TOPIC_NOT_FOUND",
+    "[integration][delivery]") {
   BrokerFixture f;
   f.CreateTopic("orders", 1);
   f.Produce("orders", {"a"});

@@ -10,8 +10,9 @@ using ferry::test::BrokerFixture;
 using ferry::test::Sample;
 using ferry::test::Scrape;
 
-TEST_CASE("metrics count produced - delivered and committed messages and show lag from the database",
-          "[integration][metrics]") {
+TEST_CASE(
+    "metrics count produced - delivered and committed messages and show lag from the database",
+    "[integration][metrics]") {
   BrokerFixture f([](ferry::broker::BrokerOptions& o) { o.metrics_listen = "127.0.0.1:0"; });
   REQUIRE(f.server->metrics_port() > 0);
   f.CreateTopic("metered", 1);

@@ -157,9 +157,10 @@ TEST_CASE("a commit across 3 topics becomes visible at once - a rollback never",
   CHECK(f.Query("SELECT count(*) FROM half_messages").at(0) == "0");
 }
 
-TEST_CASE("the producer dies after its local commit: back-checks decide - COMMIT delivers - "
-          "ROLLBACK discards - UNKNOWN exhausts - an administrator resolves",
-          "[integration][txn]") {
+TEST_CASE(
+    "the producer dies after its local commit: back-checks decide - COMMIT delivers - "
+    "ROLLBACK discards - UNKNOWN exhausts - an administrator resolves",
+    "[integration][txn]") {
   BrokerFixture f(FastChecks);
   f.CreateTopic("payments", 2);
   TransactionProducer producer(*f.client, "payments-svc");

@@ -1,4 +1,6 @@
 // ferry-relay (in process) between a real application database and a real broker.
+#include "relay/relay.h"
+
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -6,17 +8,16 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <regex>
 #include <set>
 #include <sstream>
-#include <pqxx/pqxx>
 #include <thread>
 
 #include "broker/server.h"
 #include "client/outbox.h"
-#include "relay/relay.h"
-#include "relay/store/pg_outbox_store.h"
 #include "common/metrics.h"
+#include "relay/store/pg_outbox_store.h"
 #include "support/broker_fixture.h"
 #include "support/scrape.h"
 
@@ -81,9 +82,10 @@ std::vector<std::string> Payloads(BrokerFixture& f, const std::string& group,
 
 }  // namespace
 
-TEST_CASE("committed rows are published in commit order per key - rolled back ones never - a "
-          "failing row fails alone",
-          "[integration][relay]") {
+TEST_CASE(
+    "committed rows are published in commit order per key - rolled back ones never - a "
+    "failing row fails alone",
+    "[integration][relay]") {
   RelayFixture f;
   f.broker.CreateTopic("orders", 4, 0, /*ordered=*/true);
   f.StartRelay();
@@ -118,7 +120,8 @@ TEST_CASE("committed rows are published in commit order per key - rolled back on
         std::to_string(committed));
   // The bad row was committed last: the relay may still be narrowing its batch down.
   for (int i = 0; i < 100 && f.One("SELECT status FROM ferry_outbox WHERE topic = "
-                                   "'no.such.topic'") != "failed"; ++i) {
+                                   "'no.such.topic'") != "failed";
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   CHECK(f.One("SELECT status FROM ferry_outbox WHERE topic = 'no.such.topic'") == "failed");
@@ -136,8 +139,9 @@ TEST_CASE("a claim left by a crashed relay is taken over when its lease ends",
   f.broker.CreateTopic("t", 1);
   f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('t', 'orphan')");
   // Another relay claimed it and died (its lease still runs for a second).
-  f.Sql("UPDATE ferry_outbox SET attempts = 1, claimed_by = 'dead-relay',"
-        " claimed_until = now() + interval '1 second'");
+  f.Sql(
+      "UPDATE ferry_outbox SET attempts = 1, claimed_by = 'dead-relay',"
+      " claimed_until = now() + interval '1 second'");
   f.StartRelay();
   auto got = f.broker.Consume("g", "t", 1, 5000);
   REQUIRE(got.messages_size() == 1);
@@ -152,9 +156,10 @@ TEST_CASE("a claim left by a crashed relay is taken over when its lease ends",
   CHECK(row == "sent 2");
 }
 
-TEST_CASE("retry rules: backoff keeps a row pending - an outage refunds the attempt - past max "
-          "attempts it fails with its error",
-          "[integration][relay]") {
+TEST_CASE(
+    "retry rules: backoff keeps a row pending - an outage refunds the attempt - past max "
+    "attempts it fails with its error",
+    "[integration][relay]") {
   TempDatabase app(false);
   REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
   pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
@@ -196,9 +201,10 @@ TEST_CASE("retry rules: backoff keeps a row pending - an outage refunds the atte
   CHECK(one("SELECT status FROM ferry_outbox") == "pending");
 }
 
-TEST_CASE("claims take a key's backlog in runs of its first rows in commit order - one relay "
-          "per key at a time - a failed row or another topic ends the run",
-          "[integration][relay]") {
+TEST_CASE(
+    "claims take a key's backlog in runs of its first rows in commit order - one relay "
+    "per key at a time - a failed row or another topic ends the run",
+    "[integration][relay]") {
   TempDatabase app(false);
   REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
   pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
@@ -206,10 +212,12 @@ TEST_CASE("claims take a key's backlog in runs of its first rows in commit order
   auto sql = [&](const std::string& q) { return RunSql(app.conninfo(), q); };
   // 250 rows of key k, then 5 of key j and 3 without a key, each its own transaction.
   for (int i = 1; i <= 250; ++i) {
-    sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'k', 'k" + std::to_string(i) + "')");
+    sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'k', 'k" + std::to_string(i) +
+        "')");
   }
   for (int i = 1; i <= 5; ++i) {
-    sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'j', 'j" + std::to_string(i) + "')");
+    sql("INSERT INTO ferry_outbox (topic, key, payload) VALUES ('t', 'j', 'j" + std::to_string(i) +
+        "')");
   }
   for (int i = 1; i <= 3; ++i) {
     sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('t', 'n" + std::to_string(i) + "')");
@@ -273,9 +281,10 @@ TEST_CASE("claims take a key's backlog in runs of its first rows in commit order
   CHECK(of_key(claim(b, 100), "k") == rest);
 }
 
-TEST_CASE("a claim whose run changes under it (a row failed by another transaction while the "
-          "claim waits for it) claims nothing - the next claim stops before that row",
-          "[integration][relay]") {
+TEST_CASE(
+    "a claim whose run changes under it (a row failed by another transaction while the "
+    "claim waits for it) claims nothing - the next claim stops before that row",
+    "[integration][relay]") {
   TempDatabase app(false);
   REQUIRE(relay::MigrateOutbox(app.conninfo()).ok());
   pg::ConnectionPool pool(app.conninfo(), 2, "test", relay::PgOutboxStore::Statements());
@@ -325,9 +334,10 @@ TEST_CASE("outbox inserts send no NOTIFY and an idle relay publishes at its next
   CHECK(listener.get_notifs() == 0);
 }
 
-TEST_CASE("back-checks answered from the application database: committed locally - rolled back "
-          "locally - still in progress",
-          "[integration][relay]") {
+TEST_CASE(
+    "back-checks answered from the application database: committed locally - rolled back "
+    "locally - still in progress",
+    "[integration][relay]") {
   RelayFixture f(
       [](relay::RelayOptions& o) {
         o.producer_groups = {"shop"};
@@ -378,7 +388,8 @@ TEST_CASE("back-checks answered from the application database: committed locally
     v1::ListTransactionsRequest req;
     v1::ListTransactionsResponse resp;
     grpc::ClientContext ctx;
-    if (!f.broker.client->admin().ListTransactions(&ctx, req, &resp).ok()) return v1::TransactionInfo();
+    if (!f.broker.client->admin().ListTransactions(&ctx, req, &resp).ok())
+      return v1::TransactionInfo();
     for (const auto& t : resp.transactions()) {
       if (t.transaction_id() == id) return t;
     }
@@ -412,9 +423,11 @@ TEST_CASE("back-checks answered from the application database: committed locally
 
   // The broker's metrics saw the checks and the answers (broker and relay share this process).
   const std::string text = metrics::Default().Render();
-  CHECK(test::Sample(text, "ferry_txn_checks_total{producer_group=\"shop\",outcome=\"sent\"}") >= 6);
+  CHECK(test::Sample(text, "ferry_txn_checks_total{producer_group=\"shop\",outcome=\"sent\"}") >=
+        6);
   CHECK(test::Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_COMMIT\"}") >= 3);
-  CHECK(test::Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_ROLLBACK\"}") >= 1);
+  CHECK(test::Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_ROLLBACK\"}") >=
+        1);
   CHECK(test::Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_UNKNOWN\"}") >= 3);
 }
 
@@ -429,7 +442,8 @@ TEST_CASE("relay metrics: published - failed - pending and its age - publish lat
   const int port = f.relay_->metrics_port();
   REQUIRE(port > 0);
   for (int i = 0; i < 10; ++i) {
-    f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('orders', '" + std::to_string(i) + "')");
+    f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('orders', '" + std::to_string(i) +
+          "')");
   }
   f.Sql("INSERT INTO ferry_outbox (topic, payload) VALUES ('no.such.topic', 'x')");
   REQUIRE(Payloads(f.broker, "g", "orders", 10).size() == 10);
@@ -441,7 +455,9 @@ TEST_CASE("relay metrics: published - failed - pending and its age - publish lat
   std::string text = test::Scrape(port);
   CHECK(test::Sample(text, "ferry_relay_published_total{topic=\"orders\"}") == 10);
   CHECK(test::Sample(text, "ferry_relay_publish_latency_seconds_count") == 10);
-  CHECK(test::Sample(text, "ferry_relay_publish_errors_total{topic=\"no.such.topic\",kind=\"failed\"}") == 1);
+  CHECK(test::Sample(text,
+                     "ferry_relay_publish_errors_total{topic=\"no.such.topic\",kind=\"failed\"}") ==
+        1);
   CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"failed\"}") == 1);
   CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"pending\"}") == 0);
   CHECK(test::Sample(text, "ferry_relay_oldest_pending_age_seconds") == 0);
@@ -461,7 +477,8 @@ TEST_CASE("relay metrics: published - failed - pending and its age - publish lat
   text = test::Scrape(port);
   CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"pending\"}") == 1);
   CHECK(test::Sample(text, "ferry_relay_oldest_pending_age_seconds") >= 1);
-  CHECK(test::Sample(text, "ferry_relay_publish_errors_total{topic=\"orders\",kind=\"unreachable\"}") >= 1);
+  CHECK(test::Sample(
+            text, "ferry_relay_publish_errors_total{topic=\"orders\",kind=\"unreachable\"}") >= 1);
 }
 
 TEST_CASE("C++ Enqueue: the row is published with its headers - only if the transaction commits",
@@ -490,17 +507,19 @@ TEST_CASE("C++ Enqueue: the row is published with its headers - only if the tran
   CHECK(f.broker.Consume("g", "orders", 10, 1000).messages_size() == 0);
 }
 
-TEST_CASE("outbox headers: other JSON values are sent as their text - headers that are not an "
-          "object or that set ferry-outbox-id fail the row with the reason - neighbours flow",
-          "[integration][relay]") {
+TEST_CASE(
+    "outbox headers: other JSON values are sent as their text - headers that are not an "
+    "object or that set ferry-outbox-id fail the row with the reason - neighbours flow",
+    "[integration][relay]") {
   RelayFixture f;
   f.broker.CreateTopic("orders", 1);
-  f.Sql("INSERT INTO ferry_outbox (topic, payload, headers) VALUES "
-        "('orders', 'typed', '{\"n\": 1, \"s\": \"x\", \"o\": {\"a\": [true, null]}}'), "
-        "('orders', 'array', '[1, 2]'), "
-        "('orders', 'string', '\"created\"'), "
-        "('orders', 'forged', '{\"ferry-outbox-id\": \"00000000-0000-0000-0000-000000000000\"}'), "
-        "('orders', 'plain', '{}')");
+  f.Sql(
+      "INSERT INTO ferry_outbox (topic, payload, headers) VALUES "
+      "('orders', 'typed', '{\"n\": 1, \"s\": \"x\", \"o\": {\"a\": [true, null]}}'), "
+      "('orders', 'array', '[1, 2]'), "
+      "('orders', 'string', '\"created\"'), "
+      "('orders', 'forged', '{\"ferry-outbox-id\": \"00000000-0000-0000-0000-000000000000\"}'), "
+      "('orders', 'plain', '{}')");
   f.StartRelay();
   auto got = f.broker.Consume("g", "orders", 10, 5000);
   std::map<std::string, v1::DeliveredMessage> by_payload;
@@ -517,17 +536,19 @@ TEST_CASE("outbox headers: other JSON values are sent as their text - headers th
   CHECK(typed.size() == 4);  // with ferry-outbox-id
   CHECK(by_payload.at("plain").headers().size() == 1);
 
-  CHECK(f.One("SELECT string_agg(convert_from(payload, 'UTF8') || ': ' || last_error, ' | ' "
-              "ORDER BY convert_from(payload, 'UTF8')) FROM ferry_outbox WHERE status = 'failed'") ==
-        "array: headers: must be a JSON object of header names to values, got array | "
-        "forged: headers: \"ferry-outbox-id\" is set by the relay (the row id) | "
-        "string: headers: must be a JSON object of header names to values, got string");
+  CHECK(
+      f.One("SELECT string_agg(convert_from(payload, 'UTF8') || ': ' || last_error, ' | ' "
+            "ORDER BY convert_from(payload, 'UTF8')) FROM ferry_outbox WHERE status = 'failed'") ==
+      "array: headers: must be a JSON object of header names to values, got array | "
+      "forged: headers: \"ferry-outbox-id\" is set by the relay (the row id) | "
+      "string: headers: must be a JSON object of header names to values, got string");
   CHECK(f.broker.Consume("g", "orders", 10, 500).messages_size() == 0);  // nothing else sent
 }
 
-TEST_CASE("a row that fails in the middle of a key's run holds back the later rows of its key "
-          "until it is skipped - then they are published in order",
-          "[integration][relay]") {
+TEST_CASE(
+    "a row that fails in the middle of a key's run holds back the later rows of its key "
+    "until it is skipped - then they are published in order",
+    "[integration][relay]") {
   RelayFixture f;
   f.broker.CreateTopic("orders", 1);
   for (int i = 1; i <= 5; ++i) {
@@ -657,9 +678,10 @@ TEST_CASE("the Grafana dashboard only queries series that a running broker and r
   }
 }
 
-TEST_CASE("relay with --broker-token publishes to a broker run with --auth - without a token "
-          "rows wait",
-          "[integration][relay][security]") {
+TEST_CASE(
+    "relay with --broker-token publishes to a broker run with --auth - without a token "
+    "rows wait",
+    "[integration][relay][security]") {
   broker::BrokerOptions broker_options;
   RelayFixture f(nullptr, [&](broker::BrokerOptions& o) {
     o.auth = true;
@@ -695,8 +717,7 @@ TEST_CASE("relay with --broker-token publishes to a broker run with --auth - wit
          Clock::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  CHECK(f.One("SELECT last_error FROM ferry_outbox").find("UNAUTHENTICATED") !=
-        std::string::npos);
+  CHECK(f.One("SELECT last_error FROM ferry_outbox").find("UNAUTHENTICATED") != std::string::npos);
   CHECK(f.One("SELECT status FROM ferry_outbox") != "sent");
   f.relay_->Stop();
 

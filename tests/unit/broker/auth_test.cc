@@ -6,12 +6,12 @@
 
 using namespace ferry::broker;
 
-TEST_CASE("grants: a permission on a resource or a wildcard - admin implies the rest - cluster "
-          "admin allows everything",
-          "[unit][auth]") {
-  const std::vector<GrantRecord> shop = {{"produce", "topic", "orders"},
-                                         {"produce", "group", "shop"},
-                                         {"consume", "group", "*"}};
+TEST_CASE(
+    "grants: a permission on a resource or a wildcard - admin implies the rest - cluster "
+    "admin allows everything",
+    "[unit][auth]") {
+  const std::vector<GrantRecord> shop = {
+      {"produce", "topic", "orders"}, {"produce", "group", "shop"}, {"consume", "group", "*"}};
   CHECK(Allows(shop, Permission::kProduce, "topic", "orders"));
   CHECK_FALSE(Allows(shop, Permission::kProduce, "topic", "payments"));
   CHECK_FALSE(Allows(shop, Permission::kConsume, "topic", "orders"));  // produce is not consume
@@ -47,8 +47,7 @@ TEST_CASE("an open caller (auth off) is allowed everything without asking the st
   CHECK(Caller::Of(alice).As("admin") == "admin alice");
   absl::Status denied = authorizer.Check(Caller::Of(alice), {{Permission::kProduce, Topic("t")}});
   CHECK(denied.code() == absl::StatusCode::kPermissionDenied);
-  CHECK(std::string(denied.message()) ==
-        "principal 'alice' lacks permission produce on topic 't'");
+  CHECK(std::string(denied.message()) == "principal 'alice' lacks permission produce on topic 't'");
 }
 
 TEST_CASE("a transaction's group that cannot be read denies - it never allows", "[unit][auth]") {
@@ -56,7 +55,8 @@ TEST_CASE("a transaction's group that cannot be read denies - it never allows", 
   Authorizer authorizer(store);
   auto root = std::make_shared<const PrincipalRecord>(
       PrincipalRecord{"root", {{"admin", "cluster", "*"}}, 0});
-  absl::Status s = authorizer.Check(Caller::Of(root), {{Permission::kProduce, TransactionGroup("t")}});
+  absl::Status s =
+      authorizer.Check(Caller::Of(root), {{Permission::kProduce, TransactionGroup("t")}});
   CHECK_FALSE(s.ok());
   CHECK(store.calls == 1);
 }

@@ -1,10 +1,11 @@
 #include "broker/options.h"
 
-#include <catch2/catch.hpp>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
-#include <unistd.h>
 
 #include "common/config.h"
 #include "relay/options.h"
@@ -60,8 +61,7 @@ TEST_CASE("passwords never reach the log", "[unit][options]") {
   CHECK(RedactConninfo("host=/tmp port=5 user=postgres") == "host=/tmp port=5 user=postgres");
   // Regression (fuzz_config): a scheme in other letters still has its password hidden.
   CHECK(RedactConninfo("Postgresql://ferry:s3cret@db/ferry") == "Postgresql://ferry:***@db/ferry");
-  CHECK(RedactConninfo("postg\x05sql://u:s3cret@db").find("s3cret") ==
-        std::string::npos);
+  CHECK(RedactConninfo("postg\x05sql://u:s3cret@db").find("s3cret") == std::string::npos);
   BrokerOptions o;
   o.database_url = "postgresql://u:topsecret@h/d";
   o.tls_key_file = "/etc/ferry/key-topsecret.pem";

@@ -2,8 +2,8 @@
 
 #include <catch2/catch.hpp>
 
-using ferry::broker::ReceiptCodec;
 using ferry::broker::DeliveryRef;
+using ferry::broker::ReceiptCodec;
 
 namespace {
 const DeliveryRef kFields{42, 7, 3, 123456789012345, -99};
@@ -16,8 +16,7 @@ TEST_CASE("a receipt decodes to the fields it was made from", "[unit][receipt]")
   REQUIRE(decoded.ok());
   CHECK(*decoded == kFields);
   // Text-safe: base64url without padding.
-  CHECK(r.find_first_not_of(
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+  CHECK(r.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
         std::string::npos);
 }
 
@@ -27,8 +26,7 @@ TEST_CASE("a tampered receipt is rejected", "[unit][receipt]") {
   // Change each character in turn, to every other base64url character: every change must be
   // refused. (Regression: the last character's unused low bits were ignored, so "...X" and
   // "...W" were both accepted as the same receipt; found by fuzz_receipt.)
-  const std::string alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   int accepted = 0;
   for (size_t i = 0; i < r.size(); ++i) {
     for (char c : alphabet) {
@@ -36,8 +34,10 @@ TEST_CASE("a tampered receipt is rejected", "[unit][receipt]") {
       std::string t = r;
       t[i] = c;
       auto decoded = codec.Decode(t);
-      if (decoded.ok()) ++accepted;
-      else CHECK(decoded.status().code() == absl::StatusCode::kInvalidArgument);
+      if (decoded.ok())
+        ++accepted;
+      else
+        CHECK(decoded.status().code() == absl::StatusCode::kInvalidArgument);
     }
   }
   CHECK(accepted == 0);
@@ -53,7 +53,8 @@ TEST_CASE("a receipt from another broker database is rejected", "[unit][receipt]
 
 TEST_CASE("garbage is not a receipt", "[unit][receipt]") {
   ReceiptCodec codec(std::string(32, 'k'));
-  for (const std::string& bad : std::vector<std::string>{"", "x", "not base64 !!", std::string(200, 'A'), "AQ"}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "x", "not base64 !!", std::string(200, 'A'), "AQ"}) {
     auto decoded = codec.Decode(bad);
     REQUIRE_FALSE(decoded.ok());
     CHECK(decoded.status().code() == absl::StatusCode::kInvalidArgument);

@@ -24,9 +24,10 @@ TEST_CASE("bytes that do not parse are diagnosed with the field's path", "[unit]
 
   std::string bad = bytes;
   bad.replace(bad.find("vv"), 2, "\xc0\xaf");  // an overlong encoding of '/'
-  CHECK(DiagnoseBytes(type, bad) == "messages[0].headers[0].value is not valid UTF-8 (string "
-                                    "fields must be UTF-8; binary data goes in bytes fields "
-                                    "such as payload)");
+  CHECK(DiagnoseBytes(type, bad) ==
+        "messages[0].headers[0].value is not valid UTF-8 (string "
+        "fields must be UTF-8; binary data goes in bytes fields "
+        "such as payload)");
   std::string bad_topic = bytes;
   bad_topic.replace(bad_topic.find("orders"), 1, "\x80");
   CHECK(DiagnoseBytes(type, bad_topic).rfind("topic is not valid UTF-8", 0) == 0);

@@ -21,7 +21,7 @@ TEST_CASE("the chaos checker counts lost - phantom - duplicates - order - partia
     h.AddSent(Sent{"m" + std::to_string(i), "k", i, false, false, ""});
     h.MarkAcked("m" + std::to_string(i));
   }
-  h.AddSent(Sent{"unknown", "", 0, false, false, ""});       // never acked: may or may not arrive
+  h.AddSent(Sent{"unknown", "", 0, false, false, ""});  // never acked: may or may not arrive
   h.AddSent(Sent{"rolled", "", 0, false, false, ""});
   h.MarkRejected("rolled");
   h.AddSent(Sent{"ta", "", 0, false, false, "t1"});
@@ -35,22 +35,22 @@ TEST_CASE("the chaos checker counts lost - phantom - duplicates - order - partia
   h.AddTxn("t2", Txn{{"rx"}, false});
 
   h.AddDelivery(D("m0", 0, 1, 1));
-  h.AddDelivery(D("m2", 2, 1, 2));   // before m1: out of order for key k
+  h.AddDelivery(D("m2", 2, 1, 2));  // before m1: out of order for key k
   h.AddDelivery(D("m1", 1, 1, 3));
-  h.AddDelivery(D("m1", 1, 2, 4));   // redelivery the broker counted: expected
-  h.AddDelivery(D("m2", 5, 1, 5));   // stored twice: unexplained
+  h.AddDelivery(D("m1", 1, 2, 4));  // redelivery the broker counted: expected
+  h.AddDelivery(D("m2", 5, 1, 5));  // stored twice: unexplained
   // m3 never arrives: lost. m4 arrives long after the faults stopped: stuck.
   h.AddDelivery(D("m4", 4, 1, 100000));
-  h.AddDelivery(D("unknown", 6, 1, 6));   // allowed
-  h.AddDelivery(D("rolled", 7, 1, 7));    // phantom
-  h.AddDelivery(D("ghost", 8, 1, 8));     // phantom: never sent
-  h.AddDelivery(D("ta", 9, 1, 9));        // tb missing: partial (and tb lost)
-  h.AddDelivery(D("rx", 10, 1, 10));      // rolled-back transaction: phantom
+  h.AddDelivery(D("unknown", 6, 1, 6));  // allowed
+  h.AddDelivery(D("rolled", 7, 1, 7));   // phantom
+  h.AddDelivery(D("ghost", 8, 1, 8));    // phantom: never sent
+  h.AddDelivery(D("ta", 9, 1, 9));       // tb missing: partial (and tb lost)
+  h.AddDelivery(D("rx", 10, 1, 10));     // rolled-back transaction: phantom
   const Report r = h.Check("unit", {"g"}, {"g"}, Clock::time_point(std::chrono::milliseconds(0)),
                            std::chrono::seconds(30));
   CHECK(r.acked == 7);
   CHECK(r.unknown == 2);  // "unknown" and "tc"
-  CHECK(r.lost == 2);  // m3, tb
+  CHECK(r.lost == 2);     // m3, tb
   CHECK(r.stuck == 1);
   CHECK(r.phantom == 3);
   CHECK(r.dup_expected == 1);

@@ -18,9 +18,8 @@ TEST_CASE("metrics render in the Prometheus text format with escaped labels", "[
   r.AddCollector([] {
     return std::vector<GaugeFamily>{{"t_lag", "lag", {"group"}, {{{"g"}, 7}}}};
   });
-  const int failing = r.AddCollector([]() -> std::vector<GaugeFamily> {
-    throw std::runtime_error("database down");
-  });
+  const int failing = r.AddCollector(
+      []() -> std::vector<GaugeFamily> { throw std::runtime_error("database down"); });
   const std::string text = r.Render();
   CHECK(text.find("# TYPE t_calls_total counter\n") != std::string::npos);
   CHECK(text.find("t_calls_total{method=\"Produce\"} 3\n") != std::string::npos);

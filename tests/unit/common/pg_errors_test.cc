@@ -6,8 +6,7 @@
 
 using ferry::pg::StatusFromException;
 
-TEST_CASE("database errors map to status codes by SQLSTATE - no SQL in the message",
-          "[unit][pg]") {
+TEST_CASE("database errors map to status codes by SQLSTATE - no SQL in the message", "[unit][pg]") {
   struct Row {
     const char* sqlstate;
     absl::StatusCode code;

@@ -24,9 +24,10 @@ std::string Nested(int levels) {
 
 }  // namespace
 
-TEST_CASE("outbox message: headers are a JSON object - strings as they are - other values as "
-          "JSON text - the row id as dedup_id and ferry-outbox-id",
-          "[unit][relay]") {
+TEST_CASE(
+    "outbox message: headers are a JSON object - strings as they are - other values as "
+    "JSON text - the row id as dedup_id and ferry-outbox-id",
+    "[unit][relay]") {
   auto r = Row(R"({"type": "created", "n": 1.5, "ok": false, "none": null, "o": {"a": [1]}})");
   r.key = "order-1";
   auto m = relay::OutboxMessage(r);
@@ -44,9 +45,10 @@ TEST_CASE("outbox message: headers are a JSON object - strings as they are - oth
   CHECK(relay::OutboxMessage(Row("{}"))->key().empty());
 }
 
-TEST_CASE("outbox message: headers that are not an object - set ferry-outbox-id - or nest too "
-          "deep are refused with the reason",
-          "[unit][relay]") {
+TEST_CASE(
+    "outbox message: headers that are not an object - set ferry-outbox-id - or nest too "
+    "deep are refused with the reason",
+    "[unit][relay]") {
   auto refused = [](const std::string& headers) {
     auto m = relay::OutboxMessage(Row(headers));
     REQUIRE_FALSE(m.ok());
