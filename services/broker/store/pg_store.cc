@@ -186,13 +186,14 @@ PgStore::PgStore(pg::ConnectionPool& pool, QueueChooser choose_queue, TxnTiming 
 PgStore::~PgStore() = default;
 
 std::vector<pg::Statement> PgStore::AllStatements() {
-  std::vector<pg::Statement> all = {kNotifyTopics,     kSelectGroupQueuesAt, kExistingGroups,
-                                    kEnsureSegments,   kInsertGroup,         kInsertGroupQueues,
-                                    kAdvanceDelivered, kSelectTopic,         kSelectTopicById,
-                                    kSelectGroup,      kSelectLeasesAt};
-  for (const auto& part : {TopicsStatements(), ProduceStatements(), DeliveryStatements(),
-                           GroupsStatements(), DeadLettersStatements(), TxnStatements(),
-                           AuthStatements(), RetentionStatements(), MetricsStatements()}) {
+  std::vector<pg::Statement> all = {kNotifyTopics,      kDeadLetterLeases, kSelectGroupQueuesAt,
+                                    kExistingGroups,    kEnsureSegments,   kInsertGroup,
+                                    kInsertGroupQueues, kAdvanceDelivered, kSelectTopic,
+                                    kSelectTopicById,   kSelectGroup,      kSelectLeasesAt};
+  for (const auto& part :
+       {TopicsStatements(), ProduceStatements(), DeliveryStatements(), SettleStatements(),
+        GroupsStatements(), DeadLettersStatements(), TxnStatements(), AuthStatements(),
+        RetentionStatements(), MetricsStatements()}) {
     all.insert(all.end(), part.begin(), part.end());
   }
   return all;

@@ -2,8 +2,8 @@
 // transaction on a pooled connection, with named statements prepared on every connection (a
 // typo fails at start). Thread-safe. The methods are defined by concern, each file holding its
 // statements next to their users: pg_store_topics.cc, pg_store_produce.cc,
-// pg_store_delivery.cc, pg_store_groups.cc, pg_store_dead_letters.cc, pg_store_txn.cc,
-// pg_store_auth.cc, pg_store_retention.cc, pg_store_metrics.cc.
+// pg_store_delivery.cc, pg_store_settle.cc, pg_store_groups.cc, pg_store_dead_letters.cc,
+// pg_store_txn.cc, pg_store_auth.cc, pg_store_retention.cc, pg_store_metrics.cc.
 //
 // Offsets: a producing transaction locks the rows of the queues it appends to (in queue order)
 // from taking offsets until commit, so appends to one queue commit in offset order and offsets

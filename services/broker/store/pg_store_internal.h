@@ -97,6 +97,23 @@ absl::StatusOr<std::vector<Appended>> AppendToTopic(pqxx::work& tx, const TopicI
                                                     const QueueChooser& choose_queue,
                                                     int64_t now_ms);
 
+// Moves leases to the group's dead letters with a copy of the message (LEFT JOIN: a message
+// that retention already removed still leaves a record, without payload).
+inline constexpr pg::Statement kDeadLetterLeases{
+    "broker_dead_letter_leases",
+    "WITH moved AS (DELETE FROM group_leases l USING unnest($2::bigint[], $3::int[],"
+    " $4::bigint[], $5::text[]) AS r(t, q, o, why) WHERE l.group_id = $1 AND l.topic_id = r.t"
+    " AND l.queue_id = r.q AND l.msg_offset = r.o"
+    " RETURNING l.topic_id, l.queue_id, l.msg_offset, l.attempt, l.first_delivered_at,"
+    " l.last_delivered_at, r.why)"
+    " INSERT INTO dead_letters (group_id, topic_id, topic, queue_id, msg_offset, key, payload,"
+    " headers, produced_at, attempts, reason, first_delivered_at, last_delivered_at)"
+    " SELECT $1, mv.topic_id, t.name, mv.queue_id, mv.msg_offset, m.key, m.payload,"
+    " COALESCE(m.headers, '{}'), m.produced_at, mv.attempt, mv.why, mv.first_delivered_at,"
+    " mv.last_delivered_at FROM moved mv JOIN topics t ON t.topic_id = mv.topic_id"
+    " LEFT JOIN messages m ON m.topic_id = mv.topic_id AND m.queue_id = mv.queue_id"
+    " AND m.msg_offset = mv.msg_offset RETURNING topic_id, queue_id, msg_offset"};
+
 // ---- receipts: Settle, ExtendLeases and AttachAcks classify them alike ----
 
 // Receipts of the call's group, as columns for unnest().
@@ -122,6 +139,7 @@ void ClassifyUnapplied(pqxx::work& tx, int64_t group_id, const std::vector<Deliv
 std::vector<pg::Statement> TopicsStatements();
 std::vector<pg::Statement> ProduceStatements();
 std::vector<pg::Statement> DeliveryStatements();
+std::vector<pg::Statement> SettleStatements();
 std::vector<pg::Statement> GroupsStatements();
 std::vector<pg::Statement> DeadLettersStatements();
 std::vector<pg::Statement> TxnStatements();

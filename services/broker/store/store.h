@@ -52,7 +52,7 @@ class Store {
   // Cancels a delayed message not yet due. NOT_FOUND if there is none with that id in topic.
   virtual absl::Status CancelDelayed(const std::string& topic, int64_t delayed_id) = 0;
 
-  // ---- delivery (pg_store_delivery.cc) ----
+  // ---- delivery (pg_store_delivery.cc: Lease; pg_store_settle.cc: Settle, ExtendLeases) ----
 
   // Leases up to max_messages to the group. Unordered groups: first messages due again
   // (expired lease, retry, redrive; at the last attempt an expired one goes to dead letters),
