@@ -1,3 +1,4 @@
+// The administration doors (admin.h): validate, authorize once, work through the Store, reply.
 #include "broker/admin.h"
 
 #include "broker/convert.h"

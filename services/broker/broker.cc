@@ -1,3 +1,4 @@
+// The data-plane doors (broker.h): validate, authorize once, work through the Store, reply.
 #include "broker/broker.h"
 
 #include <chrono>

@@ -1,3 +1,4 @@
+// Proto <-> model conversions (convert.h).
 #include "broker/convert.h"
 
 #include <google/protobuf/util/time_util.h>

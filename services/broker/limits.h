@@ -26,8 +26,9 @@ struct Limits {
 };
 
 // A request larger than this on the wire is refused by the transport (RESOURCE_EXHAUSTED)
-// before it is read whole: max_produce_bytes of content and room for the protobuf framing of
-// 1000 messages with 64 headers each.
+// before it is parsed: max_produce_bytes of content and room for the protobuf framing of 1000
+// messages with 64 headers each. (gRPC 1.51's HTTP/2 transport still receives the message
+// before it checks the size: 8 concurrent 60 MiB requests peak at ~290 MiB RSS.)
 inline constexpr int kMaxRequestBytes = (16 << 20) + (1 << 20);  // 17 MiB
 // Replies: a Consume reply carries up to 32 MiB of payloads, plus at least one message.
 inline constexpr int kMaxReplyBytes = 64 << 20;

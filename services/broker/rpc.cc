@@ -35,16 +35,18 @@ using WireFormat = google::protobuf::internal::WireFormatLite;
 
 constexpr int kMaxDiagnoseDepth = 32;
 
-std::string Diagnose(const google::protobuf::Descriptor* type, std::string_view bytes,
-                     const std::string& path, int depth) {
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                            static_cast<int>(bytes.size()));
+// Walks the fields of one message (up to the stream's current limit) without building it, and
+// names the first that protobuf would refuse. Copies only string fields, one at a time.
+std::string Diagnose(const google::protobuf::Descriptor* type,
+                     google::protobuf::io::CodedInputStream& in, const std::string& path,
+                     int depth) {
   std::map<int, int> seen;  // field number -> occurrences so far (for repeated fields' paths)
   const std::string at = path.empty() ? "" : path + ".";
-  while (static_cast<size_t>(in.CurrentPosition()) < bytes.size()) {
+  while (in.BytesUntilLimit() != 0 && !in.ExpectAtEnd()) {
     const uint32_t tag = in.ReadTag();
-    if (tag == 0)
+    if (tag == 0) {
       return absl::StrCat("a malformed field tag after ", at.empty() ? "the start" : path);
+    }
     const int number = WireFormat::GetTagFieldNumber(tag);
     const FieldDescriptor* f = type->FindFieldByNumber(number);
     std::string name = f ? at + f->name() : absl::StrCat(at, "field ", number);
@@ -55,23 +57,28 @@ std::string Diagnose(const google::protobuf::Descriptor* type, std::string_view 
     }
     uint32_t len;
     if (!in.ReadVarint32(&len)) return name + " has a malformed length";
-    const size_t left = bytes.size() - static_cast<size_t>(in.CurrentPosition());
-    if (len > left) {
+    const int left = in.BytesUntilLimit();
+    if (left >= 0 && len > static_cast<uint32_t>(left)) {
       return absl::StrCat(name, " says ", len, " bytes but only ", left, " remain (truncated)");
     }
-    const std::string_view sub = bytes.substr(in.CurrentPosition(), len);
-    in.Skip(static_cast<int>(len));
-    if (f == nullptr) continue;
-    if (f->type() == FieldDescriptor::TYPE_STRING &&
-        !google::protobuf::internal::IsStructurallyValidUTF8(sub.data(),
-                                                             static_cast<int>(sub.size()))) {
-      return name +
-             " is not valid UTF-8 (string fields must be UTF-8; binary data goes in bytes "
-             "fields such as payload)";
-    }
-    if (f->type() == FieldDescriptor::TYPE_MESSAGE && depth < kMaxDiagnoseDepth) {
-      std::string why = Diagnose(f->message_type(), sub, name, depth + 1);
+    if (f != nullptr && f->type() == FieldDescriptor::TYPE_STRING) {
+      std::string value;
+      if (!in.ReadString(&value, static_cast<int>(len))) return name + " is truncated";
+      if (!google::protobuf::internal::IsStructurallyValidUTF8(value.data(),
+                                                               static_cast<int>(value.size()))) {
+        return name +
+               " is not valid UTF-8 (string fields must be UTF-8; binary data goes in bytes "
+               "fields such as payload)";
+      }
+    } else if (f != nullptr && f->type() == FieldDescriptor::TYPE_MESSAGE &&
+               depth < kMaxDiagnoseDepth) {
+      const auto limit = in.PushLimit(static_cast<int>(len));
+      std::string why = Diagnose(f->message_type(), in, name, depth + 1);
       if (!why.empty()) return why;
+      if (in.BytesUntilLimit() > 0 && !in.Skip(in.BytesUntilLimit())) return name + " is truncated";
+      in.PopLimit(limit);
+    } else if (!in.Skip(static_cast<int>(len))) {
+      return name + " is truncated";
     }
   }
   return "";
@@ -80,21 +87,26 @@ std::string Diagnose(const google::protobuf::Descriptor* type, std::string_view 
 }  // namespace
 
 std::string DiagnoseBytes(const google::protobuf::Descriptor* type, std::string_view bytes) {
-  return Diagnose(type, bytes, "", 0);
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  return Diagnose(type, in, "", 0);
 }
 
 absl::Status Parse(const grpc::ByteBuffer& in, google::protobuf::Message* msg) {
-  grpc::ByteBuffer shared(in);  // shares the slices; the reader needs a mutable buffer
+  grpc::ByteBuffer shared(in);  // shares the slices; the readers need a mutable buffer
   {
     grpc::ProtoBufferReader reader(&shared);
     if (msg->ParseFromZeroCopyStream(&reader)) return absl::OkStatus();
   }
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (in.Dump(&slices).ok()) {
-    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  std::string why;
+  {
+    grpc::ByteBuffer again(in);
+    grpc::ProtoBufferReader reader(&again);
+    google::protobuf::io::CodedInputStream coded(&reader);
+    const auto limit = coded.PushLimit(static_cast<int>(in.Length()));
+    why = Diagnose(msg->GetDescriptor(), coded, "", 0);
+    coded.PopLimit(limit);
   }
-  std::string why = DiagnoseBytes(msg->GetDescriptor(), bytes);
   if (why.empty()) why = "the bytes are malformed";
   return absl::InvalidArgumentError(
       absl::StrCat("the request is not a valid ", msg->GetDescriptor()->full_name(), ": ", why));

@@ -132,7 +132,7 @@ absl::Status BrokerServer::Start() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // see toolchain notes: --as-needed
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.listen, *credentials, &port_);
-  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);  // refused before read whole
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);  // larger: RESOURCE_EXHAUSTED, never parsed
   builder.SetMaxSendMessageSize(kMaxReplyBytes);
   builder.RegisterService(broker_service_.get());
   builder.RegisterService(admin_service_.get());

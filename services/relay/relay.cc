@@ -93,7 +93,15 @@ absl::Status Relay::Start() {
           } catch (...) {
             return v1::TRANSACTION_UNKNOWN;
           }
-          return AnswerCheck(*check_conn_, check.check_ref(), options_.check_query);
+          switch (LocalTransactionOutcome(*check_conn_, check.check_ref(), options_.check_query)) {
+            case LocalOutcome::kCommitted:
+              return v1::TRANSACTION_COMMIT;
+            case LocalOutcome::kRolledBack:
+              return v1::TRANSACTION_ROLLBACK;
+            case LocalOutcome::kUnknown:
+              break;
+          }
+          return v1::TRANSACTION_UNKNOWN;
         });
     checker_->Start();
   }

@@ -32,14 +32,6 @@ namespace ferry::relay {
 // Applies migrations/outbox to the application database.
 absl::Status MigrateOutbox(const std::string& database_url);
 
-// The answer to a back-check, from the application's database (in store/pg_outbox_store.cc,
-// with the relay's other SQL): check_ref as a PostgreSQL
-// transaction id -> pg_xact_status (committed: COMMIT, aborted: ROLLBACK, in progress or
-// unknown: UNKNOWN); otherwise `check_query` ($1 = check_ref) returning COMMIT / ROLLBACK /
-// UNKNOWN. Any error is UNKNOWN, never COMMIT.
-v1::TransactionDecision AnswerCheck(pqxx::connection& conn, const std::string& check_ref,
-                                    const std::string& check_query);
-
 // The broker message for an outbox row: the row id is its dedup_id and its `ferry-outbox-id`
 // header; `headers` must be a JSON object, string values are sent as they are and other values
 // as their JSON text. INVALID_ARGUMENT (the row fails with this reason) when `headers` is not

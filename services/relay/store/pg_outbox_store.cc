@@ -7,7 +7,6 @@
 
 #include "common/log.h"
 #include "common/pg/arrays.h"
-#include "relay/relay.h"
 
 // The advisory lock class of a claim's key locks (pg_try_advisory_xact_lock(class, hash)):
 // ASCII "FeRy". An application using two-key advisory locks avoids this first key.
@@ -250,32 +249,32 @@ absl::StatusOr<int64_t> PgOutboxStore::DeleteSent(int64_t retention_ms, int64_t 
   return deleted;
 }
 
-v1::TransactionDecision AnswerCheck(pqxx::connection& conn, const std::string& check_ref,
-                                    const std::string& check_query) {
+LocalOutcome LocalTransactionOutcome(pqxx::connection& conn, const std::string& check_ref,
+                                     const std::string& check_query) {
   try {
     const bool is_xid = !check_ref.empty() && check_ref.size() <= 20 &&
                         check_ref.find_first_not_of("0123456789") == std::string::npos;
     pqxx::nontransaction tx(conn);
     if (is_xid) {
       pqxx::result r = tx.exec_params("SELECT pg_xact_status($1::xid8)", check_ref);
-      if (r.empty() || r[0][0].is_null()) return v1::TRANSACTION_UNKNOWN;  // too old to know
+      if (r.empty() || r[0][0].is_null()) return LocalOutcome::kUnknown;  // too old to know
       const std::string s = r[0][0].as<std::string>();
-      if (s == "committed") return v1::TRANSACTION_COMMIT;
-      if (s == "aborted") return v1::TRANSACTION_ROLLBACK;
-      return v1::TRANSACTION_UNKNOWN;  // in progress: ask again later
+      if (s == "committed") return LocalOutcome::kCommitted;
+      if (s == "aborted") return LocalOutcome::kRolledBack;
+      return LocalOutcome::kUnknown;  // in progress: ask again later
     }
     if (!check_query.empty()) {
       pqxx::result r = tx.exec_params(check_query, check_ref);
-      if (r.empty() || r[0][0].is_null()) return v1::TRANSACTION_UNKNOWN;
+      if (r.empty() || r[0][0].is_null()) return LocalOutcome::kUnknown;
       const std::string s = absl::AsciiStrToUpper(r[0][0].as<std::string>());
-      if (s == "COMMIT") return v1::TRANSACTION_COMMIT;
-      if (s == "ROLLBACK") return v1::TRANSACTION_ROLLBACK;
+      if (s == "COMMIT") return LocalOutcome::kCommitted;
+      if (s == "ROLLBACK") return LocalOutcome::kRolledBack;
     }
   } catch (const std::exception& e) {
     ferry::log::Get("relay.check")
         ->warn("event=check_failed ref={} error=\"{}\"", check_ref, e.what());
   }
-  return v1::TRANSACTION_UNKNOWN;
+  return LocalOutcome::kUnknown;
 }
 
 }  // namespace ferry::relay

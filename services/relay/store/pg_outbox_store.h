@@ -83,4 +83,12 @@ class PgOutboxStore {
   const int32_t max_attempts_;
 };
 
+// What the application's database says of a transaction, for a back-check: check_ref as a
+// PostgreSQL transaction id -> pg_xact_status (committed, aborted; in progress or too old to
+// know: unknown); otherwise `check_query` ($1 = check_ref) returning COMMIT / ROLLBACK /
+// anything else. Any error is kUnknown, never kCommitted. `conn` is the caller's own.
+enum class LocalOutcome { kCommitted, kRolledBack, kUnknown };
+LocalOutcome LocalTransactionOutcome(pqxx::connection& conn, const std::string& check_ref,
+                                     const std::string& check_query);
+
 }  // namespace ferry::relay

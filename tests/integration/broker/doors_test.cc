@@ -396,7 +396,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "issue 14: the transport refuses requests over 17 MiB before reading them - 16 MiB of "
+    "issue 14: the transport refuses requests over 17 MiB before parsing them - 16 MiB of "
     "content still goes through",
     "[integration][bad-input]") {
   BrokerFixture f([](broker::BrokerOptions& o) { o.max_message_bytes = 4u << 20; });
