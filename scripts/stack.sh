@@ -17,7 +17,7 @@ ferry_stack_down() {
 ferry_stack_up() {
   local root db
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  FERRY_BIN="$root/build/bin"
+  FERRY_BIN="${FERRY_BIN:-$root/build/bin}"  # another build's binaries, for A/B runs
   STACK_DIR=$(mktemp -d /tmp/ferry-stack.XXXXXX); chmod 755 "$STACK_DIR"
   trap ferry_stack_down EXIT
   STACK_PORT=$(ferry_pg_free_port)
