@@ -7,6 +7,10 @@
 //   W4 relay     N outbox rows by 4 connections in transactions of 10 -> rows/s relayed;
 //                1,000 rows/s for 10 s -> commit-to-sent latency
 //   W5 backlog   W1 and W2 again with B messages already stored
+//   W6 snapshot  steady produce + consume (2 producers, 4 consumers, backlog kept under 20,000)
+//                for --w6-before-s, then for --w6-hold-s while another connection holds a
+//                REPEATABLE READ snapshot (a running pg_sleep): the rate of every 30 s window
+//                against the rate before, and how much the broker's tables grew meanwhile
 //   pg-limit     the same rows straight into a plain table by 4 connections, batches of 100
 //                from arrays, and read back in offset order in pages of 100
 // Broker CPU seconds per million messages and peak RSS come from /proc/<--broker-pid>.
@@ -20,6 +24,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <pqxx/pqxx>
 #include <sstream>
@@ -42,7 +47,9 @@ struct Options {
   int64_t messages = 200000;
   int64_t backlog = 5000000;
   std::string out;
-  std::string only = "pg,w1,w2,w3,w4,w5";
+  std::string only = "pg,w1,w2,w3,w4,w5,w6";
+  int w6_before_s = 60;
+  int w6_hold_s = 300;
   std::string command_line;
 };
 
@@ -431,6 +438,123 @@ void Prefill(const Options& o) {
   vacuum.exec("ANALYZE messages");
 }
 
+// Bytes of the broker's tables (heap, indexes, TOAST), by table; partitions of messages count
+// as "messages".
+std::map<std::string, int64_t> TableBytes(pqxx::connection& c) {
+  pqxx::nontransaction tx(c);
+  std::map<std::string, int64_t> out;
+  for (const auto& row : tx.exec(
+           "SELECT CASE WHEN c.relispartition THEN (SELECT p.relname FROM pg_inherits i"
+           "  JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid) ELSE c.relname END,"
+           " sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n"
+           " ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' GROUP BY "
+           "1")) {
+    out[row[0].as<std::string>()] = row[1].as<int64_t>();
+  }
+  return out;
+}
+
+std::vector<Result> HeldSnapshot(const Options& o) {
+  ferry::Client admin(o.broker);
+  CreateTopic(admin, "w6");
+  {  // the group exists before the first message
+    ferry::v1::ConsumeRequest req;
+    req.set_group("w6");
+    req.set_topic("w6");
+    (void)admin.Consume(req);
+  }
+  constexpr int64_t kMaxBacklog = 20000;
+  constexpr int kWindowS = 30;
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> produced{0}, consumed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      ferry::Client c(o.broker);
+      while (!stop) {
+        if (produced - consumed > kMaxBacklog) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        ferry::v1::ProduceRequest req;
+        req.set_topic("w6");
+        for (int i = 0; i < kBatch; ++i) req.add_messages()->set_payload(Payload(NowUs()));
+        if (c.Produce(req).ok()) produced += kBatch;
+      }
+    });
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      ferry::Client c(o.broker);
+      while (!stop) {
+        ferry::v1::ConsumeRequest req;
+        req.set_group("w6");
+        req.set_topic("w6");
+        req.set_max_messages(kBatch);
+        req.set_max_wait_ms(200);
+        req.set_visibility_timeout_ms(60000);
+        auto got = c.Consume(req);
+        if (!got.ok() || got->messages_size() == 0) continue;
+        std::vector<std::string> receipts;
+        for (const auto& m : got->messages()) receipts.push_back(m.receipt());
+        if (c.Ack("w6", receipts).ok()) consumed += got->messages_size();
+      }
+    });
+  }
+  pqxx::connection sizes(o.broker_db);
+  auto window = [&](const std::string& what) {
+    const int64_t from = consumed;
+    const auto start = Clock::now();
+    for (int i = 0; i < kWindowS * 4; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      std::cerr << "\r  W6 " << what << ": " << consumed - from << " consumed in this window    "
+                << std::flush;
+    }
+    return (consumed - from) / Seconds(Clock::now() - start);
+  };
+  std::vector<double> before, during;
+  for (int w = 0; w < std::max(1, o.w6_before_s / kWindowS); ++w)
+    before.push_back(window("before"));
+  const auto bytes_before = TableBytes(sizes);
+  const int64_t consumed_before = consumed, produced_before = produced;
+  // The snapshot: a REPEATABLE READ transaction whose first statement runs for the whole hold.
+  std::thread holder([&] {
+    pqxx::connection c(o.broker_db);
+    pqxx::work tx(c, "w6-holder");
+    tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+    tx.exec_params("SELECT pg_sleep($1)", o.w6_hold_s);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (int w = 0; w < std::max(1, o.w6_hold_s / kWindowS); ++w) during.push_back(window("held"));
+  const auto bytes_after = TableBytes(sizes);
+  const int64_t stored = produced - produced_before;
+  stop = true;
+  for (auto& t : threads) t.join();
+  holder.join();
+  std::cerr << "\n";
+
+  double base = 0;
+  for (double r : before) base += r / static_cast<double>(before.size());
+  double worst = during.empty() ? 0 : *std::min_element(during.begin(), during.end());
+  std::ostringstream rates, growth;
+  rates << std::fixed << std::setprecision(0) << "before " << base << " msg/s; held windows:";
+  for (double r : during) rates << " " << r;
+  rates << std::setprecision(2) << " (worst " << (base > 0 ? worst / base : 0) << " x before)";
+  int64_t others = 0;
+  for (const auto& [table, after] : bytes_after) {
+    const auto it = bytes_before.find(table);
+    const int64_t grew = after - (it == bytes_before.end() ? 0 : it->second);
+    if (table != "messages") others += grew;
+    if (grew >= (1 << 20)) growth << " " << table << " +" << grew / (1 << 20) << " MiB;";
+  }
+  growth << " messages stored meanwhile: " << stored << " (" << stored * kPayloadBytes / (1 << 20)
+         << " MiB of payload); consumed " << consumed - consumed_before;
+  return {Result{"W6 before the snapshot", base, "messages/s", "produce + consume, steady"},
+          Result{"W6 snapshot held, worst 30 s", worst, "messages/s", rates.str()},
+          Result{"W6 tables other than messages grew", static_cast<double>(others) / (1 << 20),
+                 "MiB", growth.str()}};
+}
+
 std::string Machine(const Options& o) {
   std::ostringstream m;
   std::ifstream mem("/proc/meminfo");
@@ -471,7 +595,11 @@ int main(int argc, char** argv) {
   app.add_option("--broker-pid", o.broker_pid, "for CPU seconds and peak RSS of the broker");
   app.add_option("--messages", o.messages, "messages per workload")->capture_default_str();
   app.add_option("--backlog", o.backlog, "messages stored before W5")->capture_default_str();
-  app.add_option("--only", o.only, "comma list of pg,w1,w2,w3,w4,w5")->capture_default_str();
+  app.add_option("--only", o.only, "comma list of pg,w1,w2,w3,w4,w5,w6")->capture_default_str();
+  app.add_option("--w6-before-s", o.w6_before_s, "W6: seconds of steady load before the snapshot")
+      ->capture_default_str();
+  app.add_option("--w6-hold-s", o.w6_hold_s, "W6: seconds the snapshot is held")
+      ->capture_default_str();
   app.add_option("--out", o.out, "write the results here (Markdown)");
   CLI11_PARSE(app, argc, argv);
   for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
@@ -501,6 +629,10 @@ int main(int argc, char** argv) {
       results.push_back(Produce(o, "w5", "W5 produce with backlog"));
       results.push_back(Consume(o, "w5", "w5", "W5 consume+ACK with backlog"));
     }
+    if (want("w6")) {
+      auto r = HeldSnapshot(o);
+      results.insert(results.end(), r.begin(), r.end());
+    }
   } catch (const std::exception& e) {
     std::cerr << "\nferry-bench: " << e.what() << "\n";
     return 1;
@@ -512,7 +644,8 @@ int main(int argc, char** argv) {
      << "| --- | --- | --- | --- | --- |\n";
   for (const Result& r : results) {
     std::ostringstream ratio, cpu;
-    if (r.unit != "ms p99" && pg_insert > 0 && r.name.rfind("pg-limit", 0) != 0) {
+    if (r.unit != "ms p99" && r.unit != "MiB" && pg_insert > 0 &&
+        r.name.rfind("pg-limit", 0) != 0) {
       ratio << std::fixed << std::setprecision(2) << r.rate / pg_insert;
     }
     if (r.name == "W4 relay" && w1 > 0)

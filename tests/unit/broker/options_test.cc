@@ -62,6 +62,11 @@ TEST_CASE("passwords never reach the log", "[unit][options]") {
   // Regression (fuzz_config): a scheme in other letters still has its password hidden.
   CHECK(RedactConninfo("Postgresql://ferry:s3cret@db/ferry") == "Postgresql://ferry:***@db/ferry");
   CHECK(RedactConninfo("postg\x05sql://u:s3cret@db").find("s3cret") == std::string::npos);
+  // Regression (fuzz_config, fuzz/regressions/config): an '@' in the password, and a second
+  // "user:password@" later in the URL.
+  CHECK(RedactConninfo("postgresql://u:p@ss@db/ferry") == "postgresql://u:***@db/ferry");
+  CHECK(RedactConninfo("potergsql://u:topsecret@db/ferry\xde\xf2auth :topsecret@db/x")
+            .find("topsecret") == std::string::npos);
   BrokerOptions o;
   o.database_url = "postgresql://u:topsecret@h/d";
   o.tls_key_file = "/etc/ferry/key-topsecret.pem";
