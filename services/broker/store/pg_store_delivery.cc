@@ -108,8 +108,6 @@ constexpr pg::Statement kInsertLeases{
     " FROM unnest($3::int[], $4::bigint[]) AS r(q, o)"
     " RETURNING queue_id, msg_offset, lease_token"};
 
-// The leases named by receipts (token included), locked for settling.
-
 LeasedMessage MessageFromRow(const pqxx::row& row) {
   LeasedMessage m;
   m.queue = row[0].as<uint32_t>();

@@ -31,6 +31,7 @@ inline constexpr pg::Statement kSelectTopicById{
 inline constexpr pg::Statement kSelectGroup{
     "broker_select_group", "SELECT " FERRY_GROUP_COLUMNS " FROM consumer_groups WHERE name = $1"};
 
+// The group's leases at these positions, whatever their token, locked for settling.
 inline constexpr pg::Statement kSelectLeasesAt{
     "broker_select_leases_at",
     "SELECT l.topic_id, l.queue_id, l.msg_offset, l.lease_token, l.attempt, l.state"
