@@ -1,5 +1,6 @@
 #include "support/broker_fixture.h"
 
+#include <catch2/catch.hpp>
 #include <pqxx/pqxx>
 
 namespace ferry::test {
@@ -104,6 +105,36 @@ std::vector<std::string> Receipts(const v1::ConsumeResponse& r) {
   std::vector<std::string> out;
   for (const auto& m : r.messages()) out.push_back(m.receipt());
   return out;
+}
+
+std::unique_ptr<Client> WithToken(BrokerFixture& f, const std::string& token) {
+  ChannelOptions o;
+  o.token = token;
+  auto channel = MakeChannel(f.address(), o);
+  REQUIRE(channel.ok());
+  return std::make_unique<Client>(*channel);
+}
+
+v1::AccessGrant G(const std::string& permission, const std::string& type, const std::string& name) {
+  v1::AccessGrant g;
+  g.set_permission(permission);
+  g.set_resource_type(type);
+  g.set_resource_name(name);
+  return g;
+}
+
+std::string NewPrincipal(Client& admin, const std::string& name,
+                         const std::vector<v1::AccessGrant>& grants) {
+  v1::CreatePrincipalRequest req;
+  req.set_name(name);
+  for (const auto& g : grants) *req.add_grants() = g;
+  v1::CreatePrincipalResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status s = admin.admin().CreatePrincipal(&ctx, req, &resp);
+  REQUIRE(s.ok());
+  REQUIRE(resp.token().rfind("ferry_", 0) == 0);
+  return resp.token();
 }
 
 }  // namespace ferry::test

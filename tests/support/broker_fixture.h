@@ -46,4 +46,11 @@ class BrokerFixture {
 
 std::vector<std::string> Receipts(const v1::ConsumeResponse& r);
 
+// --auth helpers: a client of the fixture's broker that sends `token`; a grant; a new principal
+// with grants, made through `admin` (REQUIREs success), returning its token.
+std::unique_ptr<Client> WithToken(BrokerFixture& f, const std::string& token);
+v1::AccessGrant G(const std::string& permission, const std::string& type, const std::string& name);
+std::string NewPrincipal(Client& admin, const std::string& name,
+                         const std::vector<v1::AccessGrant>& grants);
+
 }  // namespace ferry::test

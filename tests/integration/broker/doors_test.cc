@@ -19,6 +19,9 @@
 
 using namespace ferry;
 using test::BrokerFixture;
+using test::G;
+using test::NewPrincipal;
+using test::WithToken;
 using namespace std::chrono_literals;
 
 namespace {
@@ -27,14 +30,6 @@ void SlowChecks(broker::BrokerOptions& o) {
   o.txn_check_after_ms = 200;
   o.txn_check_interval_ms = 400;
   o.txn_max_checks = 1000;  // never exhausted during a test
-}
-
-std::unique_ptr<Client> WithToken(BrokerFixture& f, const std::string& token) {
-  ChannelOptions o;
-  o.token = token;
-  auto channel = MakeChannel(f.address(), o);
-  REQUIRE(channel.ok());
-  return std::make_unique<Client>(*channel);
 }
 
 // A checker stream driven by the test: every response is queued for the test to look at.
@@ -210,25 +205,12 @@ TEST_CASE(
   t.set_name("orders");
   t.set_queues(1);
   REQUIRE(root->CreateTopic(t).ok());
-  auto principal = [&](const std::string& name, const std::vector<std::array<std::string, 3>>& gs) {
-    v1::CreatePrincipalRequest req;
-    req.set_name(name);
-    for (const auto& g : gs) {
-      auto* x = req.add_grants();
-      x->set_permission(g[0]);
-      x->set_resource_type(g[1]);
-      x->set_resource_name(g[2]);
-    }
-    v1::CreatePrincipalResponse resp;
-    grpc::ClientContext ctx;
-    REQUIRE(root->admin().CreatePrincipal(&ctx, req, &resp).ok());
-    return WithToken(f, resp.token());
+  auto principal = [&](const std::string& name, const std::vector<v1::AccessGrant>& grants) {
+    return WithToken(f, NewPrincipal(*root, name, grants));
   };
-  auto shop = principal("shop", {{"produce", "topic", "orders"}, {"produce", "group", "shop"}});
-  auto cart = principal("cart", {{"produce", "topic", "orders"},
-                                 {"produce", "group", "cart"},
-                                 {"consume", "topic", "orders"},
-                                 {"consume", "group", "cart"}});
+  auto shop = principal("shop", {G("produce", "topic", "orders"), G("produce", "group", "shop")});
+  auto cart = principal("cart", {G("produce", "topic", "orders"), G("produce", "group", "cart"),
+                                 G("consume", "topic", "orders"), G("consume", "group", "cart")});
   const std::string shops = Transactional(*shop, "orders", "shop", "shop's");
 
   // A checker of its own group answers for shop's transaction: with a made-up id, and with the

@@ -14,16 +14,11 @@
 
 using namespace ferry;
 using test::BrokerFixture;
+using test::G;
+using test::NewPrincipal;
+using test::WithToken;
 
 namespace {
-
-std::unique_ptr<Client> WithToken(BrokerFixture& f, const std::string& token) {
-  ChannelOptions o;
-  o.token = token;
-  auto channel = MakeChannel(f.address(), o);
-  REQUIRE(channel.ok());
-  return std::make_unique<Client>(*channel);
-}
 
 absl::StatusCode CodeOf(const absl::Status& s) { return s.code(); }
 
@@ -55,26 +50,6 @@ grpc::Status AdminCall(Client& c,
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return (c.admin().*method)(&ctx, req, resp);
-}
-
-v1::AccessGrant G(const std::string& permission, const std::string& type, const std::string& name) {
-  v1::AccessGrant g;
-  g.set_permission(permission);
-  g.set_resource_type(type);
-  g.set_resource_name(name);
-  return g;
-}
-
-std::string NewPrincipal(Client& admin, const std::string& name,
-                         const std::vector<v1::AccessGrant>& grants) {
-  v1::CreatePrincipalRequest req;
-  req.set_name(name);
-  for (const auto& g : grants) *req.add_grants() = g;
-  v1::CreatePrincipalResponse resp;
-  grpc::Status s = AdminCall(admin, &v1::Admin::Stub::CreatePrincipal, req, &resp);
-  REQUIRE(s.ok());
-  REQUIRE(resp.token().rfind("ferry_", 0) == 0);
-  return resp.token();
 }
 
 }  // namespace
