@@ -42,8 +42,6 @@ class Broker {
         limits_(limits),
         group_commit_(group_commit) {}
 
-  const Limits& limits() const { return limits_; }
-
   // Stores the messages (or half messages of a transaction); one result per message after
   // commit.
   absl::Status Produce(const Caller& caller, const v1::ProduceRequest& req,

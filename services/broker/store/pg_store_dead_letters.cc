@@ -18,9 +18,6 @@
 namespace ferry::broker {
 
 using namespace store_internal;  // NOLINT: the store's own internals
-using pg::ByteaArray;
-using pg::IntArray;
-using pg::TextArray;
 
 namespace {
 

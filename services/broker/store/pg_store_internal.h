@@ -9,9 +9,15 @@
 #include <utility>
 
 #include "broker/store/pg_store.h"
+#include "common/pg/arrays.h"
 #include "common/pg/pool.h"
 
 namespace ferry::broker::store_internal {
+
+// The array parameters every part of the store binds (common/pg/arrays.h).
+using pg::ByteaArray;
+using pg::IntArray;
+using pg::TextArray;
 
 #define FERRY_TOPIC_COLUMNS                                     \
   "topic_id, name, queue_count, retention_ms, dedup_window_ms," \

@@ -69,3 +69,21 @@ TEST_CASE("doors: joining a transaction asks for its producer group - a failed l
   CHECK(d.store.calls == 1);
   CHECK(produced.results_size() == 0);
 }
+
+TEST_CASE("doors: redriving dead letters to a topic is producing to it - refused without the grant",
+          "[unit][doors]") {
+  Doors d;
+  const Caller ops = As("ops", {{"admin", "group", "billing"}});
+  v1::RedriveDeadLettersRequest redrive;
+  redrive.set_group("billing");
+  redrive.set_all(true);
+  redrive.set_to_topic("payments");
+  v1::RedriveDeadLettersResponse resp;
+  absl::Status s = d.admin.RedriveDeadLetters(ops, redrive, &resp);
+  CHECK(s.code() == absl::StatusCode::kPermissionDenied);
+  CHECK(std::string(s.message()) == "principal 'ops' lacks permission produce on topic 'payments'");
+  CHECK(d.store.calls == 0);
+  redrive.clear_to_topic();  // back to its own group: admin on the group is enough
+  CHECK(d.admin.RedriveDeadLetters(ops, redrive, &resp).code() == absl::StatusCode::kUnimplemented);
+  CHECK(d.store.calls == 1);
+}
