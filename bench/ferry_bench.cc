@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -50,6 +51,7 @@ struct Options {
   std::string only = "pg,w1,w2,w3,w4,w5,w6";
   int w6_before_s = 60;
   int w6_hold_s = 300;
+  int postmaster = 0;  // found through the broker database
   std::string command_line;
 };
 
@@ -80,6 +82,72 @@ ProcStat ReadProc(int pid) {
   }
   return p;
 }
+
+// CPU seconds of a PostgreSQL server: the postmaster, its children alive now, and the
+// children that already exited (cutime/cstime of the postmaster).
+double PostgresCpuSeconds(int postmaster) {
+  if (postmaster <= 0) return 0;
+  auto fields = [](int pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::vector<std::string> out;
+    const auto close = s.rfind(')');
+    if (close == std::string::npos) return out;
+    std::istringstream rest(s.substr(close + 2));
+    for (std::string f; rest >> f;) out.push_back(f);
+    return out;  // out[0] is field 3 (state)
+  };
+  const double tick = sysconf(_SC_CLK_TCK);
+  double total = 0;
+  auto own = fields(postmaster);
+  if (own.size() > 14) {
+    total += (std::stod(own[11]) + std::stod(own[12]) + std::stod(own[13]) + std::stod(own[14])) /
+             tick;
+  }
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto f = fields(std::stoi(name));
+    if (f.size() > 12 && f[1] == std::to_string(postmaster)) {
+      total += (std::stod(f[11]) + std::stod(f[12])) / tick;
+    }
+  }
+  return total;
+}
+
+int PostmasterPid(const std::string& database_url) {
+  try {
+    pqxx::connection c(database_url);
+    pqxx::nontransaction tx(c);
+    const int backend = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
+    std::ifstream stat("/proc/" + std::to_string(backend) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto close = s.rfind(')');
+    if (close == std::string::npos) return 0;
+    std::istringstream rest(s.substr(close + 2));
+    std::string state;
+    int ppid = 0;
+    rest >> state >> ppid;
+    return ppid;
+  } catch (const std::exception&) {
+    return 0;  // another machine: no PostgreSQL CPU figures
+  }
+}
+
+// Broker and PostgreSQL CPU over a span of a workload.
+struct CpuMeter {
+  int broker_pid, postmaster;
+  double broker0, pg0;
+  Clock::time_point t0;
+  CpuMeter(int broker, int pm)
+      : broker_pid(broker),
+        postmaster(pm),
+        broker0(ReadProc(broker).cpu_s),
+        pg0(PostgresCpuSeconds(pm)),
+        t0(Clock::now()) {}
+  double Broker() const { return ReadProc(broker_pid).cpu_s - broker0; }
+  double Postgres() const { return PostgresCpuSeconds(postmaster) - pg0; }
+};
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -129,8 +197,14 @@ struct Result {
   double rate = 0;  // per second
   std::string unit;
   std::string detail;
-  double cpu_per_million = -1;
+  double cpu_per_million = -1;     // broker
+  double pg_cpu_per_million = -1;  // PostgreSQL
 };
+
+void SetCpu(const Options& o, const CpuMeter& m, int64_t messages, Result& r) {
+  if (o.broker_pid > 0) r.cpu_per_million = m.Broker() * 1e6 / messages;
+  if (o.postmaster > 0) r.pg_cpu_per_million = m.Postgres() * 1e6 / messages;
+}
 
 struct Percentiles {
   double p50, p99, p999, max;
@@ -143,21 +217,22 @@ Percentiles Percentile(std::vector<double> v) {
   return {at(0.5), at(0.99), at(0.999), v.back()};
 }
 
-void CreateTopic(ferry::Client& c, const std::string& name) {
+void CreateTopic(ferry::Client& c, const std::string& name, int queues = 4) {
   ferry::v1::TopicConfig t;
   t.set_name(name);
-  t.set_queues(4);
+  t.set_queues(queues);
   (void)c.DeleteTopic(name);
   auto r = c.CreateTopic(t);
   if (!r.ok()) throw std::runtime_error("create topic: " + std::string(r.status().message()));
 }
 
-Result Produce(const Options& o, const std::string& topic, const std::string& label) {
+Result Produce(const Options& o, const std::string& topic, const std::string& label,
+               int queues = 4) {
   ferry::Client admin(o.broker);
-  CreateTopic(admin, topic);
+  CreateTopic(admin, topic, queues);
   const int64_t batches = o.messages / kBatch;
   std::atomic<int64_t> next{0};
-  const ProcStat before = ReadProc(o.broker_pid);
+  const CpuMeter cpu(o.broker_pid, o.postmaster);
   const double secs = RunTimed(label, batches * kBatch, [&](int, std::atomic<int64_t>& done) {
     ferry::Client c(o.broker);
     for (int64_t b = next++; b < batches; b = next++) {
@@ -168,18 +243,17 @@ Result Produce(const Options& o, const std::string& topic, const std::string& la
       done += kBatch;
     }
   });
-  const ProcStat after = ReadProc(o.broker_pid);
   Result r{label, batches * kBatch / secs, "messages/s",
            std::to_string(batches * kBatch) + " messages in " + std::to_string(secs).substr(0, 5) +
                " s"};
-  if (o.broker_pid > 0) r.cpu_per_million = (after.cpu_s - before.cpu_s) * 1e6 / (batches * kBatch);
+  SetCpu(o, cpu, batches * kBatch, r);
   return r;
 }
 
 Result Consume(const Options& o, const std::string& topic, const std::string& group,
                const std::string& label) {
   const int64_t total = o.messages / kBatch * kBatch;
-  const ProcStat before = ReadProc(o.broker_pid);
+  const CpuMeter cpu(o.broker_pid, o.postmaster);
   const double secs = RunTimed(label, total, [&](int, std::atomic<int64_t>& done) {
     ferry::Client c(o.broker);
     while (done.load() < total) {
@@ -198,20 +272,20 @@ Result Consume(const Options& o, const std::string& topic, const std::string& gr
       done += got->messages_size();
     }
   });
-  const ProcStat after = ReadProc(o.broker_pid);
   Result r{label, total / secs, "messages/s",
            std::to_string(total) + " messages in " + std::to_string(secs).substr(0, 5) + " s"};
-  if (o.broker_pid > 0) r.cpu_per_million = (after.cpu_s - before.cpu_s) * 1e6 / total;
+  SetCpu(o, cpu, total, r);
   return r;
 }
 
-Result Latency(const Options& o) {
+Result Latency(const Options& o, const std::string& topic, const std::string& label,
+               int queues) {
   ferry::Client admin(o.broker);
-  CreateTopic(admin, "w3");
+  CreateTopic(admin, topic, queues);
   {  // the group exists before the first message
     ferry::v1::ConsumeRequest req;
-    req.set_group("w3");
-    req.set_topic("w3");
+    req.set_group(topic);
+    req.set_topic(topic);
     (void)admin.Consume(req);
   }
   constexpr int kRate = 2000, kSeconds = 10, kPerSend = 10;
@@ -226,8 +300,8 @@ Result Latency(const Options& o) {
       const auto give_up = Clock::now() + std::chrono::seconds(kSeconds + 20);
       while (received.load() < total && Clock::now() < give_up) {
         ferry::v1::ConsumeRequest req;
-        req.set_group("w3");
-        req.set_topic("w3");
+        req.set_group(topic);
+        req.set_topic(topic);
         req.set_max_messages(kBatch);
         req.set_max_wait_ms(1000);
         auto got = c.Consume(req);
@@ -244,28 +318,33 @@ Result Latency(const Options& o) {
           }
         }
         received += got->messages_size();
-        if (!receipts.empty()) (void)c.Ack("w3", receipts);
+        if (!receipts.empty()) (void)c.Ack(topic, receipts);
       }
     });
   }
   ferry::Client producer(o.broker);
+  const CpuMeter cpu(o.broker_pid, o.postmaster);
   auto next = Clock::now();
   for (int64_t sent = 0; sent < total; sent += kPerSend) {
     std::this_thread::sleep_until(next);
     next += std::chrono::microseconds(1000000 * kPerSend / kRate);
     ferry::v1::ProduceRequest req;
-    req.set_topic("w3");
+    req.set_topic(topic);
     for (int i = 0; i < kPerSend; ++i) req.add_messages()->set_payload(Payload(NowUs()));
     (void)producer.Produce(req);
-    if (sent % 2000 == 0) Progress("W3 latency at 2,000 msg/s", sent, total);
+    if (sent % 2000 == 0) Progress(label + " at 2,000 msg/s", sent, total);
   }
+  const double span = Seconds(Clock::now() - cpu.t0);
+  const double broker_cores = cpu.Broker() / span, pg_cores = cpu.Postgres() / span;
   for (auto& t : consumers) t.join();
   std::cerr << "\n";
   const Percentiles p = Percentile(latencies_ms);
   std::ostringstream d;
   d << std::fixed << std::setprecision(1) << "p50 " << p.p50 << " ms, p99 " << p.p99 << " ms, p999 "
-    << p.p999 << " ms, max " << p.max << " ms (" << latencies_ms.size() << " messages)";
-  return Result{"W3 latency", p.p99, "ms p99", d.str()};
+    << p.p999 << " ms, max " << p.max << " ms (" << latencies_ms.size() << " messages); CPU while sending: broker "
+    << std::setprecision(2) << broker_cores << " + PostgreSQL " << pg_cores << " = "
+    << broker_cores + pg_cores << " cores";
+  return Result{label, p.p99, "ms p99", d.str()};
 }
 
 std::vector<Result> Relay(const Options& o) {
@@ -573,8 +652,10 @@ std::string Machine(const Options& o) {
   pqxx::connection c(o.broker_db);
   pqxx::nontransaction tx(c);
   m << "- PostgreSQL: " << tx.exec("SHOW server_version")[0][0].c_str();
-  for (const char* s : {"fsync", "synchronous_commit", "full_page_writes", "shared_buffers",
-                        "wal_level", "max_wal_size", "checkpoint_timeout"}) {
+  for (const char* s :
+       {"fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "wal_buffers",
+        "wal_level", "wal_compression", "commit_delay", "max_wal_size", "checkpoint_timeout",
+        "work_mem", "autovacuum_naptime", "autovacuum_vacuum_scale_factor"}) {
     m << ", " << s << "=" << tx.exec(std::string("SHOW ") + s)[0][0].c_str();
   }
   m << "\n";
@@ -602,7 +683,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--out", o.out, "write the results here (Markdown)");
   CLI11_PARSE(app, argc, argv);
-  for (int i = 0; i < argc; ++i) o.command_line += (i ? " " : "") + std::string(argv[i]);
+  // Recorded without the machine's addresses and paths (those of this run's stack).
+  o.command_line = "bench/run.sh";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--broker" || a == "--broker-pid" || a == "--broker-database-url" ||
+        a == "--app-database-url" || a == "--out") {
+      ++i;
+      continue;
+    }
+    o.command_line += " " + a;
+  }
+  o.postmaster = PostmasterPid(o.broker_db);
   auto want = [&](const std::string& w) { return o.only.find(w) != std::string::npos; };
 
   std::vector<Result> results;
@@ -614,12 +706,18 @@ int main(int argc, char** argv) {
       pg_insert = pg[0].rate;
       results.insert(results.end(), pg.begin(), pg.end());
     }
-    if (want("w1")) {
-      results.push_back(Produce(o, "w1", "W1 produce"));
-      w1 = results.back().rate;
+    // W1-W3 on a topic of one queue and on the default topic of four (the targets hold for
+    // both): W2 drains what W1 stored in the same topic.
+    for (int queues : {1, 4}) {
+      const std::string q = std::to_string(queues);
+      const std::string on = queues == 1 ? ", 1 queue" : ", 4 queues";
+      if (want("w1")) {
+        results.push_back(Produce(o, "w1q" + q, "W1 produce" + on, queues));
+        if (queues == 4) w1 = results.back().rate;
+      }
+      if (want("w2")) results.push_back(Consume(o, "w1q" + q, "w2q" + q, "W2 consume+ACK" + on));
+      if (want("w3")) results.push_back(Latency(o, "w3q" + q, "W3 latency" + on, queues));
     }
-    if (want("w2")) results.push_back(Consume(o, "w1", "w2", "W2 consume+ACK"));
-    if (want("w3")) results.push_back(Latency(o));
     if (want("w4") && !o.app_db.empty()) {
       auto r = Relay(o);
       results.insert(results.end(), r.begin(), r.end());
@@ -640,19 +738,25 @@ int main(int argc, char** argv) {
   const ProcStat broker = ReadProc(o.broker_pid);
 
   std::ostringstream md;
-  md << "| workload | result | vs pg-limit insert | broker CPU s / 1M msgs | detail |\n"
-     << "| --- | --- | --- | --- | --- |\n";
+  md << "| workload | result | vs pg-limit insert | broker CPU us / msg | PostgreSQL CPU us / msg"
+        " | detail |\n"
+     << "| --- | --- | --- | --- | --- | --- |\n";
   for (const Result& r : results) {
-    std::ostringstream ratio, cpu;
+    std::ostringstream ratio, cpu, pg_cpu;
     if (r.unit != "ms p99" && r.unit != "MiB" && pg_insert > 0 &&
         r.name.rfind("pg-limit", 0) != 0) {
       ratio << std::fixed << std::setprecision(2) << r.rate / pg_insert;
     }
     if (r.name == "W4 relay" && w1 > 0)
       ratio << " (" << std::setprecision(2) << r.rate / w1 << " x W1)";
+    // CPU seconds per million messages = microseconds per message.
     if (r.cpu_per_million >= 0) cpu << std::fixed << std::setprecision(1) << r.cpu_per_million;
+    if (r.pg_cpu_per_million >= 0) {
+      pg_cpu << std::fixed << std::setprecision(1) << r.pg_cpu_per_million;
+    }
     md << "| " << r.name << " | " << std::fixed << std::setprecision(r.unit == "ms p99" ? 1 : 0)
-       << r.rate << " " << r.unit << " | " << ratio.str() << " | " << cpu.str() << " | " << r.detail
+       << r.rate << " " << r.unit << " | " << ratio.str() << " | " << cpu.str() << " | "
+       << pg_cpu.str() << " | " << r.detail
        << " |\n";
   }
   if (o.broker_pid > 0) md << "\nBroker peak RSS: " << broker.peak_rss_kb / 1024 << " MiB\n";
@@ -660,7 +764,8 @@ int main(int argc, char** argv) {
   if (!o.out.empty()) {
     std::ofstream f(o.out);
     f << "# Ferry benchmark results\n\nWritten by `make bench` (bench/run.sh). Durable settings:"
-         " fsync and synchronous_commit on.\n\n## Machine\n\n"
+         " fsync and synchronous_commit on; PostgreSQL runs with deploy/postgresql.conf (what a"
+         " user deploys), for the yardstick and for Ferry alike.\n\n## Machine\n\n"
       << Machine(o) << "\n## Command\n\n```\n"
       << o.command_line << "\n```\n\n## Results\n\n"
       << md.str();

@@ -1,6 +1,9 @@
 # Source this file. Starts and stops a private PostgreSQL 15 cluster as an unprivileged user,
 # listening on a unix socket in the cluster's folder and on 127.0.0.1.
-#   ferry_pg_start DIR PORT [durable|fast]   initdb if DIR/data is missing, then start
+#   ferry_pg_start DIR PORT [durable|deploy|fast]
+#                                            initdb if DIR/data is missing, then start;
+#                                            deploy: durable with deploy/postgresql.conf (what a
+#                                            user deploys: benchmarks, demos)
 #   ferry_pg_stop DIR                        fast shutdown (immediate if that fails)
 #   ferry_pg_crash DIR                       immediate shutdown (a crash: no checkpoint)
 #   ferry_pg_standby PRIMARY_DIR PRIMARY_PORT DIR PORT NAME
@@ -21,6 +24,13 @@ ferry_pg_start() {
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     ferry_pg_run "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
       >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
+  fi
+  if [ "$mode" = deploy ]; then
+    local root
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    ferry_pg_run cp "$root/deploy/postgresql.conf" "$dir/data/ferry.conf"
+    grep -q "^include_if_exists = 'ferry.conf'" "$dir/data/postgresql.conf" ||
+      echo "include_if_exists = 'ferry.conf'" | ferry_pg_run tee -a "$dir/data/postgresql.conf" >/dev/null
   fi
   opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200"
   if [ "$mode" = fast ]; then

@@ -19,7 +19,7 @@ if [ -f "$dir/data/postmaster.pid" ] && "$PG_BIN/pg_isready" -q -h "$dir" -p "$p
   started_here=""
 else
   rm -f "$dir/data/postmaster.pid" 2>/dev/null || true   # stale after a crash
-  ferry_pg_start "$dir" "$port" durable
+  ferry_pg_start "$dir" "$port" deploy
   started_here=1
 fi
 stop_db() { [ -z "$started_here" ] || { echo "run: stopping PostgreSQL"; ferry_pg_stop "$dir"; }; }

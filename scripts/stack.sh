@@ -1,5 +1,5 @@
 # Source this file (after scripts/pg.sh). A throwaway Ferry stack for demos and benchmarks:
-#   ferry_stack_up [DATABASE...]   PostgreSQL (durable) with database `ferry` and the named
+#   ferry_stack_up [DATABASE...]   PostgreSQL (deploy/postgresql.conf) with database `ferry` and the named
 #                                  application databases (ferry_outbox applied), ferry-broker on
 #                                  a free port. Sets STACK_DIR, STACK_PORT, BROKER, BROKER_DB,
 #                                  BROKER_PID, and APP_DB_<NAME> for each application database.
@@ -21,7 +21,7 @@ ferry_stack_up() {
   STACK_DIR=$(mktemp -d /tmp/ferry-stack.XXXXXX); chmod 755 "$STACK_DIR"
   trap ferry_stack_down EXIT
   STACK_PORT=$(ferry_pg_free_port)
-  ferry_pg_start "$STACK_DIR" "$STACK_PORT" durable
+  ferry_pg_start "$STACK_DIR" "$STACK_PORT" deploy
   "$PG_BIN/createdb" -h "$STACK_DIR" -p "$STACK_PORT" -U postgres ferry
   BROKER_DB=$(ferry_pg_conninfo "$STACK_DIR" "$STACK_PORT" ferry)
   for db in "$@"; do
