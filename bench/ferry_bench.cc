@@ -101,8 +101,8 @@ double PostgresCpuSeconds(int postmaster) {
   double total = 0;
   auto own = fields(postmaster);
   if (own.size() > 14) {
-    total += (std::stod(own[11]) + std::stod(own[12]) + std::stod(own[13]) + std::stod(own[14])) /
-             tick;
+    total +=
+        (std::stod(own[11]) + std::stod(own[12]) + std::stod(own[13]) + std::stod(own[14])) / tick;
   }
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
@@ -278,8 +278,7 @@ Result Consume(const Options& o, const std::string& topic, const std::string& gr
   return r;
 }
 
-Result Latency(const Options& o, const std::string& topic, const std::string& label,
-               int queues) {
+Result Latency(const Options& o, const std::string& topic, const std::string& label, int queues) {
   ferry::Client admin(o.broker);
   CreateTopic(admin, topic, queues);
   {  // the group exists before the first message
@@ -341,9 +340,9 @@ Result Latency(const Options& o, const std::string& topic, const std::string& la
   const Percentiles p = Percentile(latencies_ms);
   std::ostringstream d;
   d << std::fixed << std::setprecision(1) << "p50 " << p.p50 << " ms, p99 " << p.p99 << " ms, p999 "
-    << p.p999 << " ms, max " << p.max << " ms (" << latencies_ms.size() << " messages); CPU while sending: broker "
-    << std::setprecision(2) << broker_cores << " + PostgreSQL " << pg_cores << " = "
-    << broker_cores + pg_cores << " cores";
+    << p.p999 << " ms, max " << p.max << " ms (" << latencies_ms.size()
+    << " messages); CPU while sending: broker " << std::setprecision(2) << broker_cores
+    << " + PostgreSQL " << pg_cores << " = " << broker_cores + pg_cores << " cores";
   return Result{label, p.p99, "ms p99", d.str()};
 }
 
@@ -756,8 +755,7 @@ int main(int argc, char** argv) {
     }
     md << "| " << r.name << " | " << std::fixed << std::setprecision(r.unit == "ms p99" ? 1 : 0)
        << r.rate << " " << r.unit << " | " << ratio.str() << " | " << cpu.str() << " | "
-       << pg_cpu.str() << " | " << r.detail
-       << " |\n";
+       << pg_cpu.str() << " | " << r.detail << " |\n";
   }
   if (o.broker_pid > 0) md << "\nBroker peak RSS: " << broker.peak_rss_kb / 1024 << " MiB\n";
   std::cout << "\n" << md.str();

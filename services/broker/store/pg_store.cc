@@ -144,6 +144,7 @@ void ClassifyUnapplied(pqxx::work& tx, int64_t group_id, const std::vector<Deliv
        tx.exec_prepared(kSelectLeasesAt.name, group_id, IntArray(t), IntArray(q), IntArray(o))) {
     leased.emplace(row[0].as<int64_t>(), row[1].as<uint32_t>(), row[2].as<int64_t>());
   }
+  for (const Position& p : RangeMembersAt(tx, group_id, t, q, o)) leased.insert(p);
   std::set<std::pair<int64_t, uint32_t>> positions;
   for (const auto& row :
        tx.exec_prepared(kSelectGroupQueuesAt.name, group_id, IntArray(t), IntArray(q))) {
@@ -183,14 +184,14 @@ PgStore::PgStore(pg::ConnectionPool& pool, QueueChooser choose_queue, TxnTiming 
 PgStore::~PgStore() = default;
 
 std::vector<pg::Statement> PgStore::AllStatements() {
-  std::vector<pg::Statement> all = {kNotifyTopics,      kDeadLetterLeases, kSelectGroupQueuesAt,
-                                    kExistingGroups,    kEnsureSegments,   kInsertGroup,
-                                    kInsertGroupQueues, kAdvanceDelivered, kSelectTopic,
-                                    kSelectTopicById,   kSelectGroup,      kSelectLeasesAt};
+  std::vector<pg::Statement> all = {
+      kNotifyTopics, kDeadLetterLeases,  kSelectGroupQueuesAt, kExistingGroups, kEnsureSegments,
+      kInsertGroup,  kInsertGroupQueues, kAdvanceDelivered,    kSelectTopic,    kSelectTopicById,
+      kSelectGroup,  kSelectLeasesAt,    kUnflushedCommit,     kFlushedCommit};
   for (const auto& part :
        {TopicsStatements(), ProduceStatements(), DeliveryStatements(), SettleStatements(),
         GroupsStatements(), DeadLettersStatements(), TxnStatements(), AuthStatements(),
-        RetentionStatements(), MetricsStatements()}) {
+        RetentionStatements(), MetricsStatements(), RangeStatements()}) {
     all.insert(all.end(), part.begin(), part.end());
   }
   return all;

@@ -62,6 +62,17 @@ constexpr pg::Statement kSelectReadableQueues{
     " AND greatest(gq.delivered_offset, q.first_offset) < q.next_offset"
     " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT $5 FOR UPDATE OF gq SKIP LOCKED"};
 
+// When every readable queue is held by another consumer of the group: wait for one of them
+// (rotated like above) instead of coming back empty. Its holder commits without a WAL flush,
+// so the wait is short; then the row is read again and skipped if nothing is left.
+constexpr pg::Statement kWaitReadableQueue{
+    "broker_wait_readable_queue",
+    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), q.next_offset"
+    " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
+    " WHERE gq.group_id = $1 AND gq.topic_id = $2"
+    " AND greatest(gq.delivered_offset, q.first_offset) < q.next_offset"
+    " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT 1 FOR UPDATE OF gq"};
+
 // Ordered mode, step 1: lock every queue of the group nobody else is reading right now.
 constexpr pg::Statement kLockOrderedQueues{
     "broker_lock_ordered_queues",
@@ -215,7 +226,7 @@ struct Readable {
 // Delivers messages never delivered to the group from `readable` queues (whose group_queues
 // rows this transaction holds), shared round robin from a random first queue.
 void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<Readable> readable,
-                uint32_t visibility_ms, Budget& budget, LeaseBatch& batch) {
+                uint32_t visibility_ms, bool as_ranges, Budget& budget, LeaseBatch& batch) {
   if (readable.empty() || budget.Left() == 0) return;
   thread_local std::mt19937 rng{std::random_device{}()};
   const size_t start = rng() % readable.size();
@@ -271,6 +282,27 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
     tx.exec_prepared(kAdvanceDelivered.name, group_id, topic_id, IntArray(dq), IntArray(dd));
   }
   if (fresh.empty()) return;
+  if (as_ranges) {
+    // One range per queue: [first delivered, last delivered + 1); offsets in between that were
+    // not read (removed by retention meanwhile) are settled from the start.
+    std::vector<NewRange> ranges;
+    for (const auto& m : fresh) {
+      if (ranges.empty() || ranges.back().queue != m.queue) {
+        ranges.push_back(NewRange{m.queue, m.offset, m.offset, {}});
+      }
+      NewRange& r = ranges.back();
+      for (int64_t h = r.end; h < m.offset; ++h) r.holes.push_back(h);
+      r.end = m.offset + 1;
+    }
+    const std::map<uint32_t, int64_t> tokens =
+        InsertRanges(tx, group_id, topic_id, ranges, visibility_ms);
+    for (LeasedMessage& m : fresh) {
+      m.attempt = 1;
+      m.lease_token = tokens.at(m.queue);
+      batch.messages.push_back(std::move(m));
+    }
+    return;
+  }
   std::vector<uint32_t> lq;
   std::vector<int64_t> lo;
   for (const auto& m : fresh) {
@@ -294,9 +326,9 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
 namespace store_internal {
 
 std::vector<pg::Statement> DeliveryStatements() {
-  return {kSelectDueLeases,      kSelectMessagesAt,    kRenewLeases,
-          kSelectReadableQueues, kLockOrderedQueues,   kCountQueueLeases,
-          kSelectQueueLeases,    kSelectMessageRanges, kInsertLeases};
+  return {kSelectDueLeases,   kSelectMessagesAt, kRenewLeases,       kSelectReadableQueues,
+          kLockOrderedQueues, kCountQueueLeases, kSelectQueueLeases, kSelectMessageRanges,
+          kInsertLeases,      kWaitReadableQueue};
 }
 
 }  // namespace store_internal
@@ -306,6 +338,7 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
   absl::Status status = pg::WithConnection(pool_, "consume", [&](pqxx::connection& c) {
     batch = LeaseBatch{};
     pqxx::work tx(c);
+    tx.exec_prepared(kUnflushedCommit.name);
     pqxx::result t = tx.exec_prepared(kSelectTopic.name, req.topic);
     if (t.empty()) return TopicNotFound(req.topic);
     const TopicInfo info = TopicFromRow(t[0]);
@@ -313,6 +346,7 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
 
     pqxx::result g = tx.exec_prepared(kSelectGroup.name, req.group);
     if (g.empty()) {
+      tx.exec_prepared(kFlushedCommit.name);  // a new group is durable before anyone sees it
       tx.exec_prepared(kInsertGroup.name, req.group, req.start_latest);  // waits for a racer
       g = tx.exec_prepared(kSelectGroup.name, req.group);
       if (g.empty()) return absl::AbortedError("consume: the group was being created; retry");
@@ -336,6 +370,9 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
       std::vector<uint32_t> due_queues;
       std::vector<Readable> fresh;
       std::vector<Readable> locked;
+      // Ranges (left from before the group or topic became ordered) become leases, so the
+      // counts below see every message in flight.
+      DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/false, 1 << 20);
       for (const auto& row :
            tx.exec_prepared(kLockOrderedQueues.name, batch.group_id, batch.topic_id)) {
         locked.push_back(
@@ -368,9 +405,12 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
         }
         Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
       }
-      DeliverNew(tx, batch.group_id, batch.topic_id, std::move(fresh), req.visibility_ms, budget,
-                 batch);
+      DeliverNew(tx, batch.group_id, batch.topic_id, std::move(fresh), req.visibility_ms,
+                 /*as_ranges=*/false, budget, batch);
     } else {
+      // Ranges past their deadline: their unsettled messages become due leases, redelivered
+      // below like any other.
+      DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/true, req.max_messages);
       std::vector<DueLease> due;
       for (const auto& row : tx.exec_prepared(kSelectDueLeases.name, batch.group_id, batch.topic_id,
                                               req.max_messages)) {
@@ -397,8 +437,17 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
           }
           if (readable.empty()) break;  // nothing readable (or all held by others)
         }
+        if (readable.empty() && budget.taken == 0) {
+          // Every queue with a backlog is being read by another consumer of the group: wait
+          // for one rather than answer empty (more consumers than queues add throughput).
+          for (const auto& row :
+               tx.exec_prepared(kWaitReadableQueue.name, batch.group_id, batch.topic_id, start)) {
+            readable.push_back(
+                Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+          }
+        }
         DeliverNew(tx, batch.group_id, batch.topic_id, std::move(readable), req.visibility_ms,
-                   budget, batch);
+                   /*as_ranges=*/true, budget, batch);
       }
     }
     tx.commit();

@@ -68,7 +68,8 @@ constexpr pg::Statement kFirstOffsetAt{
 
 constexpr pg::Statement kReleaseGroupLeases{
     "broker_release_group_leases",
-    "DELETE FROM group_leases WHERE group_id = $1 AND topic_id = $2"};
+    "WITH r AS (DELETE FROM group_ranges WHERE group_id = $1 AND topic_id = $2)"
+    " DELETE FROM group_leases WHERE group_id = $1 AND topic_id = $2"};
 
 std::string OptText(const std::optional<bool>& v) { return v ? (*v ? "true" : "false") : ""; }
 template <typename T>

@@ -3,8 +3,10 @@
 
 #include <absl/status/statusor.h>
 
+#include <map>
 #include <optional>
 #include <pqxx/pqxx>
+#include <set>
 #include <tuple>
 #include <utility>
 
@@ -54,6 +56,15 @@ inline constexpr pg::Statement kSelectLeasesAt{
 
 inline constexpr pg::Statement kEnsureSegments{"broker_ensure_segments",
                                                "SELECT ferry_ensure_segments($1)"};
+
+// Leases are not flushed at commit (synchronous_commit off for the transaction): a lease lost
+// in a crash only means the message is delivered again, which at-least-once allows, and the
+// next durable commit on the server (any ACK) flushes every earlier one with it. What must
+// survive (a group created, an ACK, a dead letter decided by a Commit) commits durably.
+inline constexpr pg::Statement kUnflushedCommit{
+    "broker_unflushed_commit", "SELECT set_config('synchronous_commit', 'off', true)"};
+inline constexpr pg::Statement kFlushedCommit{
+    "broker_flushed_commit", "SELECT set_config('synchronous_commit', 'on', true)"};
 
 inline constexpr pg::Statement kInsertGroup{
     "broker_insert_group",
@@ -142,6 +153,48 @@ std::optional<std::pair<GroupPolicy, RefColumns>> ReceiptsOfGroup(
 void ClassifyUnapplied(pqxx::work& tx, int64_t group_id, const std::vector<DeliveryRef>& refs,
                        const std::vector<size_t>& which, std::vector<SettleResult>& out);
 
+// ---- range leases (pg_store_ranges.cc) ----
+
+using RangeKey = std::tuple<int64_t, uint32_t, int64_t>;  // topic, queue, first offset
+struct RangeInfo {
+  int64_t end;  // exclusive
+  int64_t token;
+  std::set<int64_t> settled;  // ACKed, or taken out into group_leases
+};
+struct RangeHits {
+  std::map<size_t, RangeKey> member;  // receipt index -> its range
+  std::map<RangeKey, RangeInfo> ranges;
+};
+// The receipts (`which`: indexes into refs) that name an unsettled message of one of the
+// group's ranges under that range's token, with those ranges (locked until commit).
+RangeHits RangeMembers(pqxx::work& tx, int64_t group_id, const std::vector<DeliveryRef>& refs,
+                       const std::vector<size_t>& which);
+// Settles `offsets` in their ranges (found by RangeMembers); a range left with nothing
+// unsettled is deleted. take_out: each offset first becomes a group_leases row (same token,
+// attempt 1, the range's deadline), for the per-message code to handle.
+void SettleInRanges(pqxx::work& tx, int64_t group_id, RangeHits& hits,
+                    const std::map<RangeKey, std::set<int64_t>>& offsets, bool take_out);
+// Turns the group's ranges on a topic whose deadline passed (due_only) or all of them into
+// per-message leases of their unsettled offsets, at most `limit` ranges.
+void DissolveRanges(pqxx::work& tx, int64_t group_id, int64_t topic_id, bool due_only,
+                    int64_t limit);
+struct NewRange {
+  uint32_t queue;
+  int64_t first, end;          // [first, end)
+  std::vector<int64_t> holes;  // offsets in between not delivered (removed by retention)
+};
+// Records new deliveries as ranges; returns the lease token of each queue's range.
+std::map<uint32_t, int64_t> InsertRanges(pqxx::work& tx, int64_t group_id, int64_t topic_id,
+                                         const std::vector<NewRange>& ranges,
+                                         uint32_t visibility_ms);
+// Of these positions, those the group holds unsettled in a range (whatever the token).
+std::set<Position> RangeMembersAt(pqxx::work& tx, int64_t group_id, const std::vector<int64_t>& t,
+                                  const std::vector<uint32_t>& q, const std::vector<int64_t>& o);
+// Takes the receipts among `which` that name a range's message out into group_leases rows, so
+// that per-message code (RETRY, extensions, transactions) finds them there.
+void TakeOutOfRanges(pqxx::work& tx, int64_t group_id, const std::vector<DeliveryRef>& refs,
+                     const std::vector<size_t>& which);
+
 // The statements of each part of the store, defined in its file.
 std::vector<pg::Statement> TopicsStatements();
 std::vector<pg::Statement> ProduceStatements();
@@ -153,5 +206,6 @@ std::vector<pg::Statement> TxnStatements();
 std::vector<pg::Statement> AuthStatements();
 std::vector<pg::Statement> RetentionStatements();
 std::vector<pg::Statement> MetricsStatements();
+std::vector<pg::Statement> RangeStatements();
 
 }  // namespace ferry::broker::store_internal

@@ -20,7 +20,7 @@ constexpr pg::Statement kGroupGauges{
     " LEFT JOIN LATERAL (SELECT min(msg_offset) AS first,"
     "  count(*) FILTER (WHERE state IN ('delivered', 'in_txn')) AS in_flight,"
     "  count(*) FILTER (WHERE state IN ('retrying', 'redriven')) AS retrying,"
-    "  min(first_delivered_at) AS oldest FROM group_leases l WHERE l.group_id = gq.group_id"
+    "  min(first_delivered_at) AS oldest FROM group_in_flight l WHERE l.group_id = gq.group_id"
     "  AND l.topic_id = gq.topic_id AND l.queue_id = gq.queue_id) l ON true"
     " GROUP BY g.name, t.name ORDER BY 1, 2"};
 

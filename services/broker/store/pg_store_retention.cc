@@ -46,6 +46,8 @@ constexpr pg::Statement kExpireQueuePrefix{
     "  AND m.msg_offset >= $3 AND m.msg_offset < cut.upto RETURNING 1),"
     " released AS (DELETE FROM group_leases l USING cut WHERE l.topic_id = $1 AND l.queue_id = $2"
     "  AND l.msg_offset < cut.upto RETURNING 1),"
+    " released_ranges AS (DELETE FROM group_ranges r USING cut WHERE r.topic_id = $1"
+    "  AND r.queue_id = $2 AND r.end_offset <= cut.upto RETURNING 1),"
     " mark AS (UPDATE queues q SET first_offset = greatest(q.first_offset, cut.upto) FROM cut"
     "  WHERE q.topic_id = $1 AND q.queue_id = $2 RETURNING 1)"
     " SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM released),"
@@ -77,7 +79,9 @@ constexpr pg::Statement kRetireSegment{
     "    AND s.queue_id = q.queue_id AND s.segment <> $1), q.next_offset))"
     "  FROM (SELECT DISTINCT topic_id, queue_id FROM gone) g"
     "  WHERE q.topic_id = g.topic_id AND q.queue_id = g.queue_id"
-    "  RETURNING q.topic_id, q.queue_id, q.first_offset)"
+    "  RETURNING q.topic_id, q.queue_id, q.first_offset),"
+    " ranges AS (DELETE FROM group_ranges r USING marked m WHERE r.topic_id = m.topic_id"
+    "  AND r.queue_id = m.queue_id AND r.end_offset <= m.first_offset)"
     " DELETE FROM group_leases l USING marked m WHERE l.topic_id = m.topic_id"
     " AND l.queue_id = m.queue_id AND l.msg_offset < m.first_offset"};
 

@@ -96,6 +96,41 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
     std::vector<size_t> mine = of_group->second.index;
     if (mine.empty()) return absl::OkStatus();
 
+    // Range leases first: an ACK of a range's message settles it in the range; any other
+    // outcome takes the message out into a lease row, handled below with the rest. A second
+    // entry for a message settled by an earlier one of this call is already committed.
+    {
+      RangeHits hits = RangeMembers(tx, group.group_id, refs, mine);
+      std::map<RangeKey, std::set<int64_t>> acks, taken;
+      std::set<Position> acked_here, taken_here;
+      std::vector<size_t> rest;
+      for (size_t i : mine) {
+        const DeliveryRef& ref = settlements[i].ref;
+        const Position pos{ref.topic_id, ref.queue, ref.offset};
+        auto member = hits.member.find(i);
+        if (acked_here.count(pos) != 0) {
+          out[i].status = SettleStatus::kAlreadyCommitted;
+        } else if (member == hits.member.end() || taken_here.count(pos) != 0) {
+          rest.push_back(i);
+        } else if (settlements[i].outcome == Outcome::kAck) {
+          acks[member->second].insert(ref.offset);
+          acked_here.insert(pos);
+          out[i].status = SettleStatus::kCommitted;
+        } else {
+          taken[member->second].insert(ref.offset);
+          taken_here.insert(pos);
+          rest.push_back(i);
+        }
+      }
+      SettleInRanges(tx, group.group_id, hits, acks, /*take_out=*/false);
+      SettleInRanges(tx, group.group_id, hits, taken, /*take_out=*/true);
+      mine.swap(rest);
+    }
+    if (mine.empty()) {
+      tx.commit();
+      return absl::OkStatus();
+    }
+
     // The common case first: ACKs of current deliveries, deleted in one statement. Whatever
     // it did not match (stale or settled receipts, RETRY, DEAD_LETTER) is classified below.
     {
@@ -271,9 +306,11 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::ExtendLeases(
   absl::Status status = pg::WithConnection(pool_, "extend lease", [&](pqxx::connection& c) {
     out.assign(refs.size(), SettleResult{});
     pqxx::work tx(c);
+    tx.exec_prepared(kUnflushedCommit.name);  // lost in a crash: delivered again sooner
     auto group = ReceiptsOfGroup(tx, group_name, refs, out);
     if (!group || group->second.index.empty()) return absl::OkStatus();
     const int64_t group_id = group->first.group_id;
+    TakeOutOfRanges(tx, group_id, refs, group->second.index);  // extended one by one
     const auto& [mine, t, o, k, q] = group->second;
     std::set<Position> extended;
     for (const auto& row : tx.exec_prepared(kExtendLeases.name, group_id, IntArray(t), IntArray(q),

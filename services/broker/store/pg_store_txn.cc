@@ -363,6 +363,7 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::AttachAcks(
     if (!group || group->second.index.empty()) return absl::OkStatus();
     const int64_t group_id = group->first.group_id;
     const auto& [mine, t, o, k, q] = group->second;
+    TakeOutOfRanges(tx, group_id, refs, mine);  // pinned one by one below
     std::set<Position> pinned;
     for (const auto& row : tx.exec_prepared(kPinLeases.name, group_id, IntArray(t), IntArray(q),
                                             IntArray(o), IntArray(k))) {

@@ -29,7 +29,7 @@ namespace {
 std::string Snapshot(BrokerFixture& f) {
   return f.Query(
       "SELECT concat_ws(' ', (SELECT count(*) FROM messages), (SELECT count(*) FROM topics),"
-      " (SELECT count(*) FROM consumer_groups), (SELECT count(*) FROM group_leases),"
+      " (SELECT count(*) FROM consumer_groups), (SELECT count(*) FROM group_in_flight),"
       " (SELECT count(*) FROM transactions), (SELECT count(*) FROM dead_letters),"
       " (SELECT count(*) FROM delayed_messages), (SELECT count(*) FROM dedup),"
       " (SELECT string_agg(next_offset::text, ',' ORDER BY topic_id, queue_id) FROM queues),"

@@ -214,12 +214,13 @@ TEST_CASE("topics: list - describe - delete", "[integration][service]") {
   CHECK(count == 3);
   f.Consume("g", "b", 10);
   f.Consume("g", "a", 10);
-  CHECK(f.Query("SELECT count(*) FROM group_leases").at(0) == "3");  // in flight
+  CHECK(f.Query("SELECT count(*) FROM group_in_flight").at(0) == "3");  // in flight
   REQUIRE(f.client->DeleteTopic("b").ok());
   CHECK(f.client->DescribeTopic("b").status().code() == absl::StatusCode::kNotFound);
   CHECK(f.StoredMessages() == 0);
-  // The deleted topic's leases go with it (a trigger on group_queues, not a foreign key).
-  CHECK(f.Query("SELECT count(*) FROM group_leases").at(0) == "0");
+  // The deleted topic's deliveries go with it (a trigger on group_queues, not a foreign key).
+  CHECK(f.Query("SELECT count(*) FROM group_in_flight").at(0) == "0");
+  CHECK(f.Query("SELECT count(*) FROM group_ranges").at(0) == "0");
   CHECK(f.Query("SELECT count(*) FROM group_queues").at(0) == "1");  // g's position in "a"
 }
 

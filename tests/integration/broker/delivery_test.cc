@@ -497,7 +497,7 @@ TEST_CASE(
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   CHECK(short_rows() == 0);
-  CHECK(f.Query("SELECT count(*) FROM group_leases").at(0) == "0");
+  CHECK(f.Query("SELECT count(*) FROM group_in_flight").at(0) == "0");
   CHECK(f.StoredMessages() == 1);  // the other topic keeps its message
   auto d = f.client->DescribeTopic("short");
   REQUIRE(d.ok());
@@ -537,7 +537,7 @@ TEST_CASE("retention drops whole segments: the partition and its storage are gon
   }
   CHECK_FALSE(any_left());  // dropped: not a row left behind for vacuum
   CHECK(f.StoredMessages() == 0);
-  CHECK(f.Query("SELECT count(*) FROM group_leases").at(0) == "0");
+  CHECK(f.Query("SELECT count(*) FROM group_in_flight").at(0) == "0");
   CHECK(f.Query("SELECT count(*) FROM queues WHERE first_offset <> next_offset").at(0) == "0");
   CHECK(f.Settle("g", leased.messages(0).receipt(), v1::ACK).status() == v1::ALREADY_COMMITTED);
   // The group that fell behind resumes at what is still stored, at once.
@@ -632,4 +632,78 @@ TEST_CASE("group policy: create - describe - update - bad input", "[integration]
   e->set_outcome(v1::RETRY);
   e->set_retry_delay_ms(90000000);
   CHECK(f.client->Commit(too_long).status().code() == absl::StatusCode::kInvalidArgument);
+}
+
+TEST_CASE(
+    "range leases: a batch is one row - ACKs settle in it - the unACKed come back alone with "
+    "attempt 2 - a RETRY in a batch - receipts of settled messages are already committed",
+    "[integration][delivery][ranges]") {
+  BrokerFixture f;
+  f.CreateTopic("jobs", 1);
+  CreateGroup(f, "workers", 5, {200});
+  f.Produce("jobs", {"m0", "m1", "m2", "m3", "m4", "m5"});
+  auto batch = f.Consume("workers", "jobs", 6, 0, /*visibility_ms=*/1500);
+  REQUIRE(batch.messages_size() == 6);
+  // One row for the batch, six messages in flight.
+  CHECK(f.Query("SELECT count(*) FROM group_ranges").at(0) == "1");
+  CHECK(f.Query("SELECT count(*) FROM group_leases").at(0) == "0");
+  CHECK(LagOf(f, "workers", "jobs").in_flight() == 6);
+
+  // m0 and m2 ACKed (m0 twice in one call: the second is already committed), m1 RETRY.
+  v1::CommitRequest req;
+  req.set_group("workers");
+  for (int i : {0, 0, 2, 1}) {
+    auto* e = req.add_entries();
+    e->set_receipt(batch.messages(i).receipt());
+    e->set_outcome(i == 1 ? v1::RETRY : v1::ACK);
+  }
+  auto r = f.client->Commit(req);
+  REQUIRE(r.ok());
+  REQUIRE(r->results_size() == 4);
+  CHECK(r->results(0).status() == v1::COMMITTED);
+  CHECK(r->results(1).status() == v1::ALREADY_COMMITTED);
+  CHECK(r->results(2).status() == v1::COMMITTED);
+  CHECK(r->results(3).status() == v1::RETRY_SCHEDULED);
+  auto lag = LagOf(f, "workers", "jobs");
+  CHECK(lag.in_flight() == 3);  // m3, m4, m5
+  CHECK(lag.retrying() == 1);   // m1
+  CHECK(f.Settle("workers", batch.messages(2).receipt(), v1::ACK).status() ==
+        v1::ALREADY_COMMITTED);
+  CHECK(f.Settle("workers", batch.messages(1).receipt(), v1::RETRY).status() ==
+        v1::ALREADY_COMMITTED);  // its retry is scheduled already
+  CHECK(f.Settle("workers", batch.messages(3).receipt(), v1::ACK).status() == v1::COMMITTED);
+
+  // The batch's deadline passes: m4 and m5 come back (attempt 2), with m1's retry; never m0,
+  // m2 or m3.
+  std::map<std::string, uint32_t> again;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (again.size() < 3 && std::chrono::steady_clock::now() < give_up) {
+    auto got = f.Consume("workers", "jobs", 10, 1000);
+    for (const auto& m : got.messages()) again[m.payload()] = m.delivery_attempt();
+  }
+  CHECK(again == std::map<std::string, uint32_t>{{"m1", 2}, {"m4", 2}, {"m5", 2}});
+  // The old receipts of the redelivered messages are stale; the range is gone.
+  CHECK(f.Settle("workers", batch.messages(4).receipt(), v1::ACK).status() == v1::STALE_RECEIPT);
+  CHECK(f.Query("SELECT count(*) FROM group_ranges").at(0) == "0");
+}
+
+TEST_CASE("range leases: a fully ACKed batch leaves no row behind - the lag is zero",
+          "[integration][delivery][ranges]") {
+  BrokerFixture f;
+  f.CreateTopic("jobs", 2);
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 40; ++i) payloads.push_back("p" + std::to_string(i));
+  f.Produce("jobs", payloads);
+  size_t seen = 0;
+  for (int round = 0; round < 10 && seen < payloads.size(); ++round) {
+    auto got = f.Consume("g", "jobs", 7, 1000);
+    seen += got.messages_size();
+    for (const auto& m : got.messages()) {
+      REQUIRE(f.Settle("g", m.receipt(), v1::ACK).status() == v1::COMMITTED);
+    }
+  }
+  CHECK(seen == payloads.size());
+  CHECK(f.Query("SELECT count(*) FROM group_ranges").at(0) == "0");
+  CHECK(f.Query("SELECT count(*) FROM group_in_flight").at(0) == "0");
+  CHECK(LagOf(f, "g", "jobs").lag() == 0);
 }
