@@ -53,30 +53,44 @@ constexpr pg::Statement kRenewLeases{
 // Locks up to $5 readable queues nobody else is reading, in queue order rotated to start at $3
 // (each consumer starts somewhere else), skipping the queues in $4 (already held). Only the
 // rows returned are locked (LockRows sits under the Limit), so concurrent consumers of a group
-// spread over the queues instead of one of them holding every queue for one batch.
+// spread over the queues instead of one of them holding every queue for one batch. The lock
+// writes no row version (nothing on group_queues is updated per batch: issue 15, W6); the
+// positions are read after it, by kQueuePositions.
+#define FERRY_READABLE_QUEUES(extra, limit, lock)                                      \
+  "SELECT gq.queue_id FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id"  \
+  " AND q.queue_id = gq.queue_id WHERE gq.group_id = $1 AND gq.topic_id = $2" extra    \
+  " AND greatest(" FERRY_GROUP_DELIVERED("gq") ", q.first_offset) < " FERRY_QUEUE_END( \
+      "q") " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT " limit " FOR UPDATE OF gq" lock
+
 constexpr pg::Statement kSelectReadableQueues{
     "broker_select_readable_queues",
-    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), q.next_offset"
-    " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
-    " WHERE gq.group_id = $1 AND gq.topic_id = $2 AND gq.queue_id <> ALL($4::int[])"
-    " AND greatest(gq.delivered_offset, q.first_offset) < q.next_offset"
-    " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT $5 FOR UPDATE OF gq SKIP LOCKED"};
+    FERRY_READABLE_QUEUES(" AND gq.queue_id <> ALL($4::int[])", "$5", " SKIP LOCKED")};
 
 // When every readable queue is held by another consumer of the group: wait for one of them
 // (rotated like above) instead of coming back empty. Its holder commits without a WAL flush,
-// so the wait is short; then the row is read again and skipped if nothing is left.
-constexpr pg::Statement kWaitReadableQueue{
-    "broker_wait_readable_queue",
-    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), q.next_offset"
+// so the wait is short; kQueuePositions then says whether anything is left.
+constexpr pg::Statement kWaitReadableQueue{"broker_wait_readable_queue",
+                                           FERRY_READABLE_QUEUES("", "1", "")};
+
+// Where the group is on queues it holds, read after taking them (a statement of its own, so
+// its snapshot sees what the previous holder committed): the next offset to deliver, the
+// queue's end, and the group's newest range on the queue if every message of it is settled
+// (it goes when a newer one is recorded).
+constexpr pg::Statement kQueuePositions{
+    "broker_queue_positions",
+    "SELECT gq.queue_id, greatest(gq.delivered_offset, COALESCE(r.end_offset, 0), q.first_offset),"
+    " " FERRY_QUEUE_END("q") ", CASE WHEN r.deadline = 'infinity' THEN r.first_offset END"
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
-    " WHERE gq.group_id = $1 AND gq.topic_id = $2"
-    " AND greatest(gq.delivered_offset, q.first_offset) < q.next_offset"
-    " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT 1 FOR UPDATE OF gq"};
+    " LEFT JOIN LATERAL (SELECT r.end_offset, r.first_offset, r.deadline FROM group_ranges r"
+    "  WHERE r.group_id = gq.group_id AND r.topic_id = gq.topic_id AND r.queue_id = gq.queue_id"
+    "  ORDER BY r.first_offset DESC LIMIT 1) r ON true"
+    " WHERE gq.group_id = $1 AND gq.topic_id = $2 AND gq.queue_id = ANY($3::int[])"
+    " ORDER BY gq.queue_id"};
 
 // Ordered mode, step 1: lock every queue of the group nobody else is reading right now.
 constexpr pg::Statement kLockOrderedQueues{
     "broker_lock_ordered_queues",
-    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), q.next_offset"
+    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), " FERRY_QUEUE_END("q")
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
     " WHERE gq.group_id = $1 AND gq.topic_id = $2"
     " ORDER BY gq.queue_id FOR UPDATE OF gq SKIP LOCKED"};
@@ -218,9 +232,10 @@ void Redeliver(pqxx::work& tx, const GroupPolicy& group, int64_t topic_id,
 
 struct Readable {
   uint32_t queue;
-  int64_t from;  // delivered_offset
-  int64_t end;   // next_offset
+  int64_t from;  // the group's delivered position
+  int64_t end;   // the queue's end
   int64_t take = 0;
+  int64_t settled_range = -1;  // first offset of the group's newest range if all settled
 };
 
 // Delivers messages never delivered to the group from `readable` queues (whose group_queues
@@ -278,7 +293,7 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
     dq.push_back(q);
     dd.push_back(d);
   }
-  if (!dq.empty()) {
+  if (!dq.empty() && !as_ranges) {  // with ranges, the newest range says it
     tx.exec_prepared(kAdvanceDelivered.name, group_id, topic_id, IntArray(dq), IntArray(dd));
   }
   if (fresh.empty()) return;
@@ -296,6 +311,16 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
     }
     const std::map<uint32_t, int64_t> tokens =
         InsertRanges(tx, group_id, topic_id, ranges, visibility_ms);
+    // The settled range that marked the position before goes now that a newer one does.
+    std::vector<RangeKey> superseded;
+    for (const NewRange& r : ranges) {
+      for (const Readable& q : readable) {
+        if (q.queue == r.queue && q.settled_range >= 0) {
+          superseded.emplace_back(topic_id, q.queue, q.settled_range);
+        }
+      }
+    }
+    DeleteRanges(tx, group_id, superseded);
     for (LeasedMessage& m : fresh) {
       m.attempt = 1;
       m.lease_token = tokens.at(m.queue);
@@ -326,9 +351,9 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
 namespace store_internal {
 
 std::vector<pg::Statement> DeliveryStatements() {
-  return {kSelectDueLeases,   kSelectMessagesAt, kRenewLeases,       kSelectReadableQueues,
-          kLockOrderedQueues, kCountQueueLeases, kSelectQueueLeases, kSelectMessageRanges,
-          kInsertLeases,      kWaitReadableQueue};
+  return {kSelectDueLeases,   kSelectMessagesAt,  kRenewLeases,       kSelectReadableQueues,
+          kLockOrderedQueues, kCountQueueLeases,  kSelectQueueLeases, kSelectMessageRanges,
+          kInsertLeases,      kWaitReadableQueue, kQueuePositions};
 }
 
 }  // namespace store_internal
@@ -426,25 +451,32 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
         std::vector<Readable> readable;
         std::vector<uint32_t> held;
         int64_t backlog = 0;
+        auto take_positions = [&](const pqxx::result& locked) {
+          std::vector<uint32_t> ids;
+          for (const auto& row : locked) ids.push_back(row[0].as<uint32_t>());
+          held.insert(held.end(), ids.begin(), ids.end());
+          if (ids.empty()) return;
+          for (const auto& row : tx.exec_prepared(kQueuePositions.name, batch.group_id,
+                                                  batch.topic_id, IntArray(ids))) {
+            Readable r{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()};
+            if (!row[3].is_null()) r.settled_range = row[3].as<int64_t>();
+            if (r.from >= r.end) continue;  // drained by the consumer that held it before
+            backlog += r.end - r.from;
+            readable.push_back(r);
+          }
+        };
         for (int round = 0; round < 2 && backlog < budget.Left(); ++round) {
           const int64_t limit = round == 0 ? 1 : info.queue_count;
-          for (const auto& row : tx.exec_prepared(kSelectReadableQueues.name, batch.group_id,
-                                                  batch.topic_id, start, IntArray(held), limit)) {
-            readable.push_back(
-                Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
-            held.push_back(readable.back().queue);
-            backlog += readable.back().end - readable.back().from;
-          }
-          if (readable.empty()) break;  // nothing readable (or all held by others)
+          const size_t before = held.size();
+          take_positions(tx.exec_prepared(kSelectReadableQueues.name, batch.group_id,
+                                          batch.topic_id, start, IntArray(held), limit));
+          if (held.size() == before) break;  // nothing readable (or all held by others)
         }
         if (readable.empty() && budget.taken == 0) {
           // Every queue with a backlog is being read by another consumer of the group: wait
           // for one rather than answer empty (more consumers than queues add throughput).
-          for (const auto& row :
-               tx.exec_prepared(kWaitReadableQueue.name, batch.group_id, batch.topic_id, start)) {
-            readable.push_back(
-                Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
-          }
+          take_positions(
+              tx.exec_prepared(kWaitReadableQueue.name, batch.group_id, batch.topic_id, start));
         }
         DeliverNew(tx, batch.group_id, batch.topic_id, std::move(readable), req.visibility_ms,
                    /*as_ranges=*/true, budget, batch);

@@ -53,9 +53,10 @@ constexpr pg::Statement kGroupDelayed{
 
 constexpr pg::Statement kLockGroupPositions{
     "broker_lock_group_positions",
-    "SELECT gq.queue_id, gq.delivered_offset, q.next_offset,"
+    "SELECT gq.queue_id, ferry_group_delivered(gq.group_id, gq.topic_id, gq.queue_id),"
+    " ferry_queue_end(q.topic_id, q.queue_id),"
     " COALESCE((SELECT min(m.msg_offset) FROM messages m WHERE m.topic_id = gq.topic_id"
-    "   AND m.queue_id = gq.queue_id), q.next_offset)"
+    "   AND m.queue_id = gq.queue_id), ferry_queue_end(q.topic_id, q.queue_id))"
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
     " WHERE gq.group_id = $1 AND gq.topic_id = $2 ORDER BY gq.queue_id FOR UPDATE OF gq"};
 
@@ -63,7 +64,7 @@ constexpr pg::Statement kFirstOffsetAt{
     "broker_first_offset_at",
     "SELECT q.queue_id, COALESCE((SELECT min(m.msg_offset) FROM messages m"
     "   WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id"
-    "   AND m.produced_at >= to_timestamp($2 / 1000.0)), q.next_offset)"
+    "   AND m.produced_at >= to_timestamp($2 / 1000.0)), ferry_queue_end(q.topic_id, q.queue_id))"
     " FROM queues q WHERE q.topic_id = $1 ORDER BY q.queue_id"};
 
 constexpr pg::Statement kReleaseGroupLeases{

@@ -54,6 +54,21 @@ inline constexpr pg::Statement kSelectLeasesAt{
   " AND m.segment >= COALESCE((SELECT max(s.segment) FROM queue_segments s" \
   " WHERE s.topic_id = $1 AND s.queue_id = " queue " AND s.first_offset <= " offset "), 0)"
 
+// A queue's end (the offset its next message gets) and a group's delivered position on a queue,
+// derived from append-only rows (migrations/broker/0007_no_hot_rows.sql; the same as
+// ferry_queue_end() and ferry_group_delivered(), inline for the hot statements): `q` is a
+// queues row, `gq` a group_queues row.
+#define FERRY_QUEUE_END(q)                                                                 \
+  "greatest(" q                                                                            \
+  ".next_offset, COALESCE((SELECT m.msg_offset + 1 FROM messages m"                        \
+  " WHERE m.topic_id = " q ".topic_id AND m.queue_id = " q ".queue_id AND m.segment >= " q \
+  ".segment ORDER BY m.msg_offset DESC LIMIT 1), 0))"
+#define FERRY_GROUP_DELIVERED(gq)                                                             \
+  "greatest(" gq                                                                              \
+  ".delivered_offset, COALESCE((SELECT r.end_offset FROM group_ranges r"                      \
+  " WHERE r.group_id = " gq ".group_id AND r.topic_id = " gq ".topic_id AND r.queue_id = " gq \
+  ".queue_id ORDER BY r.first_offset DESC LIMIT 1), 0))"
+
 inline constexpr pg::Statement kEnsureSegments{"broker_ensure_segments",
                                                "SELECT ferry_ensure_segments($1)"};
 
@@ -75,9 +90,9 @@ inline constexpr pg::Statement kInsertGroupQueues{
     "broker_insert_group_queues",
     "INSERT INTO group_queues (group_id, topic_id, queue_id, delivered_offset)"
     " SELECT $1, q.topic_id, q.queue_id, s.start FROM queues q CROSS JOIN LATERAL"
-    " (SELECT CASE WHEN $3 THEN q.next_offset ELSE COALESCE((SELECT min(m.msg_offset)"
-    "   FROM messages m WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id),"
-    "   q.next_offset) END AS start) s"
+    " (SELECT CASE WHEN $3 THEN ferry_queue_end(q.topic_id, q.queue_id)"
+    "   ELSE COALESCE((SELECT min(m.msg_offset) FROM messages m WHERE m.topic_id = q.topic_id"
+    "   AND m.queue_id = q.queue_id), ferry_queue_end(q.topic_id, q.queue_id)) END AS start) s"
     " WHERE q.topic_id = $2 ON CONFLICT DO NOTHING"};
 
 inline constexpr pg::Statement kAdvanceDelivered{
@@ -160,6 +175,7 @@ struct RangeInfo {
   int64_t end;  // exclusive
   int64_t token;
   std::set<int64_t> settled;  // ACKed, or taken out into group_leases
+  bool newest;                // the group's newest range on the queue: its end is the position
 };
 struct RangeHits {
   std::map<size_t, RangeKey> member;  // receipt index -> its range
@@ -170,8 +186,10 @@ struct RangeHits {
 RangeHits RangeMembers(pqxx::work& tx, int64_t group_id, const std::vector<DeliveryRef>& refs,
                        const std::vector<size_t>& which);
 // Settles `offsets` in their ranges (found by RangeMembers); a range left with nothing
-// unsettled is deleted. take_out: each offset first becomes a group_leases row (same token,
-// attempt 1, the range's deadline), for the per-message code to handle.
+// unsettled is deleted, or, when it is the newest on its queue, kept with an infinite deadline
+// (it marks the group's position until the next Consume of the queue records a newer one).
+// take_out: each offset first becomes a group_leases row (same token, attempt 1, the range's
+// deadline), for the per-message code to handle.
 void SettleInRanges(pqxx::work& tx, int64_t group_id, RangeHits& hits,
                     const std::map<RangeKey, std::set<int64_t>>& offsets, bool take_out);
 // Turns the group's ranges on a topic whose deadline passed (due_only) or all of them into
@@ -183,6 +201,7 @@ struct NewRange {
   int64_t first, end;          // [first, end)
   std::vector<int64_t> holes;  // offsets in between not delivered (removed by retention)
 };
+void DeleteRanges(pqxx::work& tx, int64_t group_id, const std::vector<RangeKey>& keys);
 // Records new deliveries as ranges; returns the lease token of each queue's range.
 std::map<uint32_t, int64_t> InsertRanges(pqxx::work& tx, int64_t group_id, int64_t topic_id,
                                          const std::vector<NewRange>& ranges,

@@ -12,11 +12,13 @@ namespace {
 constexpr pg::Statement kGroupGauges{
     "broker_metric_group_gauges",
     "SELECT g.name, t.name,"
-    " sum(q.next_offset - greatest(COALESCE(l.first, gq.delivered_offset), q.first_offset)),"
+    " sum(e.end_offset - greatest(COALESCE(l.first, e.delivered), q.first_offset)),"
     " COALESCE(sum(l.in_flight), 0), COALESCE(sum(l.retrying), 0),"
     " COALESCE(extract(epoch FROM now() - min(l.oldest)), 0)"
     " FROM group_queues gq JOIN consumer_groups g USING (group_id) JOIN topics t USING (topic_id)"
     " JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
+    " CROSS JOIN LATERAL (SELECT " FERRY_QUEUE_END("q") " AS end_offset, " FERRY_GROUP_DELIVERED(
+        "gq") " AS delivered) e"
     " LEFT JOIN LATERAL (SELECT min(msg_offset) AS first,"
     "  count(*) FILTER (WHERE state IN ('delivered', 'in_txn')) AS in_flight,"
     "  count(*) FILTER (WHERE state IN ('retrying', 'redriven')) AS retrying,"
@@ -26,7 +28,7 @@ constexpr pg::Statement kGroupGauges{
 
 constexpr pg::Statement kQueueEnds{
     "broker_metric_queue_ends",
-    "SELECT t.name, q.queue_id, q.next_offset FROM queues q JOIN topics t USING (topic_id)"
+    "SELECT t.name, q.queue_id, " FERRY_QUEUE_END("q") " FROM queues q JOIN topics t USING (topic_id)"
     " ORDER BY 1, 2"};
 
 constexpr pg::Statement kDeadLetterCounts{

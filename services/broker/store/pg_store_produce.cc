@@ -37,14 +37,28 @@ constexpr pg::Statement kSelectDedup{
     " CROSS JOIN LATERAL (SELECT * FROM dedup WHERE topic_id = $1 AND dedup_id = r.id"
     "  AND expires_at > now() LIMIT 1) d"};
 
-constexpr pg::Statement kLockQueues{
-    "broker_lock_queues",
-    "SELECT queue_id, next_offset, segment, ferry_current_segment() FROM queues"
-    " WHERE topic_id = $1 AND queue_id = ANY($2::int[]) ORDER BY queue_id FOR UPDATE"};
+// Producers of one queue take turns (in queue order, so two calls never wait on each other in a
+// cycle) until commit: offsets are dense and commit in order, so a reader never sees offset
+// k+1 committed while k is not. An advisory lock, not a row lock on `queues`: nothing is
+// written for it, so a held snapshot has no row versions to keep (issue 15, W6).
+constexpr pg::Statement kLockQueues{"broker_lock_queues",
+                                    "SELECT count(pg_advisory_xact_lock($1::int, q)) FROM"
+                                    " (SELECT DISTINCT unnest($2::int[]) AS q ORDER BY 1) s"};
 
-constexpr pg::Statement kAdvanceQueues{
-    "broker_advance_queues",
-    "UPDATE queues SET next_offset = c.next, segment = $4"
+// After the locks (a statement of its own, so its snapshot sees the previous holder's commit):
+// each queue's end. FOR KEY SHARE keeps the topic from being deleted under the produce
+// without writing a row version.
+constexpr pg::Statement kQueueEnds{
+    "broker_queue_ends",
+    "SELECT q.queue_id, " FERRY_QUEUE_END("q") ", q.segment, ferry_current_segment()"
+    " FROM queues q WHERE q.topic_id = $1 AND q.queue_id = ANY($2::int[]) ORDER BY q.queue_id"
+    " FOR KEY SHARE"};
+
+// A queue's first write into a newer segment: the segment and the end so far (a floor for
+// ferry_queue_end, which reads only the segments from this one on).
+constexpr pg::Statement kEnterSegment{
+    "broker_enter_segment",
+    "UPDATE queues SET next_offset = greatest(next_offset, c.next), segment = $4"
     " FROM unnest($2::int[], $3::bigint[]) AS c(q, next) WHERE topic_id = $1 AND queue_id = c.q"};
 
 // The first write of a queue into a segment records where the segment starts for it.
@@ -122,32 +136,34 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
   if (by_queue.empty()) return out;
   std::vector<uint32_t> queue_ids;
   for (const auto& [q, idx] : by_queue) queue_ids.push_back(q);
-  pqxx::result locked = tx.exec_prepared(kLockQueues.name, topic.topic_id, IntArray(queue_ids));
-  if (locked.size() != queue_ids.size()) {  // deleted meanwhile
+  tx.exec_prepared(kLockQueues.name, topic.topic_id, IntArray(queue_ids));
+  pqxx::result ends = tx.exec_prepared(kQueueEnds.name, topic.topic_id, IntArray(queue_ids));
+  if (ends.size() != queue_ids.size()) {  // deleted meanwhile
     *topic_gone = true;
     return out;
   }
-  std::vector<int64_t> next_offsets;
+  // One segment for the whole insert: now's, or a later one a queue already entered (a
+  // transaction that started before a segment boundary must not write behind it).
+  int32_t segment = 0;
+  for (const auto& row : ends) segment = std::max(segment, row[3].as<int32_t>());
+  for (const auto& row : ends) segment = std::max(segment, row[2].as<int32_t>());
   std::vector<uint32_t> new_segment_queues;
   std::vector<int64_t> new_segment_firsts;
-  int32_t segment = 0;
-  for (const auto& row : locked) {
+  for (const auto& row : ends) {
     const uint32_t q = row[0].as<uint32_t>();
     int64_t next = row[1].as<int64_t>();
-    segment = row[3].as<int32_t>();  // the same for every row: now() is the transaction's
     if (row[2].as<int32_t>() != segment) {
       new_segment_queues.push_back(q);
       new_segment_firsts.push_back(next);
     }
     for (size_t i : by_queue[q]) out[i] = Appended{q, next++, false, false, 0};
-    next_offsets.push_back(next);
   }
-  tx.exec_prepared(kAdvanceQueues.name, topic.topic_id, IntArray(queue_ids), IntArray(next_offsets),
-                   segment);
   if (!new_segment_queues.empty()) {
     // A queue's first write into this segment: make sure its partition exists (normally
     // created ahead by maintenance; then this is a catalog lookup and nothing more).
     tx.exec_prepared(kEnsureSegments.name, 0);
+    tx.exec_prepared(kEnterSegment.name, topic.topic_id, IntArray(new_segment_queues),
+                     IntArray(new_segment_firsts), segment);
     tx.exec_prepared(kInsertQueueSegments.name, topic.topic_id, segment,
                      IntArray(new_segment_queues), IntArray(new_segment_firsts));
   }
@@ -171,10 +187,10 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
 }
 
 std::vector<pg::Statement> ProduceStatements() {
-  return {kLockDedupIds,        kSelectDedup,    kLockQueues,        kAdvanceQueues,
-          kInsertQueueSegments, kInsertMessages, kUpsertDedup,       kNextDelayedIds,
-          kInsertDelayed,       kTakeDueDelayed, kPlaceDelayedDedup, kCancelDelayed,
-          kCancelDelayedCheck};
+  return {kLockDedupIds,   kSelectDedup,         kLockQueues,     kQueueEnds,
+          kEnterSegment,   kInsertQueueSegments, kInsertMessages, kUpsertDedup,
+          kNextDelayedIds, kInsertDelayed,       kTakeDueDelayed, kPlaceDelayedDedup,
+          kCancelDelayed,  kCancelDelayedCheck};
 }
 
 }  // namespace store_internal

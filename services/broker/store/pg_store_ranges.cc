@@ -22,7 +22,9 @@ namespace {
 constexpr pg::Statement kSelectRangesAt{
     "broker_select_ranges_at",
     "SELECT x.topic_id, x.queue_id, x.first_offset, x.end_offset, x.lease_token,"
-    " array_to_string(x.settled, ',')"
+    " array_to_string(x.settled, ','), NOT EXISTS (SELECT 1 FROM group_ranges n"
+    "  WHERE n.group_id = $1 AND n.topic_id = x.topic_id AND n.queue_id = x.queue_id"
+    "  AND n.first_offset > x.first_offset)"
     " FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS r(t, q, o) CROSS JOIN LATERAL"
     " (SELECT * FROM group_ranges g WHERE g.group_id = $1 AND g.topic_id = r.t"
     "  AND g.queue_id = r.q AND g.first_offset <= r.o ORDER BY g.first_offset DESC LIMIT 1"
@@ -32,6 +34,11 @@ constexpr pg::Statement kSettleInRange{
     "broker_settle_in_range",
     "UPDATE group_ranges SET settled = settled || $5::bigint[] WHERE group_id = $1"
     " AND topic_id = $2 AND queue_id = $3 AND first_offset = $4"};
+
+constexpr pg::Statement kSettleNewestRange{
+    "broker_settle_newest_range",
+    "UPDATE group_ranges SET settled = settled || $5::bigint[], deadline = 'infinity'"
+    " WHERE group_id = $1 AND topic_id = $2 AND queue_id = $3 AND first_offset = $4"};
 
 constexpr pg::Statement kDeleteRanges{
     "broker_delete_ranges",
@@ -55,7 +62,11 @@ constexpr pg::Statement kTakeOutOfRanges{
 #define FERRY_DISSOLVE_RANGES(where, lock)                                                        \
   "WITH gone AS (DELETE FROM group_ranges g WHERE g.ctid = ANY(ARRAY(SELECT ctid FROM"            \
   " group_ranges WHERE group_id = $1 AND topic_id = $2" where " ORDER BY deadline LIMIT $3 " lock \
-  ")) RETURNING g.*)"                                                                             \
+  ")) RETURNING g.*),"                                                                            \
+  " fold AS (UPDATE group_queues gq SET delivered_offset = greatest(gq.delivered_offset, x.e)"    \
+  "  FROM (SELECT group_id, topic_id, queue_id, max(end_offset) AS e FROM gone"                   \
+  "  GROUP BY 1, 2, 3) x WHERE gq.group_id = x.group_id AND gq.topic_id = x.topic_id"             \
+  "  AND gq.queue_id = x.queue_id)"                                                               \
   " INSERT INTO group_leases (group_id, topic_id, queue_id, msg_offset, attempt, lease_token,"    \
   " deadline, first_delivered_at, last_delivered_at)"                                             \
   " SELECT gone.group_id, gone.topic_id, gone.queue_id, o.o, 1, gone.lease_token,"                \
@@ -93,8 +104,9 @@ constexpr pg::Statement kSelectRangeMembersAt{
 namespace store_internal {
 
 std::vector<pg::Statement> RangeStatements() {
-  return {kSelectRangesAt,    kSettleInRange,     kDeleteRanges, kTakeOutOfRanges,
-          kDissolveDueRanges, kDissolveAllRanges, kInsertRanges, kSelectRangeMembersAt};
+  return {kSelectRangesAt,  kSettleInRange,        kDeleteRanges,
+          kTakeOutOfRanges, kDissolveDueRanges,    kDissolveAllRanges,
+          kInsertRanges,    kSelectRangeMembersAt, kSettleNewestRange};
 }
 
 RangeHits RangeMembers(pqxx::work& tx, int64_t group_id, const std::vector<DeliveryRef>& refs,
@@ -117,7 +129,7 @@ RangeHits RangeMembers(pqxx::work& tx, int64_t group_id, const std::vector<Deliv
   }
   for (const auto& row :
        tx.exec_prepared(kSelectRangesAt.name, group_id, IntArray(t), IntArray(q), IntArray(o))) {
-    RangeInfo r{row[3].as<int64_t>(), row[4].as<int64_t>(), {}};
+    RangeInfo r{row[3].as<int64_t>(), row[4].as<int64_t>(), {}, row[6].as<bool>()};
     for (absl::string_view s : absl::StrSplit(row[5].as<std::string>(), ',', absl::SkipEmpty())) {
       int64_t v = 0;
       if (absl::SimpleAtoi(s, &v)) r.settled.insert(v);
@@ -165,7 +177,12 @@ void SettleInRanges(pqxx::work& tx, int64_t group_id, RangeHits& hits,
   for (const auto& [key, offs] : offsets) {
     RangeInfo& range = hits.ranges.at(key);
     range.settled.insert(offs.begin(), offs.end());
-    if (static_cast<int64_t>(range.settled.size()) >= range.end - std::get<2>(key)) {
+    const bool complete =
+        static_cast<int64_t>(range.settled.size()) >= range.end - std::get<2>(key);
+    if (complete && range.newest) {
+      tx.exec_prepared(kSettleNewestRange.name, group_id, std::get<0>(key), std::get<1>(key),
+                       std::get<2>(key), IntArray(std::vector<int64_t>(offs.begin(), offs.end())));
+    } else if (complete) {
       dt.push_back(std::get<0>(key));
       dq.push_back(std::get<1>(key));
       df.push_back(std::get<2>(key));
@@ -185,6 +202,18 @@ void TakeOutOfRanges(pqxx::work& tx, int64_t group_id, const std::vector<Deliver
   std::map<RangeKey, std::set<int64_t>> offsets;
   for (const auto& [i, key] : hits.member) offsets[key].insert(refs[i].offset);
   SettleInRanges(tx, group_id, hits, offsets, /*take_out=*/true);
+}
+
+void DeleteRanges(pqxx::work& tx, int64_t group_id, const std::vector<RangeKey>& keys) {
+  if (keys.empty()) return;
+  std::vector<int64_t> t, f;
+  std::vector<uint32_t> q;
+  for (const auto& [topic, queue, first] : keys) {
+    t.push_back(topic);
+    q.push_back(queue);
+    f.push_back(first);
+  }
+  tx.exec_prepared(kDeleteRanges.name, group_id, IntArray(t), IntArray(q), IntArray(f));
 }
 
 void DissolveRanges(pqxx::work& tx, int64_t group_id, int64_t topic_id, bool due_only,

@@ -26,7 +26,8 @@ namespace {
 // the expired ones are a prefix of offsets; removing a range by primary key touches nothing else.
 constexpr pg::Statement kRetentionQueues{
     "broker_retention_queues",
-    "SELECT q.topic_id, q.queue_id, m.first, q.next_offset, t.retention_ms"
+    "SELECT q.topic_id, q.queue_id, m.first, ferry_queue_end(q.topic_id, q.queue_id),"
+    " t.retention_ms"
     " FROM queues q JOIN topics t USING (topic_id) CROSS JOIN LATERAL"
     " (SELECT min(msg_offset) AS first FROM messages WHERE topic_id = q.topic_id"
     "  AND queue_id = q.queue_id) m"
@@ -48,7 +49,8 @@ constexpr pg::Statement kExpireQueuePrefix{
     "  AND l.msg_offset < cut.upto RETURNING 1),"
     " released_ranges AS (DELETE FROM group_ranges r USING cut WHERE r.topic_id = $1"
     "  AND r.queue_id = $2 AND r.end_offset <= cut.upto RETURNING 1),"
-    " mark AS (UPDATE queues q SET first_offset = greatest(q.first_offset, cut.upto) FROM cut"
+    " mark AS (UPDATE queues q SET first_offset = greatest(q.first_offset, cut.upto),"
+    "  next_offset = greatest(q.next_offset, $6) FROM cut"
     "  WHERE q.topic_id = $1 AND q.queue_id = $2 RETURNING 1)"
     " SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM released),"
     " (SELECT count(*) FROM mark)"};
@@ -76,7 +78,9 @@ constexpr pg::Statement kRetireSegment{
     "WITH gone AS (DELETE FROM queue_segments WHERE segment = $1 RETURNING topic_id, queue_id),"
     " marked AS (UPDATE queues q SET first_offset = greatest(q.first_offset, COALESCE("
     "   (SELECT min(s.first_offset) FROM queue_segments s WHERE s.topic_id = q.topic_id"
-    "    AND s.queue_id = q.queue_id AND s.segment <> $1), q.next_offset))"
+    "    AND s.queue_id = q.queue_id AND s.segment <> $1),"
+    "   ferry_queue_end(q.topic_id, q.queue_id))),"
+    "  next_offset = greatest(q.next_offset, ferry_queue_end(q.topic_id, q.queue_id))"
     "  FROM (SELECT DISTINCT topic_id, queue_id FROM gone) g"
     "  WHERE q.topic_id = g.topic_id AND q.queue_id = g.queue_id"
     "  RETURNING q.topic_id, q.queue_id, q.first_offset),"

@@ -37,8 +37,9 @@ constexpr pg::Statement kListTopics{"broker_list_topics",
 constexpr pg::Statement kDescribeQueues{
     "broker_describe_queues",
     "SELECT q.queue_id, COALESCE((SELECT min(m.msg_offset) FROM messages m"
-    "   WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id), q.next_offset),"
-    " q.next_offset FROM queues q WHERE q.topic_id = $1 ORDER BY q.queue_id"};
+    "   WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id), e.end_offset), e.end_offset"
+    " FROM queues q CROSS JOIN LATERAL (SELECT " FERRY_QUEUE_END("q") " AS end_offset) e"
+    " WHERE q.topic_id = $1 ORDER BY q.queue_id"};
 
 constexpr pg::Statement kCountDelayed{"broker_count_delayed",
                                       "SELECT count(*) FROM delayed_messages WHERE topic_id = $1"};

@@ -32,9 +32,10 @@ std::string Snapshot(BrokerFixture& f) {
       " (SELECT count(*) FROM consumer_groups), (SELECT count(*) FROM group_in_flight),"
       " (SELECT count(*) FROM transactions), (SELECT count(*) FROM dead_letters),"
       " (SELECT count(*) FROM delayed_messages), (SELECT count(*) FROM dedup),"
-      " (SELECT string_agg(next_offset::text, ',' ORDER BY topic_id, queue_id) FROM queues),"
-      " (SELECT string_agg(delivered_offset::text, ',' ORDER BY group_id, topic_id, queue_id)"
-      "  FROM group_queues))")[0];
+      " (SELECT string_agg(ferry_queue_end(topic_id, queue_id)::text, ','"
+      "  ORDER BY topic_id, queue_id) FROM queues),"
+      " (SELECT string_agg(ferry_group_delivered(group_id, topic_id, queue_id)::text, ','"
+      "  ORDER BY group_id, topic_id, queue_id) FROM group_queues))")[0];
 }
 
 struct Case {
