@@ -19,7 +19,7 @@ $$;
 
 -- group_queues.delivered_offset is no longer advanced by every Consume: the group's newest
 -- range on the queue says how far it has delivered. A range whose every message is settled is
--- kept while it is the newest (its deadline set to infinity: never due) and removed by the
+-- kept while it is the newest (deadline infinity: never due; settled emptied) and removed by the
 -- next Consume of the queue; a range removed for any other reason while it is the newest
 -- (deadline passed) moves delivered_offset first. delivered_offset is a floor too (set by
 -- reset, by ordered consumption, and by those removals).
@@ -32,7 +32,18 @@ STABLE AS $$
   FROM group_queues gq WHERE gq.group_id = g AND gq.topic_id = t AND gq.queue_id = qid
 $$;
 
--- Only ranges that can come due are in the due index (a settled newest range is not).
+-- A settled newest range has deadline infinity and settled '{}' (all of it is settled: nothing
+-- to remember per offset). Only ranges that can come due are in the due index.
+CREATE OR REPLACE VIEW group_in_flight AS
+SELECT group_id, topic_id, queue_id, msg_offset, attempt, state, lease_token, deadline,
+       first_delivered_at, last_delivered_at
+FROM group_leases
+UNION ALL
+SELECT r.group_id, r.topic_id, r.queue_id, o.o, 1, 'delivered', r.lease_token, r.deadline,
+       r.delivered_at, r.delivered_at
+FROM group_ranges r CROSS JOIN LATERAL generate_series(r.first_offset, r.end_offset - 1) AS o(o)
+WHERE r.deadline < 'infinity' AND o.o <> ALL (r.settled);
+
 DROP INDEX group_ranges_due;
 CREATE INDEX group_ranges_due ON group_ranges (group_id, topic_id, deadline)
   WHERE deadline < 'infinity';

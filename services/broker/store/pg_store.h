@@ -10,6 +10,8 @@
 // are dense. Readers only read below queues.next_offset, which commits with the messages.
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <pqxx/connection>
@@ -110,6 +112,12 @@ class PgStore final : public Store {
   // (group_id, topic_id) pairs whose group_queues rows exist: skips the insert on later calls.
   std::mutex known_mu_;
   std::set<std::pair<int64_t, int64_t>> known_positions_;
+  // When this process last looked for due ranges of a (group, topic): at most every
+  // kDueRangeCheckMs. The look walks the due index from its start, and while a snapshot is
+  // held every range settled since stays in it as a dead entry; checking on every Consume made
+  // that walk the cost of every Consume (issue 15, W6). A due range waits at most that long.
+  std::mutex due_mu_;
+  std::map<std::pair<int64_t, int64_t>, std::chrono::steady_clock::time_point> due_checked_;
   // Probe()'s own connection (a pool busy with long transactions is not an outage).
   std::mutex probe_mu_;
   std::unique_ptr<pqxx::connection> probe_conn_;

@@ -435,7 +435,19 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
     } else {
       // Ranges past their deadline: their unsettled messages become due leases, redelivered
       // below like any other.
-      DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/true, req.max_messages);
+      bool look = false;
+      {
+        const auto now = std::chrono::steady_clock::now();
+        std::lock_guard<std::mutex> lock(due_mu_);
+        auto& last = due_checked_[position];
+        if (now - last >= std::chrono::milliseconds(kDueRangeCheckMs)) {
+          last = now;
+          look = true;
+        }
+      }
+      if (look) {
+        DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/true, req.max_messages);
+      }
       std::vector<DueLease> due;
       for (const auto& row : tx.exec_prepared(kSelectDueLeases.name, batch.group_id, batch.topic_id,
                                               req.max_messages)) {

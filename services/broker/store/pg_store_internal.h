@@ -171,6 +171,7 @@ void ClassifyUnapplied(pqxx::work& tx, int64_t group_id, const std::vector<Deliv
 // ---- range leases (pg_store_ranges.cc) ----
 
 using RangeKey = std::tuple<int64_t, uint32_t, int64_t>;  // topic, queue, first offset
+inline constexpr int64_t kDueRangeCheckMs = 250;          // see PgStore::due_checked_
 struct RangeInfo {
   int64_t end;  // exclusive
   int64_t token;

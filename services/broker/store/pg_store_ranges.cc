@@ -21,8 +21,9 @@ namespace {
 // at or before the offset (one primary-key probe each), if the offset is below its end.
 constexpr pg::Statement kSelectRangesAt{
     "broker_select_ranges_at",
-    "SELECT x.topic_id, x.queue_id, x.first_offset, x.end_offset, x.lease_token,"
-    " array_to_string(x.settled, ','), NOT EXISTS (SELECT 1 FROM group_ranges n"
+    "SELECT x.topic_id, x.queue_id, x.first_offset,"
+    " CASE WHEN x.deadline < 'infinity' THEN x.end_offset ELSE x.first_offset END,"
+    " x.lease_token, array_to_string(x.settled, ','), NOT EXISTS (SELECT 1 FROM group_ranges n"
     "  WHERE n.group_id = $1 AND n.topic_id = x.topic_id AND n.queue_id = x.queue_id"
     "  AND n.first_offset > x.first_offset)"
     " FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS r(t, q, o) CROSS JOIN LATERAL"
@@ -37,7 +38,7 @@ constexpr pg::Statement kSettleInRange{
 
 constexpr pg::Statement kSettleNewestRange{
     "broker_settle_newest_range",
-    "UPDATE group_ranges SET settled = settled || $5::bigint[], deadline = 'infinity'"
+    "UPDATE group_ranges SET settled = '{}', deadline = 'infinity'"
     " WHERE group_id = $1 AND topic_id = $2 AND queue_id = $3 AND first_offset = $4"};
 
 constexpr pg::Statement kDeleteRanges{
@@ -71,8 +72,8 @@ constexpr pg::Statement kTakeOutOfRanges{
   " deadline, first_delivered_at, last_delivered_at)"                                             \
   " SELECT gone.group_id, gone.topic_id, gone.queue_id, o.o, 1, gone.lease_token,"                \
   " gone.deadline, gone.delivered_at, gone.delivered_at FROM gone CROSS JOIN LATERAL"             \
-  " generate_series(gone.first_offset, gone.end_offset - 1) AS o(o) WHERE o.o <> "                \
-  "ALL(gone.settled)"
+  " generate_series(gone.first_offset, gone.end_offset - 1) AS o(o)"                              \
+  " WHERE gone.deadline < 'infinity' AND o.o <> ALL(gone.settled)"
 
 constexpr pg::Statement kDissolveDueRanges{
     "broker_dissolve_due_ranges",
@@ -95,9 +96,10 @@ constexpr pg::Statement kInsertRanges{
 constexpr pg::Statement kSelectRangeMembersAt{
     "broker_select_range_members_at",
     "SELECT r.t, r.q, r.o FROM unnest($2::bigint[], $3::int[], $4::bigint[]) AS r(t, q, o)"
-    " CROSS JOIN LATERAL (SELECT g.end_offset, g.settled FROM group_ranges g"
+    " CROSS JOIN LATERAL (SELECT g.end_offset, g.settled, g.deadline FROM group_ranges g"
     "  WHERE g.group_id = $1 AND g.topic_id = r.t AND g.queue_id = r.q AND g.first_offset <= r.o"
-    "  ORDER BY g.first_offset DESC LIMIT 1) x WHERE r.o < x.end_offset AND r.o <> ALL(x.settled)"};
+    "  ORDER BY g.first_offset DESC LIMIT 1) x WHERE r.o < x.end_offset AND r.o <> ALL(x.settled)"
+    " AND x.deadline < 'infinity'"};
 
 }  // namespace
 
@@ -181,7 +183,7 @@ void SettleInRanges(pqxx::work& tx, int64_t group_id, RangeHits& hits,
         static_cast<int64_t>(range.settled.size()) >= range.end - std::get<2>(key);
     if (complete && range.newest) {
       tx.exec_prepared(kSettleNewestRange.name, group_id, std::get<0>(key), std::get<1>(key),
-                       std::get<2>(key), IntArray(std::vector<int64_t>(offs.begin(), offs.end())));
+                       std::get<2>(key));
     } else if (complete) {
       dt.push_back(std::get<0>(key));
       dq.push_back(std::get<1>(key));
