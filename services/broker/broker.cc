@@ -41,57 +41,10 @@ absl::StatusOr<std::vector<Appended>> Broker::GroupAppend(const std::string& top
                                                           const std::vector<NewMessage>& messages) {
   uint64_t bytes = 0;
   for (const auto& m : messages) bytes += m.payload.size() + m.headers_json.size();
-  PendingProduce mine{&messages, bytes, absl::UnknownError("not written"), false};
-  std::unique_lock<std::mutex> lock(lanes_mu_);
-  lanes_[topic].queue.push_back(&mine);
-  while (!mine.done) {
-    Lane& lane = lanes_[topic];  // re-read each pass: a lane is erased when it runs empty
-    if (lane.flushing) {
-      lanes_cv_.wait(lock);
-      continue;
-    }
-    // Lead: take what is queued, in arrival order, and write it in one transaction. Our own
-    // request may not fit this batch; then we lead (or wait for) the next one.
-    lane.flushing = true;
-    std::vector<PendingProduce*> batch;
-    size_t count = 0;
-    uint64_t size = 0;
-    while (!lane.queue.empty()) {
-      PendingProduce* p = lane.queue.front();
-      if (!batch.empty() && (count + p->messages->size() > kGroupCommitMessages ||
-                             size + p->bytes > kGroupCommitBytes)) {
-        break;
-      }
-      lane.queue.pop_front();
-      batch.push_back(p);
-      count += p->messages->size();
-      size += p->bytes;
-    }
-    lock.unlock();
-    std::vector<NewMessage> combined;
-    combined.reserve(count);
-    for (PendingProduce* p : batch) {
-      combined.insert(combined.end(), p->messages->begin(), p->messages->end());
-    }
-    auto written = store_.Append(topic, combined);
-    lock.lock();
-    size_t at = 0;
-    for (PendingProduce* p : batch) {
-      if (written.ok()) {
-        p->result = std::vector<Appended>(written->begin() + at,
-                                          written->begin() + at + p->messages->size());
-      } else {
-        p->result = written.status();
-      }
-      at += p->messages->size();
-      p->done = true;
-    }
-    Lane& after = lanes_[topic];
-    after.flushing = false;
-    if (after.queue.empty()) lanes_.erase(topic);
-    lanes_cv_.notify_all();
-  }
-  return std::move(mine.result);
+  return produce_lanes_.Run(topic, messages, bytes,
+                            [this](const std::string& t, const std::vector<NewMessage>& all) {
+                              return store_.Append(t, all);
+                            });
 }
 
 absl::Status Broker::Produce(const Caller& caller, const v1::ProduceRequest& req,
@@ -206,7 +159,12 @@ absl::Status Broker::Commit(const Caller& caller, const v1::CommitRequest& req,
         settlements.push_back(Settlement{refs[index_of[i]], FromProto(e.outcome()),
                                          static_cast<int64_t>(e.retry_delay_ms()), e.reason()});
       }
-      results = store_.Settle(req.group(), settlements);
+      results = group_commit_ ? settle_lanes_.Run(req.group(), settlements, 0,
+                                                  [this](const std::string& group,
+                                                         const std::vector<Settlement>& all) {
+                                                    return store_.Settle(group, all);
+                                                  })
+                              : store_.Settle(req.group(), settlements);
     }
     if (!results.ok()) return results.status();
     for (int i = 0; i < req.entries_size(); ++i) {

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "broker/auth.h"
+#include "broker/group_commit.h"
 #include "broker/receipt.h"
 #include "broker/store/store.h"
 #include "broker/validation.h"
@@ -32,6 +33,11 @@ namespace ferry::broker {
 //   ExtendLease        consume on the group
 //   Begin/EndTransaction, CheckTransaction (subscribe and answer)
 //                      produce on the (transaction's) producer group
+// Group commit limits: the most one shared transaction carries.
+inline constexpr size_t kGroupCommitMessages = 5000;
+inline constexpr size_t kGroupCommitSettlements = 5000;
+inline constexpr uint64_t kGroupCommitBytes = 32u << 20;
+
 class Broker {
  public:
   Broker(Store& store, Authorizer& authorizer, ReceiptCodec codec, Limits limits,
@@ -40,7 +46,9 @@ class Broker {
         authorizer_(authorizer),
         codec_(std::move(codec)),
         limits_(limits),
-        group_commit_(group_commit) {}
+        group_commit_(group_commit),
+        produce_lanes_(kGroupCommitMessages, kGroupCommitBytes),
+        settle_lanes_(kGroupCommitSettlements, UINT64_MAX) {}
 
   // Stores the messages (or half messages of a transaction); one result per message after
   // commit.
@@ -83,20 +91,8 @@ class Broker {
   absl::Status AnswerCheck(const Caller& caller, const CheckAnswer& answer);
 
  private:
-  // Group commit: concurrent produces to one topic share one PostgreSQL transaction (and one
-  // fsync). The first caller to find no flush running becomes the leader and writes everything
-  // queued for the topic (up to kGroupCommitMessages / kGroupCommitBytes); the others wait for
-  // their results. Batches grow only when callers overlap: no linger, no added latency alone.
-  struct PendingProduce {
-    const std::vector<NewMessage>* messages;
-    uint64_t bytes;
-    absl::StatusOr<std::vector<Appended>> result;
-    bool done = false;
-  };
-  struct Lane {
-    std::deque<PendingProduce*> queue;
-    bool flushing = false;
-  };
+  // Group commit (group_commit.h): concurrent produces to one topic share one transaction and
+  // one WAL flush; so do concurrent Commits of one group (without a transaction).
   absl::StatusOr<std::vector<Appended>> GroupAppend(const std::string& topic,
                                                     const std::vector<NewMessage>& messages);
   // Decodes receipts: refs of the valid ones, INVALID_RECEIPT results for the others;
@@ -111,13 +107,9 @@ class Broker {
   const ReceiptCodec codec_;
   const Limits limits_;
   const bool group_commit_;
-  std::mutex lanes_mu_;
-  std::condition_variable lanes_cv_;
-  std::map<std::string, Lane> lanes_;
+  GroupCommit<NewMessage, Appended> produce_lanes_;
+  GroupCommit<Settlement, SettleResult> settle_lanes_;
 };
-
-inline constexpr size_t kGroupCommitMessages = 5000;
-inline constexpr uint64_t kGroupCommitBytes = 32u << 20;
 
 // The most payload bytes one Consume reply carries (it always carries at least one message).
 inline constexpr uint64_t kMaxConsumeReplyBytes = 32u << 20;
