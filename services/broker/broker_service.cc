@@ -123,14 +123,21 @@ void BrokerService::ConsumeAttempt(std::shared_ptr<ConsumeCall> call) {
   const uint64_t seen = topic_id != 0 ? poller_.Generation(topic_id) : 0;
   if (!status.ok() || call->resp.messages_size() > 0 || Clock::now() >= call->deadline ||
       call->ctx->IsCancelled()) {
+    const int got = call->resp.messages_size();
+    if (status.ok() && topic_id != 0 && got > 0 &&
+        got >= static_cast<int>(std::max<uint32_t>(call->req.max_messages(), 1))) {
+      // A full batch: more may be waiting; wake the next parked consumer of the topic.
+      poller_.Notify(topic_id, 1);
+    }
     call->Finish(status);
     return;
   }
-  poller_.Park(topic_id, seen, call->deadline, [this, call](bool timed_out) {
-    if (timed_out || !edge_.executor().TrySubmit([this, call] { ConsumeAttempt(call); })) {
-      call->Finish(absl::OkStatus());  // empty: the client polls again
-    }
-  });
+  poller_.Park(
+      topic_id, seen, call->deadline, call->req.max_messages(), [this, call](bool timed_out) {
+        if (timed_out || !edge_.executor().TrySubmit([this, call] { ConsumeAttempt(call); })) {
+          call->Finish(absl::OkStatus());  // empty: the client polls again
+        }
+      });
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* BrokerService::CheckTransaction(

@@ -1,5 +1,6 @@
 #include "broker/long_poll.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "common/log.h"
@@ -19,14 +20,15 @@ uint64_t LongPoller::Generation(int64_t topic_id) {
   return generations_[topic_id];
 }
 
-void LongPoller::Park(int64_t topic_id, uint64_t seen, Clock::time_point deadline, Wake wake) {
+void LongPoller::Park(int64_t topic_id, uint64_t seen, Clock::time_point deadline, uint32_t wants,
+                      Wake wake) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
       const auto now = Clock::now();
       const bool moved = generations_[topic_id] != seen;
-      waiters_.push_back(
-          Waiter{topic_id, deadline, moved ? now : now + poll_interval_, std::move(wake)});
+      waiters_.push_back(Waiter{topic_id, deadline, moved ? now : now + poll_interval_,
+                                std::max<uint32_t>(wants, 1), std::move(wake)});
       cv_.notify_one();
       return;
     }
@@ -34,18 +36,18 @@ void LongPoller::Park(int64_t topic_id, uint64_t seen, Clock::time_point deadlin
   wake(true);
 }
 
-void LongPoller::Notify(int64_t topic_id) {
+void LongPoller::Notify(int64_t topic_id, uint64_t count) {
   std::lock_guard<std::mutex> lock(mu_);
   ++generations_[topic_id];
-  bool any = false;
+  uint64_t covered = 0;
   const auto now = Clock::now();
-  for (Waiter& w : waiters_) {
-    if (w.topic_id == topic_id) {
-      w.next_poll = now;
-      any = true;
-    }
+  for (Waiter& w : waiters_) {  // in parking order: the longest waiting first
+    if (covered >= count) break;
+    if (w.topic_id != topic_id || w.next_poll <= now) continue;  // other topic, or woken already
+    w.next_poll = now;
+    covered += w.wants;
   }
-  if (any) cv_.notify_one();
+  if (covered > 0) cv_.notify_one();
 }
 
 void LongPoller::Stop() {
@@ -106,9 +108,16 @@ class Receiver : public pqxx::notification_receiver {
  public:
   Receiver(pqxx::connection_base& c, LongPoller& poller)
       : pqxx::notification_receiver(c, "ferry_messages"), poller_(poller) {}
+  // "topic_id" or "topic_id:count" (NotifyCommitted).
   void operator()(const std::string& payload, int /*backend_pid*/) override {
     try {
-      poller_.Notify(std::stoll(payload));
+      const auto colon = payload.find(':');
+      if (colon == std::string::npos) {
+        poller_.Notify(std::stoll(payload));
+      } else {
+        poller_.Notify(std::stoll(payload.substr(0, colon)),
+                       std::max<int64_t>(1, std::stoll(payload.substr(colon + 1))));
+      }
     } catch (const std::exception&) {
       // Not ours: ignore.
     }

@@ -30,11 +30,16 @@ class LongPoller {
   // pass it to Park, so a message produced during the attempt is not waited for.
   uint64_t Generation(int64_t topic_id);
 
-  // Parks a waiter; wakes it at once if the topic's generation moved past `seen`.
-  void Park(int64_t topic_id, uint64_t seen, Clock::time_point deadline, Wake wake);
+  // Parks a waiter that takes up to `wants` messages; wakes it at once if the topic's
+  // generation moved past `seen`.
+  void Park(int64_t topic_id, uint64_t seen, Clock::time_point deadline, uint32_t wants, Wake wake);
 
-  // Messages were produced to `topic_id`. Thread-safe.
-  void Notify(int64_t topic_id);
+  // `count` messages were produced to `topic_id`: wakes the longest-parked waiters of the
+  // topic until their wants cover count (kEveryone: all of them). Waking every parked consumer
+  // for every produce made each of them run a transaction for a share of ten messages (W3:
+  // 2,000 transactions a second for 2,000 messages). Thread-safe.
+  static constexpr uint64_t kEveryone = UINT64_MAX;
+  void Notify(int64_t topic_id, uint64_t count = kEveryone);
 
   // Wakes every waiter with timed_out = true and refuses new ones (they are woken at once).
   void Stop();
@@ -44,6 +49,7 @@ class LongPoller {
     int64_t topic_id;
     Clock::time_point deadline;
     Clock::time_point next_poll;
+    uint32_t wants;
     Wake wake;
   };
   void Run();

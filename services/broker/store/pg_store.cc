@@ -35,17 +35,21 @@ constexpr pg::Statement kExistingGroups{
 
 constexpr pg::Statement kNotifyTopics{
     "broker_notify_topics",
-    "SELECT pg_notify('ferry_messages', t::text) FROM unnest($1::bigint[]) AS t"};
+    "SELECT pg_notify('ferry_messages', t::text || COALESCE(':' || n, ''))"
+    " FROM unnest($1::bigint[], $2::bigint[]) AS x(t, n)"};
 
 }  // namespace
 
 namespace store_internal {
 
-void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids) {
+void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids,
+                     const std::vector<int64_t>& counts) {
   if (topic_ids.empty()) return;
   try {
+    std::vector<std::optional<int64_t>> n_of(topic_ids.size());
+    for (size_t i = 0; i < counts.size() && i < n_of.size(); ++i) n_of[i] = counts[i];
     pqxx::nontransaction n(c);
-    n.exec_prepared(kNotifyTopics.name, IntArray(topic_ids));
+    n.exec_prepared(kNotifyTopics.name, IntArray(topic_ids), IntArray(n_of));
   } catch (const std::exception&) {
     // The messages are committed; waiting consumers find them at their next poll.
   }

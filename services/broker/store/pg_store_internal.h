@@ -108,7 +108,10 @@ using Position = std::tuple<int64_t, uint32_t, int64_t>;  // topic, queue, offse
 // time (a lock held through the WAL flush), so a NOTIFY inside the producing transaction
 // would serialize every producer's commit. Never throws (the long-poll fallback covers a
 // lost notification, and the caller must not retry what already committed).
-void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids);
+// The payload is "topic_id" (wake every waiter of the topic) or "topic_id:count" (count new
+// messages: wake as many waiters as that takes; see LongPoller::Notify).
+void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids,
+                     const std::vector<int64_t>& counts = {});
 
 TopicInfo TopicFromRow(const pqxx::row& row);
 GroupPolicy GroupFromRow(const pqxx::row& row);

@@ -317,7 +317,9 @@ absl::StatusOr<std::vector<Appended>> PgStore::Append(const std::string& topic,
     if (!appended.ok()) return appended.status();
     out = *std::move(appended);
     tx.commit();
-    NotifyCommitted(c, {info.topic_id});
+    int64_t stored = 0;
+    for (const Appended& a : out) stored += !a.duplicate && !a.delayed;
+    if (stored > 0) NotifyCommitted(c, {info.topic_id}, {stored});
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
