@@ -117,11 +117,7 @@ class PgStore final : public Store {
   // held every range settled since stays in it as a dead entry; checking on every Consume made
   // that walk the cost of every Consume (issue 15, W6). A due range waits at most that long.
   std::mutex due_mu_;
-  std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point>
-      due_checked_;  // (group, topic) -> last look
-  bool DueCheckNow(const std::string& group, const std::string& topic);
-  // Consume's general path (everything ferry_consume leaves to it).
-  absl::StatusOr<LeaseBatch> LeaseGeneral(const LeaseRequest& req);
+  std::map<std::pair<int64_t, int64_t>, std::chrono::steady_clock::time_point> due_checked_;
   // Probe()'s own connection (a pool busy with long transactions is not an outage).
   std::mutex probe_mu_;
   std::unique_ptr<pqxx::connection> probe_conn_;

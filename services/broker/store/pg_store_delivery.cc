@@ -33,9 +33,6 @@ constexpr pg::Statement kLeaseStart{
     " g.start_latest, (extract(epoch FROM g.created_at) * 1000)::bigint"
     " FROM topics t LEFT JOIN consumer_groups g ON g.name = $2 WHERE t.name = $1"};
 
-constexpr pg::Statement kConsume{"broker_consume",
-                                 "SELECT * FROM ferry_consume($1, $2, $3, $4, $5, $6)"};
-
 constexpr pg::Statement kSelectDueLeases{
     "broker_select_due_leases",
     "SELECT queue_id, msg_offset, attempt, state FROM group_leases"
@@ -365,53 +362,14 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
 namespace store_internal {
 
 std::vector<pg::Statement> DeliveryStatements() {
-  return {kConsume,           kLeaseStart,           kSelectDueLeases,   kSelectMessagesAt,
-          kRenewLeases,       kSelectReadableQueues, kLockOrderedQueues, kCountQueueLeases,
-          kSelectQueueLeases, kSelectMessageRanges,  kInsertLeases,      kWaitReadableQueue,
-          kQueuePositions};
+  return {kLeaseStart,           kSelectDueLeases,   kSelectMessagesAt,  kRenewLeases,
+          kSelectReadableQueues, kLockOrderedQueues, kCountQueueLeases,  kSelectQueueLeases,
+          kSelectMessageRanges,  kInsertLeases,      kWaitReadableQueue, kQueuePositions};
 }
 
 }  // namespace store_internal
 
-bool PgStore::DueCheckNow(const std::string& group, const std::string& topic) {
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(due_mu_);
-  auto& last = due_checked_[std::make_pair(group, topic)];
-  if (now - last < std::chrono::milliseconds(kDueRangeCheckMs)) return false;
-  last = now;
-  return true;
-}
-
 absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
-  LeaseBatch batch;
-  bool general = false;
-  // The common case in one round trip (ferry_consume, migrations/broker/0008); it says when
-  // the general path below must run instead.
-  absl::Status status = pg::WithConnection(pool_, "consume", [&](pqxx::connection& c) {
-    batch = LeaseBatch{};
-    pqxx::nontransaction tx(c);
-    pqxx::result r = tx.exec_prepared(kConsume.name, req.topic, req.group, req.max_messages,
-                                      static_cast<int64_t>(req.max_bytes), req.visibility_ms,
-                                      DueCheckNow(req.group, req.topic));
-    if (r.empty()) return TopicNotFound(req.topic);
-    batch.topic_id = r[0][5].as<int64_t>();
-    general = r[0][1].as<int64_t>() != 0;
-    if (general) return absl::OkStatus();
-    batch.group_id = r[0][6].as<int64_t>();
-    for (size_t i = 1; i < r.size(); ++i) {
-      LeasedMessage m = MessageFromRow(r[i]);
-      m.attempt = 1;
-      m.lease_token = r[i][6].as<int64_t>();
-      batch.messages.push_back(std::move(m));
-    }
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
-  if (!general) return batch;
-  return LeaseGeneral(req);
-}
-
-absl::StatusOr<LeaseBatch> PgStore::LeaseGeneral(const LeaseRequest& req) {
   LeaseBatch batch;
   absl::Status status = pg::WithConnection(pool_, "consume", [&](pqxx::connection& c) {
     batch = LeaseBatch{};
@@ -489,7 +447,17 @@ absl::StatusOr<LeaseBatch> PgStore::LeaseGeneral(const LeaseRequest& req) {
     } else {
       // Ranges past their deadline: their unsettled messages become due leases, redelivered
       // below like any other.
-      if (DueCheckNow(req.group, req.topic)) {
+      bool look = false;
+      {
+        const auto now = std::chrono::steady_clock::now();
+        std::lock_guard<std::mutex> lock(due_mu_);
+        auto& last = due_checked_[position];
+        if (now - last >= std::chrono::milliseconds(kDueRangeCheckMs)) {
+          last = now;
+          look = true;
+        }
+      }
+      if (look) {
         DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/true, req.max_messages);
       }
       std::vector<DueLease> due;
