@@ -33,17 +33,8 @@ STABLE AS $$
 $$;
 
 -- A settled newest range has deadline infinity and settled '{}' (all of it is settled: nothing
--- to remember per offset). Only ranges that can come due are in the due index.
-CREATE OR REPLACE VIEW group_in_flight AS
-SELECT group_id, topic_id, queue_id, msg_offset, attempt, state, lease_token, deadline,
-       first_delivered_at, last_delivered_at
-FROM group_leases
-UNION ALL
-SELECT r.group_id, r.topic_id, r.queue_id, o.o, 1, 'delivered', r.lease_token, r.deadline,
-       r.delivered_at, r.delivered_at
-FROM group_ranges r CROSS JOIN LATERAL generate_series(r.first_offset, r.end_offset - 1) AS o(o)
-WHERE r.deadline < 'infinity' AND o.o <> ALL (r.settled);
-
+-- to remember per offset; group_in_flight leaves it out). Only ranges that can come due are in
+-- the due index.
 DROP INDEX group_ranges_due;
 CREATE INDEX group_ranges_due ON group_ranges (group_id, topic_id, deadline)
   WHERE deadline < 'infinity';

@@ -188,10 +188,10 @@ PgStore::PgStore(pg::ConnectionPool& pool, QueueChooser choose_queue, TxnTiming 
 PgStore::~PgStore() = default;
 
 std::vector<pg::Statement> PgStore::AllStatements() {
-  std::vector<pg::Statement> all = {
-      kNotifyTopics, kDeadLetterLeases,  kSelectGroupQueuesAt, kExistingGroups, kEnsureSegments,
-      kInsertGroup,  kInsertGroupQueues, kAdvanceDelivered,    kSelectTopic,    kSelectTopicById,
-      kSelectGroup,  kSelectLeasesAt,    kUnflushedCommit,     kFlushedCommit};
+  std::vector<pg::Statement> all = {kNotifyTopics,      kDeadLetterLeases, kSelectGroupQueuesAt,
+                                    kExistingGroups,    kEnsureSegments,   kInsertGroup,
+                                    kInsertGroupQueues, kAdvanceDelivered, kSelectTopic,
+                                    kSelectTopicById,   kSelectGroup,      kSelectLeasesAt};
   for (const auto& part :
        {TopicsStatements(), ProduceStatements(), DeliveryStatements(), SettleStatements(),
         GroupsStatements(), DeadLettersStatements(), TxnStatements(), AuthStatements(),

@@ -72,15 +72,6 @@ inline constexpr pg::Statement kSelectLeasesAt{
 inline constexpr pg::Statement kEnsureSegments{"broker_ensure_segments",
                                                "SELECT ferry_ensure_segments($1)"};
 
-// Leases are not flushed at commit (synchronous_commit off for the transaction): a lease lost
-// in a crash only means the message is delivered again, which at-least-once allows, and the
-// next durable commit on the server (any ACK) flushes every earlier one with it. What must
-// survive (a group created, an ACK, a dead letter decided by a Commit) commits durably.
-inline constexpr pg::Statement kUnflushedCommit{
-    "broker_unflushed_commit", "SELECT set_config('synchronous_commit', 'off', true)"};
-inline constexpr pg::Statement kFlushedCommit{
-    "broker_flushed_commit", "SELECT set_config('synchronous_commit', 'on', true)"};
-
 inline constexpr pg::Statement kInsertGroup{
     "broker_insert_group",
     "INSERT INTO consumer_groups (name, start_latest) VALUES ($1, $2)"

@@ -306,7 +306,6 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::ExtendLeases(
   absl::Status status = pg::WithConnection(pool_, "extend lease", [&](pqxx::connection& c) {
     out.assign(refs.size(), SettleResult{});
     pqxx::work tx(c);
-    tx.exec_prepared(kUnflushedCommit.name);  // lost in a crash: delivered again sooner
     auto group = ReceiptsOfGroup(tx, group_name, refs, out);
     if (!group || group->second.index.empty()) return absl::OkStatus();
     const int64_t group_id = group->first.group_id;
