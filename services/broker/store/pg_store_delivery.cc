@@ -80,8 +80,8 @@ constexpr pg::Statement kSelectReadableQueues{
     FERRY_READABLE_QUEUES(" AND gq.queue_id <> ALL($4::int[])", "$5", " SKIP LOCKED")};
 
 // When every readable queue is held by another consumer of the group: wait for one of them
-// (rotated like above) instead of coming back empty. Its holder commits without a WAL flush,
-// so the wait is short; kQueuePositions then says whether anything is left.
+// (rotated like above) instead of coming back empty. The holder's transaction is short (a read
+// and one range row); kQueuePositions then says whether anything is left.
 constexpr pg::Statement kWaitReadableQueue{"broker_wait_readable_queue",
                                            FERRY_READABLE_QUEUES("", "1", "")};
 
