@@ -60,21 +60,25 @@ struct ProcStat {
   long peak_rss_kb = 0;
 };
 
+// The fields of /proc/<pid>/stat after the command name: [0] is field 3 (state), [1] the
+// parent, [11] utime, [12] stime, [13] cutime, [14] cstime. Empty if the process is gone.
+std::vector<std::string> StatFields(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::vector<std::string> out;
+  const auto close = s.rfind(')');
+  if (close == std::string::npos) return out;
+  std::istringstream rest(s.substr(close + 2));
+  for (std::string f; rest >> f;) out.push_back(f);
+  return out;
+}
+
 ProcStat ReadProc(int pid) {
   ProcStat p;
   if (pid <= 0) return p;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  const auto close = s.rfind(')');
-  if (close != std::string::npos) {
-    std::istringstream rest(s.substr(close + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::stol(field);
-      if (i == 15) stime = std::stol(field);
-    }
-    p.cpu_s = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+  const auto f = StatFields(pid);
+  if (f.size() > 12) {
+    p.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
   }
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);) {
@@ -87,19 +91,9 @@ ProcStat ReadProc(int pid) {
 // children that already exited (cutime/cstime of the postmaster).
 double PostgresCpuSeconds(int postmaster) {
   if (postmaster <= 0) return 0;
-  auto fields = [](int pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    std::vector<std::string> out;
-    const auto close = s.rfind(')');
-    if (close == std::string::npos) return out;
-    std::istringstream rest(s.substr(close + 2));
-    for (std::string f; rest >> f;) out.push_back(f);
-    return out;  // out[0] is field 3 (state)
-  };
   const double tick = sysconf(_SC_CLK_TCK);
   double total = 0;
-  auto own = fields(postmaster);
+  const auto own = StatFields(postmaster);
   if (own.size() > 14) {
     total +=
         (std::stod(own[11]) + std::stod(own[12]) + std::stod(own[13]) + std::stod(own[14])) / tick;
@@ -107,7 +101,7 @@ double PostgresCpuSeconds(int postmaster) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    auto f = fields(std::stoi(name));
+    const auto f = StatFields(std::stoi(name));
     if (f.size() > 12 && f[1] == std::to_string(postmaster)) {
       total += (std::stod(f[11]) + std::stod(f[12])) / tick;
     }
@@ -119,16 +113,8 @@ int PostmasterPid(const std::string& database_url) {
   try {
     pqxx::connection c(database_url);
     pqxx::nontransaction tx(c);
-    const int backend = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
-    std::ifstream stat("/proc/" + std::to_string(backend) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const auto close = s.rfind(')');
-    if (close == std::string::npos) return 0;
-    std::istringstream rest(s.substr(close + 2));
-    std::string state;
-    int ppid = 0;
-    rest >> state >> ppid;
-    return ppid;
+    const auto f = StatFields(tx.exec("SELECT pg_backend_pid()")[0][0].as<int>());
+    return f.size() > 1 ? std::stoi(f[1]) : 0;
   } catch (const std::exception&) {
     return 0;  // another machine: no PostgreSQL CPU figures
   }

@@ -504,8 +504,17 @@ TEST_CASE(
   REQUIRE(d.ok());
   for (const auto& q : d->queues()) CHECK(q.message_count() == 0);
   CHECK(f.Settle("g", leased.messages(0).receipt(), v1::ACK).status() == v1::ALREADY_COMMITTED);
-  // New messages still flow, at the next offsets.
+  // New messages still flow, at the next offsets (the ends outlive the messages).
+  const std::string ends_before =
+      f.Query(
+           "SELECT sum(ferry_queue_end(q.topic_id, q.queue_id)) FROM queues q"
+           " JOIN topics t USING (topic_id) WHERE t.name = 'short'")
+          .at(0);
   f.Produce("short", {"e"});
+  CHECK(f.Query("SELECT sum(ferry_queue_end(q.topic_id, q.queue_id)) FROM queues q"
+                " JOIN topics t USING (topic_id) WHERE t.name = 'short'")
+            .at(0) == std::to_string(std::stoll(ends_before) + 1));
+  CHECK(ends_before != "0");
   auto got = f.Consume("g", "short", 10, 2000);
   REQUIRE(got.messages_size() == 1);
   CHECK(got.messages(0).payload() == "e");
@@ -543,6 +552,8 @@ TEST_CASE("retention drops whole segments: the partition and its storage are gon
       f.Query(
            "SELECT count(*) FROM queues WHERE first_offset <> ferry_queue_end(topic_id, queue_id)")
           .at(0) == "0");
+  // Every message of the topic is gone, its queues' ends are not: offsets are never reused.
+  CHECK(f.Query("SELECT sum(ferry_queue_end(topic_id, queue_id)) FROM queues").at(0) == "4");
   CHECK(f.Settle("g", leased.messages(0).receipt(), v1::ACK).status() == v1::ALREADY_COMMITTED);
   // The group that fell behind resumes at what is still stored, at once.
   f.Produce("short", {"e"});
