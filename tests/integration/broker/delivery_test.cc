@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <random>
 #include <set>
 #include <thread>
@@ -734,4 +735,27 @@ TEST_CASE(
   CHECK(std::stoi(f.Query("SELECT count(*) FROM group_ranges").at(0)) <= 2);
   CHECK(f.Query("SELECT sum(delivered_offset) FROM group_lag").at(0) == "50");
   CHECK(f.Consume("g", "jobs", 10, 200).messages_size() == 0);
+}
+
+TEST_CASE(
+    "a consumer whose group's only queue is being read by another waits for it - and gets the "
+    "messages left - instead of answering empty",
+    "[integration][delivery][ranges]") {
+  BrokerFixture f;
+  f.CreateTopic("one", 1);
+  REQUIRE(f.Consume("g", "one", 1).messages_size() == 0);  // the group's position exists
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 20; ++i) payloads.push_back("m" + std::to_string(i));
+  f.Produce("one", payloads);
+  // Another consumer of the group holds the queue (as a Consume does while it reads).
+  pqxx::connection holder(f.db.conninfo());
+  pqxx::work hold(holder);
+  hold.exec("SELECT 1 FROM group_queues FOR UPDATE");
+  std::atomic<int> got{-1};
+  std::thread consumer([&] { got = f.Consume("g", "one", 10, /*wait_ms=*/0).messages_size(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(got.load() == -1);  // waiting for the queue, not answered empty
+  hold.commit();
+  consumer.join();
+  CHECK(got.load() == 10);
 }
