@@ -2,7 +2,9 @@
 // (`unnest($1::bigint[], $2::text[])`): one statement per batch instead of one per row.
 #pragma once
 
+#include <cstdint>
 #include <optional>
+#include <pqxx/binarystring>
 #include <string>
 #include <vector>
 
@@ -41,25 +43,34 @@ inline std::string TextArray(const std::vector<std::string>& values) {
   return out;
 }
 
-// bytea elements in hex form: "\\x0a1b..." (the backslash escaped for the array syntax).
-inline std::string ByteaArray(const std::vector<const std::string*>& values) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  size_t size = 2;
-  for (const std::string* v : values) size += v->size() * 2 + 6;
+// A bytea[] parameter in PostgreSQL's binary array format (array_recv): the payloads are
+// copied as they are, not hex-encoded by us and decoded again by the server (hex encoding was
+// 14 % of the broker's CPU on W1). The statement must name the parameter's type
+// (`$5::bytea[]`), and the parameter is passed as this binarystring, which libpqxx sends in
+// binary format.
+inline pqxx::binarystring ByteaArray(const std::vector<const std::string*>& values) {
+  constexpr uint32_t kByteaOid = 17;
+  size_t size = 20;
+  for (const std::string* v : values) size += 4 + v->size();
   std::string out;
   out.reserve(size);
-  out.push_back('{');
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    out += "\"\\\\x";
-    for (unsigned char c : *values[i]) {
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xf]);
-    }
-    out.push_back('"');
+  auto put32 = [&out](uint32_t v) {
+    const char be[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                        static_cast<char>(v >> 8), static_cast<char>(v)};
+    out.append(be, 4);
+  };
+  put32(values.empty() ? 0 : 1);  // dimensions (an empty array has none)
+  put32(0);                       // no NULL elements
+  put32(kByteaOid);
+  if (!values.empty()) {
+    put32(static_cast<uint32_t>(values.size()));
+    put32(1);  // lower bound
   }
-  out.push_back('}');
-  return out;
+  for (const std::string* v : values) {
+    put32(static_cast<uint32_t>(v->size()));
+    out += *v;
+  }
+  return pqxx::binarystring(out);
 }
 
 template <typename T>

@@ -68,6 +68,64 @@ TEST_CASE("produce - consume - commit: the basic contract", "[integration][servi
   }
 }
 
+TEST_CASE(
+    "payloads come back byte for byte: every byte value, empty, 1 MiB; immediate, delayed and "
+    "in a transaction",
+    "[integration][service]") {
+  Fixture f;
+  f.CreateTopic("blobs", 1);
+  std::string every_byte;
+  for (int i = 0; i < 256; ++i) every_byte.push_back(static_cast<char>(i));
+  std::string large(1 << 20, '\0');
+  for (size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>((i * 7919) >> 3);
+  const std::vector<std::string> payloads = {every_byte, "", large, std::string(3, '\0')};
+
+  std::vector<std::string> sent;
+  auto produce = [&](uint64_t delay_ms, const std::string& txn) {
+    v1::ProduceRequest req;
+    req.set_topic("blobs");
+    req.set_transaction_id(txn);
+    for (const auto& p : payloads) {
+      auto* m = req.add_messages();
+      m->set_payload(p);
+      m->set_delay_ms(delay_ms);
+      sent.push_back(p);
+    }
+    auto r = f.client->Produce(req);
+    REQUIRE(r.ok());
+  };
+  produce(0, "");
+  produce(200, "");
+  v1::BeginTransactionRequest begin;
+  begin.set_producer_group("blob-writer");
+  v1::BeginTransactionResponse begun;
+  {
+    grpc::ClientContext ctx;
+    REQUIRE(f.client->broker().BeginTransaction(&ctx, begin, &begun).ok());
+  }
+  produce(0, begun.transaction_id());
+  {
+    v1::EndTransactionRequest end;
+    end.set_transaction_id(begun.transaction_id());
+    end.set_decision(v1::TRANSACTION_COMMIT);
+    v1::EndTransactionResponse ended;
+    grpc::ClientContext ctx;
+    REQUIRE(f.client->broker().EndTransaction(&ctx, end, &ended).ok());
+  }
+
+  std::vector<std::string> got;
+  for (int round = 0; round < 20 && got.size() < sent.size(); ++round) {
+    auto r = f.Consume("reader", "blobs", 100, 500);
+    for (const auto& m : r.messages()) got.push_back(m.payload());
+  }
+  REQUIRE(got.size() == sent.size());
+  std::multiset<std::string> want(sent.begin(), sent.end()), have(got.begin(), got.end());
+  CHECK(want == have);
+  CHECK(got[0] == every_byte);  // the immediate batch comes first, in order
+  CHECK(got[1].empty());
+  CHECK(got[2] == large);
+}
+
 TEST_CASE("receipts: tampered and foreign-group receipts are reported per entry",
           "[integration][service]") {
   Fixture f;
