@@ -69,8 +69,8 @@ TEST_CASE("produce - consume - commit: the basic contract", "[integration][servi
 }
 
 TEST_CASE(
-    "payloads come back byte for byte: every byte value, empty, 1 MiB; immediate, delayed and "
-    "in a transaction",
+    "payloads come back byte for byte (every byte value - empty - 1 MiB) produced now - delayed "
+    "- in a transaction",
     "[integration][service]") {
   Fixture f;
   f.CreateTopic("blobs", 1);
