@@ -5,6 +5,7 @@
 #include <absl/strings/str_split.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -32,7 +33,8 @@ constexpr pg::Statement kLeaseStart{
     " t.retention_ms, t.dedup_window_ms, (extract(epoch FROM t.created_at) * 1000)::bigint,"
     " t.ordered, g.group_id, g.name, g.max_delivery_attempts,"
     " array_to_string(g.backoff_ms, ','), g.backoff_min_ms, g.backoff_max_ms, g.ordered,"
-    " g.start_latest, (extract(epoch FROM g.created_at) * 1000)::bigint"
+    " g.start_latest, (extract(epoch FROM g.created_at) * 1000)::bigint,"
+    " COALESCE((SELECT min(q.segment) FROM queues q WHERE q.topic_id = t.topic_id), 0)"
     " FROM topics t LEFT JOIN consumer_groups g ON g.name = $2 WHERE t.name = $1"};
 
 constexpr pg::Statement kSelectDueLeases{
@@ -52,7 +54,15 @@ constexpr pg::Statement kSelectMessagesAt{
     "SELECT " FERRY_MESSAGE_COLUMNS
     " FROM unnest($2::int[], $3::bigint[]) AS r(q, o) CROSS JOIN LATERAL"
     " (SELECT * FROM messages m WHERE m.topic_id = $1 AND m.queue_id = r.q AND m.msg_offset = "
-    "r.o" FERRY_SEGMENT_FLOOR("r.q", "r.o") " LIMIT 1) m"};
+    "r.o AND m.segment >= $4::int" FERRY_SEGMENT_FLOOR("r.q", "r.o") " LIMIT 1) m"};
+
+// The lowest segment holding one of these offsets: kSelectMessagesAt's partition bound (a
+// parameter, so that partitions below it are never opened; see FERRY_QUEUE_END_FROM).
+constexpr pg::Statement kLowestSegmentAt{
+    "broker_lowest_segment_at",
+    "SELECT COALESCE(min(s.segment), 0) FROM unnest($2::int[], $3::bigint[]) AS r(q, o)"
+    " CROSS JOIN LATERAL (SELECT max(segment) AS segment FROM queue_segments"
+    "  WHERE topic_id = $1 AND queue_id = r.q AND first_offset <= r.o) s"};
 
 constexpr pg::Statement kRenewLeases{
     "broker_renew_leases",
@@ -69,15 +79,17 @@ constexpr pg::Statement kRenewLeases{
 // spread over the queues instead of one of them holding every queue for one batch. The lock
 // writes no row version (nothing on group_queues is updated per batch: issue 15, W6); the
 // positions are read after it, by kQueuePositions.
-#define FERRY_READABLE_QUEUES(extra, limit, lock)                                      \
-  "SELECT gq.queue_id FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id"  \
-  " AND q.queue_id = gq.queue_id WHERE gq.group_id = $1 AND gq.topic_id = $2" extra    \
-  " AND greatest(" FERRY_GROUP_DELIVERED("gq") ", q.first_offset) < " FERRY_QUEUE_END( \
-      "q") " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT " limit " FOR UPDATE OF gq" lock
+// $4: the lowest segment of the topic's queues (kLeaseStart), the partition bound for the ends.
+#define FERRY_READABLE_QUEUES(extra, limit, lock)                                           \
+  "SELECT gq.queue_id FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id"       \
+  " AND q.queue_id = gq.queue_id WHERE gq.group_id = $1 AND gq.topic_id = $2" extra         \
+  " AND greatest(" FERRY_GROUP_DELIVERED("gq") ", q.first_offset) < " FERRY_QUEUE_END_FROM( \
+      "q", "$4::int") " ORDER BY gq.queue_id < $3, gq.queue_id LIMIT " limit                \
+                      " FOR UPDATE OF gq" lock
 
 constexpr pg::Statement kSelectReadableQueues{
     "broker_select_readable_queues",
-    FERRY_READABLE_QUEUES(" AND gq.queue_id <> ALL($4::int[])", "$5", " SKIP LOCKED")};
+    FERRY_READABLE_QUEUES(" AND gq.queue_id <> ALL($5::int[])", "$6", " SKIP LOCKED")};
 
 // When every readable queue is held by another consumer of the group: wait for one of them
 // (rotated like above) instead of coming back empty. The holder's transaction is short (a read
@@ -91,20 +103,23 @@ constexpr pg::Statement kWaitReadableQueue{"broker_wait_readable_queue",
 // (it goes when a newer one is recorded).
 constexpr pg::Statement kQueuePositions{
     "broker_queue_positions",
-    "SELECT gq.queue_id, greatest(gq.delivered_offset, COALESCE(r.end_offset, 0), q.first_offset),"
-    " " FERRY_QUEUE_END("q") ", CASE WHEN r.deadline = 'infinity' THEN r.first_offset END"
+    "SELECT gq.queue_id, p.at, " FERRY_QUEUE_END_FROM("q", "$4::int") ","
+    " CASE WHEN r.deadline = 'infinity' THEN r.first_offset END, " FERRY_SEGMENT_OF("p.at")
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
     " LEFT JOIN LATERAL (SELECT r.end_offset, r.first_offset, r.deadline FROM group_ranges r"
     "  WHERE r.group_id = gq.group_id AND r.topic_id = gq.topic_id AND r.queue_id = gq.queue_id"
     "  ORDER BY r.first_offset DESC LIMIT 1) r ON true"
+    " CROSS JOIN LATERAL (SELECT greatest(gq.delivered_offset, COALESCE(r.end_offset, 0),"
+    "  q.first_offset) AS at) p"
     " WHERE gq.group_id = $1 AND gq.topic_id = $2 AND gq.queue_id = ANY($3::int[])"
     " ORDER BY gq.queue_id"};
 
 // Ordered mode, step 1: lock every queue of the group nobody else is reading right now.
 constexpr pg::Statement kLockOrderedQueues{
     "broker_lock_ordered_queues",
-    "SELECT gq.queue_id, greatest(gq.delivered_offset, q.first_offset), " FERRY_QUEUE_END("q")
+    "SELECT gq.queue_id, p.at, " FERRY_QUEUE_END_FROM("q", "$3::int") ", " FERRY_SEGMENT_OF("p.at")
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
+    " CROSS JOIN LATERAL (SELECT greatest(gq.delivered_offset, q.first_offset) AS at) p"
     " WHERE gq.group_id = $1 AND gq.topic_id = $2"
     " ORDER BY gq.queue_id FOR UPDATE OF gq SKIP LOCKED"};
 
@@ -129,7 +144,7 @@ constexpr pg::Statement kSelectMessageRanges{
     "SELECT " FERRY_MESSAGE_COLUMNS
     " FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS r(q, first, stop) CROSS JOIN LATERAL"
     " (SELECT * FROM messages m WHERE m.topic_id = $1 AND m.queue_id = r.q"
-    "  AND m.msg_offset >= r.first AND m.msg_offset < r.stop"
+    "  AND m.msg_offset >= r.first AND m.msg_offset < r.stop AND m.segment >= $5::int"
     FERRY_SEGMENT_FLOOR("r.q", "r.first")
     "  ORDER BY m.msg_offset LIMIT r.stop - r.first) m"
     " ORDER BY m.queue_id, m.msg_offset"};
@@ -210,8 +225,11 @@ void Redeliver(pqxx::work& tx, const GroupPolicy& group, int64_t topic_id,
   }
   if (qs.empty()) return;
   std::map<QueueOffset, LeasedMessage> found;
+  const std::string q_array = IntArray(qs), o_array = IntArray(os);
+  const int32_t lowest_segment =
+      tx.exec_prepared(kLowestSegmentAt.name, topic_id, q_array, o_array)[0][0].as<int32_t>();
   for (const auto& row :
-       tx.exec_prepared(kSelectMessagesAt.name, topic_id, IntArray(qs), IntArray(os))) {
+       tx.exec_prepared(kSelectMessagesAt.name, topic_id, q_array, o_array, lowest_segment)) {
     LeasedMessage m = MessageFromRow(row);
     found.emplace(QueueOffset{m.queue, m.offset}, std::move(m));
   }
@@ -249,6 +267,7 @@ struct Readable {
   int64_t end;   // the queue's end
   int64_t take = 0;
   int64_t settled_range = -1;  // first offset of the group's newest range if all settled
+  int32_t segment = 0;         // the segment holding `from` (or an earlier one)
 };
 
 // Delivers messages never delivered to the group from `readable` queues (whose group_queues
@@ -272,19 +291,21 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
   }
   std::vector<uint32_t> rq;
   std::vector<int64_t> rfirst, rstop;
+  int32_t lowest_segment = std::numeric_limits<int32_t>::max();
   std::map<uint32_t, int64_t> delivered;  // queue -> new delivered_offset (-1: unchanged)
   for (const Readable& r : readable) {
     if (r.take == 0) continue;
     rq.push_back(r.queue);
     rfirst.push_back(r.from);
     rstop.push_back(r.from + r.take);
+    lowest_segment = std::min(lowest_segment, r.segment);
     delivered[r.queue] = r.from + r.take;
   }
   if (rq.empty()) return;
   std::vector<LeasedMessage> fresh;
   bool cut = false;
   for (const auto& row : tx.exec_prepared(kSelectMessageRanges.name, topic_id, IntArray(rq),
-                                          IntArray(rfirst), IntArray(rstop))) {
+                                          IntArray(rfirst), IntArray(rstop), lowest_segment)) {
     LeasedMessage m = MessageFromRow(row);
     if (cut || !budget.Fits(m)) {
       // Over the byte budget: this queue resumes here next time; later queues keep their
@@ -364,9 +385,10 @@ void DeliverNew(pqxx::work& tx, int64_t group_id, int64_t topic_id, std::vector<
 namespace store_internal {
 
 std::vector<pg::Statement> DeliveryStatements() {
-  return {kLeaseStart,           kSelectDueLeases,   kSelectMessagesAt,  kRenewLeases,
-          kSelectReadableQueues, kLockOrderedQueues, kCountQueueLeases,  kSelectQueueLeases,
-          kSelectMessageRanges,  kInsertLeases,      kWaitReadableQueue, kQueuePositions};
+  return {kLeaseStart,        kSelectDueLeases,      kSelectMessagesAt,  kLowestSegmentAt,
+          kRenewLeases,       kSelectReadableQueues, kLockOrderedQueues, kCountQueueLeases,
+          kSelectQueueLeases, kSelectMessageRanges,  kInsertLeases,      kWaitReadableQueue,
+          kQueuePositions};
 }
 
 }  // namespace store_internal
@@ -383,6 +405,7 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
     batch.topic_id = info.topic_id;
     std::optional<GroupPolicy> found;
     if (!start[0][7].is_null()) found = GroupFromRow(start[0].slice(7, 16));
+    const int32_t lowest_segment = start[0][16].as<int32_t>();
     if (!found) {
       tx.exec_prepared(kInsertGroup.name, req.group, req.start_latest);  // waits for a racer
       pqxx::result g = tx.exec_prepared(kSelectGroup.name, req.group);
@@ -411,10 +434,11 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
       // Ranges (left from before the group or topic became ordered) become leases, so the
       // counts below see every message in flight.
       DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/false, 1 << 20);
-      for (const auto& row :
-           tx.exec_prepared(kLockOrderedQueues.name, batch.group_id, batch.topic_id)) {
-        locked.push_back(
-            Readable{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+      for (const auto& row : tx.exec_prepared(kLockOrderedQueues.name, batch.group_id,
+                                              batch.topic_id, lowest_segment)) {
+        Readable r{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()};
+        r.segment = row[3].as<int32_t>();
+        locked.push_back(r);
       }
       std::map<uint32_t, std::pair<int64_t, int64_t>> counts;  // queue -> (leases, held)
       if (!locked.empty()) {
@@ -482,9 +506,10 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
           held.insert(held.end(), ids.begin(), ids.end());
           if (ids.empty()) return;
           for (const auto& row : tx.exec_prepared(kQueuePositions.name, batch.group_id,
-                                                  batch.topic_id, IntArray(ids))) {
+                                                  batch.topic_id, IntArray(ids), lowest_segment)) {
             Readable r{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()};
             if (!row[3].is_null()) r.settled_range = row[3].as<int64_t>();
+            r.segment = row[4].as<int32_t>();
             if (r.from >= r.end) continue;  // drained by the consumer that held it before
             backlog += r.end - r.from;
             readable.push_back(r);
@@ -494,14 +519,15 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
           const int64_t limit = round == 0 ? 1 : info.queue_count;
           const size_t before = held.size();
           take_positions(tx.exec_prepared(kSelectReadableQueues.name, batch.group_id,
-                                          batch.topic_id, start, IntArray(held), limit));
+                                          batch.topic_id, start, lowest_segment, IntArray(held),
+                                          limit));
           if (held.size() == before) break;  // nothing readable (or all held by others)
         }
         if (readable.empty() && budget.taken == 0) {
           // Every queue with a backlog is being read by another consumer of the group: wait
           // for one rather than answer empty (more consumers than queues add throughput).
-          take_positions(
-              tx.exec_prepared(kWaitReadableQueue.name, batch.group_id, batch.topic_id, start));
+          take_positions(tx.exec_prepared(kWaitReadableQueue.name, batch.group_id, batch.topic_id,
+                                          start, lowest_segment));
         }
         DeliverNew(tx, batch.group_id, batch.topic_id, std::move(readable), req.visibility_ms,
                    /*as_ranges=*/true, budget, batch);

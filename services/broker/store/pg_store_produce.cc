@@ -41,16 +41,21 @@ constexpr pg::Statement kSelectDedup{
 // cycle) until commit: offsets are dense and commit in order, so a reader never sees offset
 // k+1 committed while k is not. An advisory lock, not a row lock on `queues`: nothing is
 // written for it, so a held snapshot has no row versions to keep (issue 15, W6).
-constexpr pg::Statement kLockQueues{"broker_lock_queues",
-                                    "SELECT count(pg_advisory_xact_lock($1::int, q)) FROM"
-                                    " (SELECT DISTINCT unnest($2::int[]) AS q ORDER BY 1) s"};
+// Also returns the lowest segment the queues entered (read before the locks; a queue's segment
+// only grows), the partition bound for kQueueEnds.
+constexpr pg::Statement kLockQueues{
+    "broker_lock_queues",
+    "SELECT count(pg_advisory_xact_lock($1::int, q)), COALESCE((SELECT min(segment) FROM queues"
+    " WHERE topic_id = $1 AND queue_id = ANY($2::int[])), 0)"
+    " FROM (SELECT DISTINCT unnest($2::int[]) AS q ORDER BY 1) s"};
 
 // After the locks (a statement of its own, so its snapshot sees the previous holder's commit):
 // each queue's end. FOR KEY SHARE keeps the topic from being deleted under the produce
 // without writing a row version.
 constexpr pg::Statement kQueueEnds{
     "broker_queue_ends",
-    "SELECT q.queue_id, " FERRY_QUEUE_END("q") ", q.segment, ferry_current_segment()"
+    "SELECT q.queue_id, " FERRY_QUEUE_END_FROM("q", "$3::int") ", q.segment,"
+    " ferry_current_segment()"
     " FROM queues q WHERE q.topic_id = $1 AND q.queue_id = ANY($2::int[]) ORDER BY q.queue_id"
     " FOR KEY SHARE"};
 
@@ -136,8 +141,11 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
   if (by_queue.empty()) return out;
   std::vector<uint32_t> queue_ids;
   for (const auto& [q, idx] : by_queue) queue_ids.push_back(q);
-  tx.exec_prepared(kLockQueues.name, topic.topic_id, IntArray(queue_ids));
-  pqxx::result ends = tx.exec_prepared(kQueueEnds.name, topic.topic_id, IntArray(queue_ids));
+  const std::string queue_array = IntArray(queue_ids);
+  const int32_t lowest_segment =
+      tx.exec_prepared(kLockQueues.name, topic.topic_id, queue_array)[0][1].as<int32_t>();
+  pqxx::result ends =
+      tx.exec_prepared(kQueueEnds.name, topic.topic_id, queue_array, lowest_segment);
   if (ends.size() != queue_ids.size()) {  // deleted meanwhile
     *topic_gone = true;
     return out;

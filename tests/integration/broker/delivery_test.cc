@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "broker/routing.h"
 #include "support/broker_fixture.h"
 
 using namespace ferry;
@@ -592,6 +593,52 @@ TEST_CASE("reads span segments: every message - in order - and redelivery from a
   std::sort(got.begin(), got.end(),
             [](const std::string& a, const std::string& b) { return std::stoi(a) < std::stoi(b); });
   CHECK(got == sent);  // the three redelivered ones came back from the oldest segment
+}
+
+TEST_CASE(
+    "queues in different segments: a queue left in an old segment keeps its offsets and is read "
+    "whole - by a new group and by an ordered one",
+    "[integration][delivery][retention]") {
+  BrokerFixture f;
+  f.UseOneSecondSegments();
+  f.CreateTopic("t", 2);
+  // Keys that land on queue 0 and queue 1.
+  std::string key0, key1;
+  for (int i = 0; key0.empty() || key1.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    (broker::QueueForKey(k, 2) == 0 ? key0 : key1) = k;
+  }
+  f.Produce("t", {"old-0", "old-1"}, key0);  // queue 0: only in the first segment
+  std::vector<std::string> busy;
+  for (int round = 0; round < 3; ++round) {  // queue 1 moves on through three segments
+    f.Produce("t", {"b" + std::to_string(round)}, key1);
+    busy.push_back("b" + std::to_string(round));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    f.Exec("SELECT ferry_ensure_segments(2)");
+  }
+  CHECK(std::stoi(f.Query("SELECT count(DISTINCT segment) FROM messages").at(0)) >= 3);
+  // Queue 0 again, three segments later: its offsets go on from where they were.
+  auto again = f.Produce("t", {"new-0"}, key0);
+  CHECK(again.results(0).queue() == 0);
+  CHECK(again.results(0).offset() == 2);
+
+  auto read_all = [&](const std::string& group) {
+    std::vector<std::string> got;
+    const auto give_up = Clock::now() + std::chrono::seconds(10);
+    while (got.size() < 6 && Clock::now() < give_up) {
+      auto batch = f.Consume(group, "t", 100, 500);
+      for (const auto& m : batch.messages()) {
+        got.push_back(m.payload());
+        f.Settle(group, m.receipt(), v1::ACK);
+      }
+    }
+    std::sort(got.begin(), got.end());
+    return got;
+  };
+  const std::vector<std::string> all = {"b0", "b1", "b2", "new-0", "old-0", "old-1"};
+  CHECK(read_all("fresh") == all);
+  CreateGroup(f, "in-order", 3, {}, /*ordered=*/true, "t");
+  CHECK(read_all("in-order") == all);
 }
 
 TEST_CASE("group policy: create - describe - update - bad input", "[integration][delivery]") {
