@@ -1,6 +1,8 @@
 // The data-plane doors (broker.h): validate, authorize once, work through the Store, reply.
 #include "broker/broker.h"
 
+#include <absl/strings/str_cat.h>
+
 #include <chrono>
 
 #include "broker/convert.h"
@@ -99,7 +101,25 @@ absl::StatusOr<Broker::ConsumeTicket> Broker::OpenConsume(const Caller& caller,
 
 absl::Status Broker::ConsumeOnce(const ConsumeTicket& ticket, v1::ConsumeResponse* resp,
                                  int64_t* topic_id) {
-  auto batch = store_.Lease(ticket.lease_);
+  absl::StatusOr<LeaseBatch> batch;
+  if (group_commit_) {
+    // Consumers of one group and topic that call at the same time share one transaction (and
+    // one WAL flush); each still gets its own batch. The key includes where a group created by
+    // the call starts, since the first request of a lane decides it.
+    const LeaseRequest& lease = ticket.lease_;
+    const std::string key = absl::StrCat(lease.group, "\n", lease.topic, "\n", lease.start_latest);
+    auto one = consume_lanes_.Run(key, {lease}, 0,
+                                  [this](const std::string&, const std::vector<LeaseRequest>& all) {
+                                    return store_.LeaseMany(all);
+                                  });
+    if (one.ok()) {
+      batch = std::move(one->front());
+    } else {
+      batch = one.status();
+    }
+  } else {
+    batch = store_.Lease(ticket.lease_);
+  }
   if (!batch.ok()) return batch.status();
   *topic_id = batch->topic_id;
   for (LeasedMessage& m : batch->messages) {

@@ -37,6 +37,8 @@ namespace ferry::broker {
 inline constexpr size_t kGroupCommitMessages = 5000;
 inline constexpr size_t kGroupCommitSettlements = 5000;
 inline constexpr uint64_t kGroupCommitBytes = 32u << 20;
+// Concurrent Consume calls of one group and topic served by one transaction (at most this many).
+inline constexpr size_t kGroupCommitConsumes = 16;
 
 class Broker {
  public:
@@ -48,7 +50,8 @@ class Broker {
         limits_(limits),
         group_commit_(group_commit),
         produce_lanes_(kGroupCommitMessages, kGroupCommitBytes),
-        settle_lanes_(kGroupCommitSettlements, UINT64_MAX) {}
+        settle_lanes_(kGroupCommitSettlements, UINT64_MAX),
+        consume_lanes_(kGroupCommitConsumes, UINT64_MAX) {}
 
   // Stores the messages (or half messages of a transaction); one result per message after
   // commit.
@@ -109,6 +112,7 @@ class Broker {
   const bool group_commit_;
   GroupCommit<NewMessage, Appended> produce_lanes_;
   GroupCommit<Settlement, SettleResult> settle_lanes_;
+  GroupCommit<LeaseRequest, LeaseBatch> consume_lanes_;
 };
 
 // The most payload bytes one Consume reply carries (it always carries at least one message).

@@ -42,6 +42,10 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("CancelDelayed");
   }
+  absl::StatusOr<std::vector<broker::LeaseBatch>> LeaseMany(
+      const std::vector<broker::LeaseRequest>& /*requests*/) override {
+    return absl::UnimplementedError("LeaseMany");
+  }
   absl::StatusOr<broker::LeaseBatch> Lease(const broker::LeaseRequest& /*request*/) override {
     ++calls;
     return absl::UnimplementedError("Lease");

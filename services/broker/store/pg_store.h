@@ -42,6 +42,8 @@ class PgStore final : public Store {
   absl::StatusOr<int64_t> MoveDueDelayed(int64_t limit) override;
   absl::Status CancelDelayed(const std::string& topic, int64_t delayed_id) override;
   absl::StatusOr<LeaseBatch> Lease(const LeaseRequest& request) override;
+  absl::StatusOr<std::vector<LeaseBatch>> LeaseMany(
+      const std::vector<LeaseRequest>& requests) override;
   absl::StatusOr<std::vector<SettleResult>> Settle(
       const std::string& group, const std::vector<Settlement>& settlements) override;
   absl::StatusOr<std::vector<SettleResult>> ExtendLeases(const std::string& group,
@@ -110,6 +112,10 @@ class PgStore final : public Store {
   const QueueChooser choose_queue_;
   const TxnTiming timing_;
   // (group_id, topic_id) pairs whose group_queues rows exist: skips the insert on later calls.
+  // One Consume inside LeaseMany's transaction.
+  void LeaseInTx(pqxx::work& tx, const LeaseRequest& req, const TopicInfo& info,
+                 const GroupPolicy& group, int32_t lowest_segment, LeaseBatch& batch);
+
   std::mutex known_mu_;
   std::set<std::pair<int64_t, int64_t>> known_positions_;
   // When this process last looked for due ranges of a (group, topic): at most every

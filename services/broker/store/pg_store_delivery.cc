@@ -393,145 +393,162 @@ std::vector<pg::Statement> DeliveryStatements() {
 
 }  // namespace store_internal
 
+void PgStore::LeaseInTx(pqxx::work& tx, const LeaseRequest& req, const TopicInfo& info,
+                        const GroupPolicy& group, int32_t lowest_segment, LeaseBatch& batch) {
+  batch.group_id = group.group_id;
+  batch.topic_id = info.topic_id;
+  const auto position = std::make_pair(batch.group_id, batch.topic_id);
+  Budget budget{req.max_messages, req.max_bytes};
+  if (group.ordered || info.ordered) {
+    // One consumer per queue: take queues nobody holds; a queue with unsettled leases (all
+    // due) is delivered from them, in offset order, before anything new.
+    std::vector<uint32_t> due_queues;
+    std::vector<Readable> fresh;
+    std::vector<Readable> locked;
+    // Ranges (left from before the group or topic became ordered) become leases, so the
+    // counts below see every message in flight.
+    DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/false, 1 << 20);
+    for (const auto& row : tx.exec_prepared(kLockOrderedQueues.name, batch.group_id, batch.topic_id,
+                                            lowest_segment)) {
+      Readable r{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()};
+      r.segment = row[3].as<int32_t>();
+      locked.push_back(r);
+    }
+    std::map<uint32_t, std::pair<int64_t, int64_t>> counts;  // queue -> (leases, held)
+    if (!locked.empty()) {
+      std::vector<uint32_t> ids;
+      for (const Readable& r : locked) ids.push_back(r.queue);
+      for (const auto& row : tx.exec_prepared(kCountQueueLeases.name, batch.group_id,
+                                              batch.topic_id, IntArray(ids))) {
+        counts[row[0].as<uint32_t>()] = {row[1].as<int64_t>(), row[2].as<int64_t>()};
+      }
+    }
+    for (const Readable& r : locked) {
+      const auto [leases, held] = counts[r.queue];
+      if (held > 0) continue;
+      if (leases > 0) {
+        due_queues.push_back(r.queue);
+      } else if (r.from < r.end) {
+        fresh.push_back(r);
+      }
+    }
+    if (!due_queues.empty()) {
+      std::vector<DueLease> due;
+      for (const auto& row : tx.exec_prepared(kSelectQueueLeases.name, batch.group_id,
+                                              batch.topic_id, IntArray(due_queues))) {
+        due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int32_t>(),
+                               row[3].as<std::string>()});
+      }
+      Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
+    }
+    DeliverNew(tx, batch.group_id, batch.topic_id, std::move(fresh), req.visibility_ms,
+               /*as_ranges=*/false, budget, batch);
+  } else {
+    // Ranges past their deadline: their unsettled messages become due leases, redelivered
+    // below like any other.
+    bool look = false;
+    {
+      const auto now = std::chrono::steady_clock::now();
+      std::lock_guard<std::mutex> lock(due_mu_);
+      auto& last = due_checked_[position];
+      if (now - last >= std::chrono::milliseconds(kDueRangeCheckMs)) {
+        last = now;
+        look = true;
+      }
+    }
+    if (look) {
+      DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/true, req.max_messages);
+    }
+    std::vector<DueLease> due;
+    for (const auto& row : tx.exec_prepared(kSelectDueLeases.name, batch.group_id, batch.topic_id,
+                                            req.max_messages)) {
+      due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int32_t>(),
+                             row[3].as<std::string>()});
+    }
+    Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
+    if (budget.Left() > 0) {
+      // One queue first (from a random start); more only if its backlog does not fill
+      // the batch. Large backlogs: one queue per consumer, consumers in parallel.
+      thread_local std::mt19937 rng{std::random_device{}()};
+      const uint32_t start = info.queue_count > 0 ? rng() % info.queue_count : 0;
+      std::vector<Readable> readable;
+      std::vector<uint32_t> held;
+      int64_t backlog = 0;
+      auto take_positions = [&](const pqxx::result& locked) {
+        std::vector<uint32_t> ids;
+        for (const auto& row : locked) ids.push_back(row[0].as<uint32_t>());
+        held.insert(held.end(), ids.begin(), ids.end());
+        if (ids.empty()) return;
+        for (const auto& row : tx.exec_prepared(kQueuePositions.name, batch.group_id,
+                                                batch.topic_id, IntArray(ids), lowest_segment)) {
+          Readable r{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()};
+          if (!row[3].is_null()) r.settled_range = row[3].as<int64_t>();
+          r.segment = row[4].as<int32_t>();
+          if (r.from >= r.end) continue;  // drained by the consumer that held it before
+          backlog += r.end - r.from;
+          readable.push_back(r);
+        }
+      };
+      for (int round = 0; round < 2 && backlog < budget.Left(); ++round) {
+        const int64_t limit = round == 0 ? 1 : info.queue_count;
+        const size_t before = held.size();
+        take_positions(tx.exec_prepared(kSelectReadableQueues.name, batch.group_id, batch.topic_id,
+                                        start, lowest_segment, IntArray(held), limit));
+        if (held.size() == before) break;  // nothing readable (or all held by others)
+      }
+      if (readable.empty() && budget.taken == 0) {
+        // Every queue with a backlog is being read by another consumer of the group: wait
+        // for one rather than answer empty (more consumers than queues add throughput).
+        take_positions(tx.exec_prepared(kWaitReadableQueue.name, batch.group_id, batch.topic_id,
+                                        start, lowest_segment));
+      }
+      DeliverNew(tx, batch.group_id, batch.topic_id, std::move(readable), req.visibility_ms,
+                 /*as_ranges=*/true, budget, batch);
+    }
+  }
+}
+
 absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
-  LeaseBatch batch;
+  auto batches = LeaseMany({req});
+  if (!batches.ok()) return batches.status();
+  return std::move(batches->front());
+}
+
+absl::StatusOr<std::vector<LeaseBatch>> PgStore::LeaseMany(
+    const std::vector<LeaseRequest>& requests) {
+  std::vector<LeaseBatch> out;
+  if (requests.empty()) return out;
+  const LeaseRequest& first = requests.front();
   absl::Status status = pg::WithConnection(pool_, "consume", [&](pqxx::connection& c) {
-    batch = LeaseBatch{};
+    out.assign(requests.size(), LeaseBatch{});
     pqxx::work tx(c);
     // One round trip for the topic and the group (a Consume is about eight).
-    pqxx::result start = tx.exec_prepared(kLeaseStart.name, req.topic, req.group);
-    if (start.empty()) return TopicNotFound(req.topic);
+    pqxx::result start = tx.exec_prepared(kLeaseStart.name, first.topic, first.group);
+    if (start.empty()) return TopicNotFound(first.topic);
     const TopicInfo info = TopicFromRow(start[0].slice(0, 7));
-    batch.topic_id = info.topic_id;
     std::optional<GroupPolicy> found;
     if (!start[0][7].is_null()) found = GroupFromRow(start[0].slice(7, 16));
     const int32_t lowest_segment = start[0][16].as<int32_t>();
     if (!found) {
-      tx.exec_prepared(kInsertGroup.name, req.group, req.start_latest);  // waits for a racer
-      pqxx::result g = tx.exec_prepared(kSelectGroup.name, req.group);
+      tx.exec_prepared(kInsertGroup.name, first.group, first.start_latest);  // waits for a racer
+      pqxx::result g = tx.exec_prepared(kSelectGroup.name, first.group);
       if (g.empty()) return absl::AbortedError("consume: the group was being created; retry");
       found = GroupFromRow(g[0]);
     }
     const GroupPolicy group = *found;
-    batch.group_id = group.group_id;
-    const auto position = std::make_pair(batch.group_id, batch.topic_id);
+    const auto position = std::make_pair(group.group_id, info.topic_id);
     bool known;
     {
       std::lock_guard<std::mutex> lock(known_mu_);
       known = known_positions_.count(position) != 0;
     }
     if (!known) {
-      tx.exec_prepared(kInsertGroupQueues.name, batch.group_id, batch.topic_id, group.start_latest);
+      tx.exec_prepared(kInsertGroupQueues.name, group.group_id, info.topic_id, first.start_latest);
     }
-
-    Budget budget{req.max_messages, req.max_bytes};
-    if (group.ordered || info.ordered) {
-      // One consumer per queue: take queues nobody holds; a queue with unsettled leases (all
-      // due) is delivered from them, in offset order, before anything new.
-      std::vector<uint32_t> due_queues;
-      std::vector<Readable> fresh;
-      std::vector<Readable> locked;
-      // Ranges (left from before the group or topic became ordered) become leases, so the
-      // counts below see every message in flight.
-      DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/false, 1 << 20);
-      for (const auto& row : tx.exec_prepared(kLockOrderedQueues.name, batch.group_id,
-                                              batch.topic_id, lowest_segment)) {
-        Readable r{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()};
-        r.segment = row[3].as<int32_t>();
-        locked.push_back(r);
-      }
-      std::map<uint32_t, std::pair<int64_t, int64_t>> counts;  // queue -> (leases, held)
-      if (!locked.empty()) {
-        std::vector<uint32_t> ids;
-        for (const Readable& r : locked) ids.push_back(r.queue);
-        for (const auto& row : tx.exec_prepared(kCountQueueLeases.name, batch.group_id,
-                                                batch.topic_id, IntArray(ids))) {
-          counts[row[0].as<uint32_t>()] = {row[1].as<int64_t>(), row[2].as<int64_t>()};
-        }
-      }
-      for (const Readable& r : locked) {
-        const auto [leases, held] = counts[r.queue];
-        if (held > 0) continue;
-        if (leases > 0) {
-          due_queues.push_back(r.queue);
-        } else if (r.from < r.end) {
-          fresh.push_back(r);
-        }
-      }
-      if (!due_queues.empty()) {
-        std::vector<DueLease> due;
-        for (const auto& row : tx.exec_prepared(kSelectQueueLeases.name, batch.group_id,
-                                                batch.topic_id, IntArray(due_queues))) {
-          due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int32_t>(),
-                                 row[3].as<std::string>()});
-        }
-        Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
-      }
-      DeliverNew(tx, batch.group_id, batch.topic_id, std::move(fresh), req.visibility_ms,
-                 /*as_ranges=*/false, budget, batch);
-    } else {
-      // Ranges past their deadline: their unsettled messages become due leases, redelivered
-      // below like any other.
-      bool look = false;
-      {
-        const auto now = std::chrono::steady_clock::now();
-        std::lock_guard<std::mutex> lock(due_mu_);
-        auto& last = due_checked_[position];
-        if (now - last >= std::chrono::milliseconds(kDueRangeCheckMs)) {
-          last = now;
-          look = true;
-        }
-      }
-      if (look) {
-        DissolveRanges(tx, batch.group_id, batch.topic_id, /*due_only=*/true, req.max_messages);
-      }
-      std::vector<DueLease> due;
-      for (const auto& row : tx.exec_prepared(kSelectDueLeases.name, batch.group_id, batch.topic_id,
-                                              req.max_messages)) {
-        due.push_back(DueLease{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int32_t>(),
-                               row[3].as<std::string>()});
-      }
-      Redeliver(tx, group, batch.topic_id, due, req.visibility_ms, budget, batch);
-      if (budget.Left() > 0) {
-        // One queue first (from a random start); more only if its backlog does not fill
-        // the batch. Large backlogs: one queue per consumer, consumers in parallel.
-        thread_local std::mt19937 rng{std::random_device{}()};
-        const uint32_t start = info.queue_count > 0 ? rng() % info.queue_count : 0;
-        std::vector<Readable> readable;
-        std::vector<uint32_t> held;
-        int64_t backlog = 0;
-        auto take_positions = [&](const pqxx::result& locked) {
-          std::vector<uint32_t> ids;
-          for (const auto& row : locked) ids.push_back(row[0].as<uint32_t>());
-          held.insert(held.end(), ids.begin(), ids.end());
-          if (ids.empty()) return;
-          for (const auto& row : tx.exec_prepared(kQueuePositions.name, batch.group_id,
-                                                  batch.topic_id, IntArray(ids), lowest_segment)) {
-            Readable r{row[0].as<uint32_t>(), row[1].as<int64_t>(), row[2].as<int64_t>()};
-            if (!row[3].is_null()) r.settled_range = row[3].as<int64_t>();
-            r.segment = row[4].as<int32_t>();
-            if (r.from >= r.end) continue;  // drained by the consumer that held it before
-            backlog += r.end - r.from;
-            readable.push_back(r);
-          }
-        };
-        for (int round = 0; round < 2 && backlog < budget.Left(); ++round) {
-          const int64_t limit = round == 0 ? 1 : info.queue_count;
-          const size_t before = held.size();
-          take_positions(tx.exec_prepared(kSelectReadableQueues.name, batch.group_id,
-                                          batch.topic_id, start, lowest_segment, IntArray(held),
-                                          limit));
-          if (held.size() == before) break;  // nothing readable (or all held by others)
-        }
-        if (readable.empty() && budget.taken == 0) {
-          // Every queue with a backlog is being read by another consumer of the group: wait
-          // for one rather than answer empty (more consumers than queues add throughput).
-          take_positions(tx.exec_prepared(kWaitReadableQueue.name, batch.group_id, batch.topic_id,
-                                          start, lowest_segment));
-        }
-        DeliverNew(tx, batch.group_id, batch.topic_id, std::move(readable), req.visibility_ms,
-                   /*as_ranges=*/true, budget, batch);
-      }
+    // One request after the other, in this transaction: each sees what those before it leased
+    // (their ranges and leases), so they share the queues as separate Consume calls would.
+    for (size_t i = 0; i < requests.size(); ++i) {
+      LeaseInTx(tx, requests[i], info, group, lowest_segment, out[i]);
     }
     tx.commit();
     if (!known) {
@@ -541,7 +558,7 @@ absl::StatusOr<LeaseBatch> PgStore::Lease(const LeaseRequest& req) {
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  return batch;
+  return out;
 }
 
 // ---- settle -----------------------------------------------------------------------------

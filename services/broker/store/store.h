@@ -60,6 +60,10 @@ class Store {
   // each from its lowest unsettled offset. Creates the group and its positions on first use.
   // An empty batch means nothing is available now. NOT_FOUND if the topic does not exist.
   virtual absl::StatusOr<LeaseBatch> Lease(const LeaseRequest& request) = 0;
+  // Several Consume calls of one group and topic (and start position) at once, in one
+  // transaction: one batch per request, in order, as if they had come one after the other.
+  virtual absl::StatusOr<std::vector<LeaseBatch>> LeaseMany(
+      const std::vector<LeaseRequest>& requests) = 0;
   // Applies each settlement for `group`; one result per settlement, in order.
   virtual absl::StatusOr<std::vector<SettleResult>> Settle(
       const std::string& group, const std::vector<Settlement>& settlements) = 0;

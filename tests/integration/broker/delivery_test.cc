@@ -132,6 +132,72 @@ TEST_CASE(
   CHECK(DeadLetters(f, "workers").dead_letters_size() == 0);
 }
 
+TEST_CASE(
+    "8 consumers of one group calling at once on one queue: every message to exactly one - "
+    "each with its own receipts and lease",
+    "[integration][delivery]") {
+  BrokerFixture f;
+  f.CreateTopic("one", 1);
+  constexpr int kMessages = 3000;
+  std::vector<std::string> payloads;
+  for (int i = 0; i < kMessages; ++i) payloads.push_back(std::to_string(i));
+  for (size_t at = 0; at < payloads.size(); at += 500) {
+    f.Produce("one", std::vector<std::string>(payloads.begin() + at, payloads.begin() + at + 500));
+  }
+  std::mutex mu;
+  std::multiset<std::string> got;
+  std::vector<std::string> stale;
+  std::atomic<int> bad_results{0}, failed_calls{0}, oversized{0}, not_first{0};
+  std::vector<std::thread> consumers;
+  for (int t = 0; t < 8; ++t) {
+    consumers.emplace_back([&, t] {
+      Client c(f.address());
+      int empty = 0;
+      while (empty < 3) {
+        v1::ConsumeRequest req;
+        req.set_group("crowd");
+        req.set_topic("one");
+        req.set_max_messages(7 + t);  // different sizes in one shared transaction
+        req.set_visibility_timeout_ms(60000);
+        auto r = c.Consume(req);
+        if (!r.ok()) {
+          ++failed_calls;
+          return;
+        }
+        if (r->messages_size() == 0) {
+          ++empty;
+          continue;
+        }
+        empty = 0;
+        oversized += r->messages_size() > 7 + t;
+        std::vector<std::string> receipts;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          for (const auto& m : r->messages()) {
+            got.insert(m.payload());
+            not_first += m.delivery_attempt() != 1;
+            receipts.push_back(m.receipt());
+          }
+        }
+        auto acked = c.Ack("crowd", receipts);
+        if (!acked.ok()) {
+          ++failed_calls;
+          return;
+        }
+        for (const auto& res : acked->results()) bad_results += res.status() != v1::COMMITTED;
+      }
+    });
+  }
+  for (auto& t : consumers) t.join();  // (Catch2 assertions only from this thread)
+  CHECK(failed_calls.load() == 0);
+  CHECK(oversized.load() == 0);
+  CHECK(not_first.load() == 0);
+  CHECK(bad_results.load() == 0);
+  CHECK(got.size() == static_cast<size_t>(kMessages));
+  CHECK(got == std::multiset<std::string>(payloads.begin(), payloads.end()));
+  CHECK(f.Query("SELECT count(*) FROM group_in_flight").at(0) == "0");
+}
+
 TEST_CASE("expired leases count as attempts and end in dead letters", "[integration][delivery]") {
   BrokerFixture f;
   f.CreateTopic("jobs", 1);
