@@ -42,16 +42,63 @@ constexpr pg::Statement kNotifyTopics{
 
 namespace store_internal {
 
-void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids,
-                     const std::vector<int64_t>& counts) {
+Notifier::Notifier(pg::ConnectionPool& pool) : pool_(pool), thread_([this] { Run(); }) {}
+
+Notifier::~Notifier() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+void Notifier::Add(const std::vector<int64_t>& topic_ids, const std::vector<int64_t>& counts) {
   if (topic_ids.empty()) return;
-  try {
-    std::vector<std::optional<int64_t>> n_of(topic_ids.size());
-    for (size_t i = 0; i < counts.size() && i < n_of.size(); ++i) n_of[i] = counts[i];
-    pqxx::nontransaction n(c);
-    n.exec_prepared(kNotifyTopics.name, IntArray(topic_ids), IntArray(n_of));
-  } catch (const std::exception&) {
-    // The messages are committed; waiting consumers find them at their next poll.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < topic_ids.size(); ++i) {
+      auto [it, fresh] = pending_.try_emplace(topic_ids[i], std::nullopt);
+      const std::optional<int64_t> n =
+          i < counts.size() ? std::optional<int64_t>(counts[i]) : std::nullopt;
+      if (fresh) {
+        it->second = n;
+      } else if (it->second.has_value()) {
+        it->second = n.has_value() ? std::optional<int64_t>(*it->second + *n) : std::nullopt;
+      }
+    }
+  }
+  cv_.notify_one();
+}
+
+void Notifier::Run() {
+  std::unique_ptr<pqxx::connection> conn;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    if (pending_.empty()) return;  // stopping, nothing left
+    std::map<int64_t, std::optional<int64_t>> batch;
+    batch.swap(pending_);
+    lock.unlock();
+    std::vector<int64_t> topics;
+    std::vector<std::optional<int64_t>> counts;
+    for (const auto& [t, n] : batch) {
+      topics.push_back(t);
+      counts.push_back(n);
+    }
+    try {
+      if (!conn || !conn->is_open()) {
+        conn = pool_.OpenDedicated("notify");
+        conn->prepare(kNotifyTopics.name, kNotifyTopics.sql);
+      }
+      pqxx::nontransaction n(*conn);
+      n.exec_prepared(kNotifyTopics.name, IntArray(topics), IntArray(counts));
+    } catch (const std::exception& e) {
+      // The messages are committed; waiting consumers find them at their next poll.
+      conn.reset();
+      log::Get("broker")->debug("event=notify_failed error=\"{}\"", e.what());
+    }
+    lock.lock();
   }
 }
 
@@ -183,15 +230,18 @@ int64_t RetryDelayMs(const GroupPolicy& policy, bool ordered, int32_t attempt) {
 }
 
 PgStore::PgStore(pg::ConnectionPool& pool, QueueChooser choose_queue, TxnTiming timing)
-    : pool_(pool), choose_queue_(std::move(choose_queue)), timing_(timing) {}
+    : pool_(pool),
+      choose_queue_(std::move(choose_queue)),
+      timing_(timing),
+      notifier_(std::make_unique<Notifier>(pool)) {}
 
 PgStore::~PgStore() = default;
 
 std::vector<pg::Statement> PgStore::AllStatements() {
-  std::vector<pg::Statement> all = {kNotifyTopics,      kDeadLetterLeases, kSelectGroupQueuesAt,
-                                    kExistingGroups,    kEnsureSegments,   kInsertGroup,
-                                    kInsertGroupQueues, kAdvanceDelivered, kSelectTopic,
-                                    kSelectTopicById,   kSelectGroup,      kSelectLeasesAt};
+  std::vector<pg::Statement> all = {kDeadLetterLeases, kSelectGroupQueuesAt, kExistingGroups,
+                                    kEnsureSegments,   kInsertGroup,         kInsertGroupQueues,
+                                    kAdvanceDelivered, kSelectTopic,         kSelectTopicById,
+                                    kSelectGroup,      kSelectLeasesAt};
   for (const auto& part :
        {TopicsStatements(), ProduceStatements(), DeliveryStatements(), SettleStatements(),
         GroupsStatements(), DeadLettersStatements(), TxnStatements(), AuthStatements(),

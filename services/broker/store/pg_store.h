@@ -5,9 +5,9 @@
 // pg_store_delivery.cc, pg_store_settle.cc, pg_store_groups.cc, pg_store_dead_letters.cc,
 // pg_store_txn.cc, pg_store_auth.cc, pg_store_retention.cc, pg_store_metrics.cc.
 //
-// Offsets: a producing transaction locks the rows of the queues it appends to (in queue order)
-// from taking offsets until commit, so appends to one queue commit in offset order and offsets
-// are dense. Readers only read below queues.next_offset, which commits with the messages.
+// Offsets: a producing transaction holds an advisory lock per queue it appends to (in queue
+// order) from reading the queue's end until commit, so appends to one queue commit in offset
+// order and offsets are dense.
 #pragma once
 
 #include <chrono>
@@ -21,6 +21,10 @@
 #include "common/pg/pool.h"
 
 namespace ferry::broker {
+
+namespace store_internal {
+class Notifier;
+}  // namespace store_internal
 
 class PgStore final : public Store {
  public:
@@ -111,11 +115,13 @@ class PgStore final : public Store {
   pg::ConnectionPool& pool_;
   const QueueChooser choose_queue_;
   const TxnTiming timing_;
-  // (group_id, topic_id) pairs whose group_queues rows exist: skips the insert on later calls.
   // One Consume inside LeaseMany's transaction.
   void LeaseInTx(pqxx::work& tx, const LeaseRequest& req, const TopicInfo& info,
                  const GroupPolicy& group, int32_t lowest_segment, LeaseBatch& batch);
 
+  // Sends the notifications of committed messages (NotifyCommitted), off the caller's path.
+  std::unique_ptr<store_internal::Notifier> notifier_;
+  // (group_id, topic_id) pairs whose group_queues rows exist: skips the insert on later calls.
   std::mutex known_mu_;
   std::set<std::pair<int64_t, int64_t>> known_positions_;
   // When this process last looked for due ranges of a (group, topic): at most every

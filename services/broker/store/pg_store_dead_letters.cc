@@ -176,7 +176,7 @@ absl::StatusOr<RedriveReport> PgStore::RedriveDeadLetters(const std::string& gro
     }
     report.redriven = static_cast<int64_t>(done.size());
     tx.commit();
-    NotifyCommitted(c, std::vector<int64_t>(notify.begin(), notify.end()));
+    notifier_->Add(std::vector<int64_t>(notify.begin(), notify.end()));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

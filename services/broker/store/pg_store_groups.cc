@@ -214,7 +214,7 @@ absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> PgStore::ResetGroup(
     tx.exec_prepared(kAdvanceDelivered.name, group.group_id, info.topic_id, IntArray(qs),
                      IntArray(ds));
     tx.commit();
-    NotifyCommitted(c, {info.topic_id});
+    notifier_->Add({info.topic_id});
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

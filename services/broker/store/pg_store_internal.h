@@ -3,10 +3,13 @@
 
 #include <absl/status/statusor.h>
 
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <pqxx/pqxx>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -105,15 +108,33 @@ inline constexpr pg::Statement kAdvanceDelivered{
 using QueueOffset = std::pair<uint32_t, int64_t>;
 using Position = std::tuple<int64_t, uint32_t, int64_t>;  // topic, queue, offset
 
-// Wakes long polls on every broker for messages appended to these topics. Sent after the
-// commit, in a transaction of its own: PostgreSQL commits notifying transactions one at a
-// time (a lock held through the WAL flush), so a NOTIFY inside the producing transaction
-// would serialize every producer's commit. Never throws (the long-poll fallback covers a
-// lost notification, and the caller must not retry what already committed).
-// The payload is "topic_id" (wake every waiter of the topic) or "topic_id:count" (count new
-// messages: wake as many waiters as that takes; see LongPoller::Notify).
-void NotifyCommitted(pqxx::connection& c, const std::vector<int64_t>& topic_ids,
-                     const std::vector<int64_t>& counts = {});
+// Notifier: wakes long polls on every broker for messages appended to topics, after the
+// commit (Add is called once the transaction committed), in a transaction of its own: PostgreSQL
+// commits notifying transactions one at a time (a lock held through the WAL flush), so a NOTIFY
+// inside the producing transaction would serialize every producer's commit. Never throws (the
+// long-poll fallback covers a lost notification, and the caller must not retry what already
+// committed). The payload is "topic_id" (wake every waiter of the topic) or "topic_id:count" (count
+// new messages: wake as many waiters as that takes; see LongPoller::Notify).
+//
+// Sent by one thread of the store on a connection of its own, not on the caller's:
+// the caller answers (and a produce lane takes its next batch) without waiting for it, and
+// notifications for the same topics that pile up while one is sent go out as one statement.
+class Notifier {
+ public:
+  explicit Notifier(pg::ConnectionPool& pool);
+  ~Notifier();  // sends what is pending, then stops
+  // `counts` (optional) gives the new messages per topic; none: wake every waiter.
+  void Add(const std::vector<int64_t>& topic_ids, const std::vector<int64_t>& counts = {});
+
+ private:
+  void Run();
+  pg::ConnectionPool& pool_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<int64_t, std::optional<int64_t>> pending_;  // topic -> new messages (none: all)
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 TopicInfo TopicFromRow(const pqxx::row& row);
 GroupPolicy GroupFromRow(const pqxx::row& row);

@@ -327,7 +327,7 @@ absl::StatusOr<std::vector<Appended>> PgStore::Append(const std::string& topic,
     tx.commit();
     int64_t stored = 0;
     for (const Appended& a : out) stored += !a.duplicate && !a.delayed;
-    if (stored > 0) NotifyCommitted(c, {info.topic_id}, {stored});
+    if (stored > 0) notifier_->Add({info.topic_id}, {stored});
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -390,7 +390,7 @@ absl::StatusOr<int64_t> PgStore::MoveDueDelayed(int64_t limit) {
       }
     }
     tx.commit();
-    NotifyCommitted(c, appended_to);
+    notifier_->Add(appended_to);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

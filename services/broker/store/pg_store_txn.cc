@@ -422,7 +422,7 @@ absl::StatusOr<TxnOutcome> PgStore::EndTransaction(const std::string& txn_id, Tx
     if (!ended.ok()) return ended.status();
     out = *ended;
     tx.commit();
-    NotifyCommitted(c, out.topics_appended);
+    notifier_->Add(out.topics_appended);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -524,7 +524,7 @@ absl::Status PgStore::AnswerCheck(const CheckAnswer& a) {
       }
     }
     tx.commit();
-    NotifyCommitted(c, appended_to);
+    notifier_->Add(appended_to);
     return absl::OkStatus();
   });
 }
