@@ -87,7 +87,8 @@ absl::Status BrokerServer::Start() {
     if (absl::Status s = MigrateDatabase(options_); !s.ok()) return s;
   }
   pool_ = std::make_unique<pg::ConnectionPool>(options_.database_url, options_.pool_size,
-                                               "ferry-broker", PgStore::AllStatements());
+                                               "ferry-broker", PgStore::AllStatements(),
+                                               pg::PlanMode::kGeneric);
   {
     // Open one connection now: a bad URL or a schema mismatch fails here, not on a request.
     auto lease = pool_->Acquire(std::chrono::seconds(10));

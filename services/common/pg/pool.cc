@@ -51,11 +51,12 @@ PoolMetrics& Metrics() {
 }  // namespace
 
 ConnectionPool::ConnectionPool(std::string conninfo, int size, std::string application_name,
-                               std::vector<Statement> statements)
+                               std::vector<Statement> statements, PlanMode plan_mode)
     : conninfo_(std::move(conninfo)),
       size_(size),
       application_name_(std::move(application_name)),
       statements_(std::move(statements)),
+      plan_mode_(plan_mode),
       // Looked up once: Acquire() is on every call's path.
       wait_metric_(&Metrics().wait.With({application_name_})),
       acquired_ok_(&Metrics().acquires.With({application_name_, "ok"})),
@@ -66,11 +67,11 @@ ConnectionPool::~ConnectionPool() = default;
 
 std::unique_ptr<pqxx::connection> ConnectionPool::Open() const {
   auto conn = OpenDedicated("pool");
-  // Prepared statements run their generic plan, planned once per connection. By default
-  // PostgreSQL plans most of ours again on every execution (their array parameters make the
-  // generic plan look costlier), which was a fifth of its CPU on W2 (issue 15): 2,006 plans
-  // for 2,000 reads of messages, 1,713 for 1,707 range lookups.
-  {
+  // kGeneric: prepared statements run their generic plan, planned once per connection. By
+  // default PostgreSQL planned most of the broker's again on every execution (their array
+  // parameters make the generic plan look costlier), a fifth of its CPU on W2 (issue 15):
+  // 2,006 plans for 2,000 reads of messages, 1,713 for 1,707 range lookups.
+  if (plan_mode_ == PlanMode::kGeneric) {
     pqxx::nontransaction tx(*conn);
     tx.exec("SET plan_cache_mode = force_generic_plan");
   }

@@ -29,6 +29,13 @@ struct Statement {
 
 class ConnectionPool;
 
+// How the pool's connections plan prepared statements. kGeneric: once per connection
+// (`plan_cache_mode = force_generic_plan`), for statements written to have one good plan
+// whatever the parameters (the broker's). kPostgresChooses: PostgreSQL's default, which plans
+// again when parameters matter, e.g. a status parameter matched against a partial index (the
+// relay's claim: its generic plan cannot use the index of open rows, W4 fell by half).
+enum class PlanMode { kPostgresChooses, kGeneric };
+
 // A borrowed connection; returns it to the pool when destroyed. Move-only.
 class Lease {
  public:
@@ -53,7 +60,8 @@ class ConnectionPool {
   // `conninfo`: a libpq connection string or URL ("" uses the PG* environment variables).
   // `application_name` shows in pg_stat_activity. Connections are opened on demand.
   ConnectionPool(std::string conninfo, int size, std::string application_name,
-                 std::vector<Statement> statements);
+                 std::vector<Statement> statements,
+                 PlanMode plan_mode = PlanMode::kPostgresChooses);
   ~ConnectionPool();
 
   // Borrows a connection, opening one if fewer than `size` exist. Waits at most `wait` for one
@@ -85,6 +93,7 @@ class ConnectionPool {
   const int size_;
   const std::string application_name_;
   const std::vector<Statement> statements_;
+  const PlanMode plan_mode_;
   metrics::Histogram* const wait_metric_;
   metrics::Counter* const acquired_ok_;
   metrics::Counter* const acquired_unavailable_;

@@ -35,7 +35,8 @@ uint32_t Queue0(const NewMessage&, uint32_t) { return 0; }
 // The store routes with `choose` (Queue0 unless a test sets another).
 struct Fixture {
   TempDatabase db;
-  ferry::pg::ConnectionPool pool{db.conninfo(), 8, "test", PgStore::AllStatements()};
+  ferry::pg::ConnectionPool pool{db.conninfo(), 8, "test", PgStore::AllStatements(),
+                                 ferry::pg::PlanMode::kGeneric};
   QueueChooser choose = Queue0;
   PgStore store{pool, [this](const NewMessage& m, uint32_t n) { return choose(m, n); }};
 };
