@@ -9,11 +9,6 @@
 
 #include <absl/status/status.h>
 
-#include <condition_variable>
-#include <deque>
-#include <map>
-#include <mutex>
-
 #include "broker/auth.h"
 #include "broker/group_commit.h"
 #include "broker/receipt.h"

@@ -23,7 +23,9 @@ using namespace store_internal;  // NOLINT: the store's own internals
 
 namespace {
 
-// A Consume's first statement: the topic and the group (NULLs when it does not exist yet).
+// A Consume's first statement: the topic, the group (NULLs when it does not exist yet) and the
+// lowest segment of the topic's queues (the partition bound of their ends; see
+// FERRY_QUEUE_END_FROM).
 // Leases commit flushed like everything else: an unflushed lease lost in a failover to a
 // synchronous standby made its message come back as attempt 1 again (the chaos failover
 // scenario caught it), so attempts would be undercounted; W2 did not measurably gain from it.
@@ -60,9 +62,8 @@ constexpr pg::Statement kSelectMessagesAt{
 // parameter, so that partitions below it are never opened; see FERRY_QUEUE_END_FROM).
 constexpr pg::Statement kLowestSegmentAt{
     "broker_lowest_segment_at",
-    "SELECT COALESCE(min(s.segment), 0) FROM unnest($2::int[], $3::bigint[]) AS r(q, o)"
-    " CROSS JOIN LATERAL (SELECT max(segment) AS segment FROM queue_segments"
-    "  WHERE topic_id = $1 AND queue_id = r.q AND first_offset <= r.o) s"};
+    "SELECT COALESCE(min(" FERRY_SEGMENT_HOLDING("$1", "r.q", "r.o") "), 0)"
+    " FROM unnest($2::int[], $3::bigint[]) AS r(q, o)"};
 
 constexpr pg::Statement kRenewLeases{
     "broker_renew_leases",
@@ -104,7 +105,7 @@ constexpr pg::Statement kWaitReadableQueue{"broker_wait_readable_queue",
 constexpr pg::Statement kQueuePositions{
     "broker_queue_positions",
     "SELECT gq.queue_id, p.at, " FERRY_QUEUE_END_FROM("q", "$4::int") ","
-    " CASE WHEN r.deadline = 'infinity' THEN r.first_offset END, " FERRY_SEGMENT_OF("p.at")
+    " CASE WHEN r.deadline = 'infinity' THEN r.first_offset END, " FERRY_SEGMENT_HOLDING("$2", "gq.queue_id", "p.at")
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
     " LEFT JOIN LATERAL (SELECT r.end_offset, r.first_offset, r.deadline FROM group_ranges r"
     "  WHERE r.group_id = gq.group_id AND r.topic_id = gq.topic_id AND r.queue_id = gq.queue_id"
@@ -117,7 +118,7 @@ constexpr pg::Statement kQueuePositions{
 // Ordered mode, step 1: lock every queue of the group nobody else is reading right now.
 constexpr pg::Statement kLockOrderedQueues{
     "broker_lock_ordered_queues",
-    "SELECT gq.queue_id, p.at, " FERRY_QUEUE_END_FROM("q", "$3::int") ", " FERRY_SEGMENT_OF("p.at")
+    "SELECT gq.queue_id, p.at, " FERRY_QUEUE_END_FROM("q", "$3::int") ", " FERRY_SEGMENT_HOLDING("$2", "gq.queue_id", "p.at")
     " FROM group_queues gq JOIN queues q ON q.topic_id = gq.topic_id AND q.queue_id = gq.queue_id"
     " CROSS JOIN LATERAL (SELECT greatest(gq.delivered_offset, q.first_offset) AS at) p"
     " WHERE gq.group_id = $1 AND gq.topic_id = $2"

@@ -53,14 +53,14 @@ inline constexpr pg::Statement kSelectLeasesAt{
 #define FERRY_MESSAGE_COLUMNS                                    \
   "m.queue_id, m.msg_offset, m.key, m.payload, m.headers::text," \
   " (extract(epoch FROM m.produced_at) * 1000000)::bigint"
-// The segment holding `offset` of the queue of row `gq` (or an earlier one; 0 if none is
-// recorded). The statement's $2 is the topic.
-#define FERRY_SEGMENT_OF(offset)                                                \
-  "COALESCE((SELECT max(s.segment) FROM queue_segments s WHERE s.topic_id = $2" \
-  " AND s.queue_id = gq.queue_id AND s.first_offset <= " offset "), 0)"
-#define FERRY_SEGMENT_FLOOR(queue, offset)                                  \
-  " AND m.segment >= COALESCE((SELECT max(s.segment) FROM queue_segments s" \
-  " WHERE s.topic_id = $1 AND s.queue_id = " queue " AND s.first_offset <= " offset "), 0)"
+// The segment holding `offset` of a queue (or an earlier one; 0 if none is recorded), from
+// queue_segments: the lower partition bound of a read from that offset.
+#define FERRY_SEGMENT_HOLDING(topic, queue, offset)                                 \
+  "COALESCE((SELECT max(s.segment) FROM queue_segments s WHERE s.topic_id = " topic \
+  " AND s.queue_id = " queue " AND s.first_offset <= " offset "), 0)"
+// The same as a condition on messages `m` (topic $1), for a read's LATERAL subquery.
+#define FERRY_SEGMENT_FLOOR(queue, offset) \
+  " AND m.segment >= " FERRY_SEGMENT_HOLDING("$1", queue, offset)
 
 // A queue's end (the offset its next message gets) and a group's delivered position on a queue,
 // derived from append-only rows (migrations/broker/0007_no_hot_rows.sql; the same as
