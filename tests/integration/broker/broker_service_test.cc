@@ -197,6 +197,26 @@ TEST_CASE("a long poll returns the message produced while it waits", "[integrati
   CHECK(got.messages(0).payload() == "late");
 }
 
+TEST_CASE("a parked consumer is woken by the notification of the commit - not by its next poll",
+          "[integration][service]") {
+  // Polls only every 10 s: a consumer waiting 5 s gets the message only if the produce's
+  // notification (sent by the store's notifier thread, through PostgreSQL) wakes it.
+  Fixture f([](broker::BrokerOptions& o) { o.poll_interval_ms = 10000; });
+  f.CreateTopic("t", 2);
+  CHECK(f.Consume("g", "t", 1).messages_size() == 0);  // group exists, nothing yet
+  for (int round = 0; round < 2; ++round) {
+    std::thread producer([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      f.Produce("t", {"late-" + std::to_string(round)});
+    });
+    auto got = f.Consume("g", "t", 10, /*wait_ms=*/5000);
+    producer.join();
+    REQUIRE(got.messages_size() == 1);
+    CHECK(got.messages(0).payload() == "late-" + std::to_string(round));
+    CHECK(f.Settle("g", got.messages(0).receipt(), v1::ACK).status() == v1::COMMITTED);
+  }
+}
+
 TEST_CASE("a group created at LATEST sees only later messages", "[integration][service]") {
   Fixture f;
   f.CreateTopic("t", 2);
