@@ -80,10 +80,16 @@ ferry_pg_conninfo() {
   echo "host=$1 port=$2 user=postgres dbname=$3"
 }
 
-ferry_pg_free_port() {   # a port on 127.0.0.1 nothing listens on, from a range
-  local port try
+# A port on 127.0.0.1 nothing listens on, below the kernel's ephemeral range
+# (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default): a port from that range can
+# be the local end of any outgoing connection, or what bind(port 0) hands a test's broker, between
+# this probe and the server's bind (a CI run lost a chaos scenario to exactly that).
+ferry_pg_free_port() {
+  local port try low=32768
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 12000 ] 2>/dev/null || low=32768
   for try in $(seq 1 50); do
-    port=$((40000 + RANDOM % 20000))
+    port=$((10000 + RANDOM % (low - 10000)))
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
   done
   return 1
