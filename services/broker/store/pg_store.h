@@ -14,8 +14,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <pqxx/connection>
 #include <set>
+#include <unordered_map>
+#include <vector>
 
 #include "broker/store/store.h"
 #include "common/pg/pool.h"
@@ -118,6 +121,21 @@ class PgStore final : public Store {
   // One Consume inside LeaseMany's transaction.
   void LeaseInTx(pqxx::work& tx, const LeaseRequest& req, const TopicInfo& info,
                  const GroupPolicy& group, int32_t lowest_segment, LeaseBatch& batch);
+
+  // Topics this process has produced to (queue_count never changes): a Produce of messages due
+  // now to one of them is one statement (AppendOneStatement). ferry_append checks the id and the
+  // queue count and writes nothing if the topic is not so any more; then it is looked up again.
+  struct ProduceTopic {
+    int64_t topic_id = 0;
+    uint32_t queue_count = 0;
+  };
+  static constexpr size_t kProduceTopicsKept = 10000;
+  std::mutex produce_topics_mu_;
+  std::unordered_map<std::string, ProduceTopic> produce_topics_;
+  // nullopt: the topic is gone or not as cached (nothing was written).
+  std::optional<std::vector<Appended>> AppendOneStatement(pqxx::connection& c,
+                                                          const ProduceTopic& topic,
+                                                          const std::vector<NewMessage>& messages);
 
   // Sends the notifications of committed messages (NotifyCommitted), off the caller's path.
   std::unique_ptr<store_internal::Notifier> notifier_;

@@ -88,6 +88,13 @@ constexpr pg::Statement kUpsertDedup{
     " msg_offset = EXCLUDED.msg_offset, delayed_id = EXCLUDED.delayed_id,"
     " expires_at = EXCLUDED.expires_at"};
 
+// Produce of messages due now in one statement, outside a transaction block
+// (migrations/broker/0008_append_function.sql).
+constexpr pg::Statement kAppendOneStatement{
+    "broker_append_one_statement",
+    "SELECT r_queue, r_offset, r_delayed, r_duplicate FROM ferry_append($1, $2, $3::int[],"
+    " $4::text[], $5::bytea[], $6::jsonb[], $7::text[])"};
+
 constexpr pg::Statement kNextDelayedIds{
     "broker_next_delayed_ids",
     "SELECT nextval(pg_get_serial_sequence('delayed_messages', 'delayed_id'))"
@@ -195,10 +202,10 @@ std::vector<Appended> AppendRows(pqxx::work& tx, const TopicInfo& topic,
 }
 
 std::vector<pg::Statement> ProduceStatements() {
-  return {kLockDedupIds,   kSelectDedup,         kLockQueues,     kQueueEnds,
-          kEnterSegment,   kInsertQueueSegments, kInsertMessages, kUpsertDedup,
-          kNextDelayedIds, kInsertDelayed,       kTakeDueDelayed, kPlaceDelayedDedup,
-          kCancelDelayed,  kCancelDelayedCheck};
+  return {kAppendOneStatement, kLockDedupIds,   kSelectDedup,         kLockQueues,
+          kQueueEnds,          kEnterSegment,   kInsertQueueSegments, kInsertMessages,
+          kUpsertDedup,        kNextDelayedIds, kInsertDelayed,       kTakeDueDelayed,
+          kPlaceDelayedDedup,  kCancelDelayed,  kCancelDelayedCheck};
 }
 
 }  // namespace store_internal
@@ -312,15 +319,85 @@ absl::StatusOr<std::vector<Appended>> AppendToTopic(pqxx::work& tx, const TopicI
 
 }  // namespace store_internal
 
+std::optional<std::vector<Appended>> PgStore::AppendOneStatement(
+    pqxx::connection& c, const ProduceTopic& topic, const std::vector<NewMessage>& messages) {
+  std::vector<int64_t> qs;
+  std::vector<std::optional<std::string>> keys, headers, dedups;
+  std::vector<const std::string*> payloads;
+  bool any_dedup = false;
+  for (const NewMessage& m : messages) {
+    qs.push_back(choose_queue_(m, topic.queue_count));
+    keys.push_back(m.key);
+    payloads.push_back(&m.payload);
+    headers.push_back(m.headers_json);
+    dedups.push_back(m.dedup_id.empty() ? std::nullopt : std::optional<std::string>(m.dedup_id));
+    any_dedup = any_dedup || !m.dedup_id.empty();
+  }
+  pqxx::result r;
+  {
+    pqxx::nontransaction tx(c);
+    try {
+      r = tx.exec_prepared(
+          kAppendOneStatement.name, topic.topic_id, topic.queue_count, IntArray(qs),
+          TextArray(keys), ByteaArray(payloads), TextArray(headers),
+          any_dedup ? std::optional<std::string>(TextArray(dedups)) : std::nullopt);
+    } catch (const pqxx::broken_connection& e) {
+      // The statement commits as it ends: whether it did before the connection went is unknown,
+      // so it is not run again (the pool drops connections the server closed before handing them
+      // out: this is a failure during the call).
+      throw pqxx::in_doubt_error(e.what());
+    }
+  }
+  if (r.size() != messages.size()) return std::nullopt;  // the topic is gone or not as cached
+  std::vector<Appended> out(messages.size());
+  int64_t stored = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    const auto& row = r[i];
+    Appended& a = out[i];
+    a.duplicate = row[3].as<bool>();
+    if (!row[2].is_null()) {
+      a.delayed = true;
+      a.delayed_id = row[2].as<int64_t>();
+    } else {
+      a.queue = row[0].as<uint32_t>();
+      a.offset = row[1].as<int64_t>();
+    }
+    stored += !a.duplicate;
+  }
+  if (stored > 0) notifier_->Add({topic.topic_id}, {stored});
+  return out;
+}
+
 absl::StatusOr<std::vector<Appended>> PgStore::Append(const std::string& topic,
                                                       const std::vector<NewMessage>& messages) {
   std::vector<Appended> out;
   const int64_t now_ms = NowMs();
+  // Messages due now, to a topic this process has produced to: one statement.
+  const bool due_now = std::all_of(messages.begin(), messages.end(),
+                                   [&](const NewMessage& m) { return m.deliver_at_ms <= now_ms; });
+  std::optional<ProduceTopic> known;
+  if (due_now && !messages.empty()) {
+    std::lock_guard<std::mutex> lock(produce_topics_mu_);
+    auto it = produce_topics_.find(topic);
+    if (it != produce_topics_.end()) known = it->second;
+  }
+  if (known) {
+    std::optional<std::vector<Appended>> done;
+    absl::Status status = pg::WithConnection(pool_, "produce", [&](pqxx::connection& c) {
+      done = AppendOneStatement(c, *known, messages);
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    if (done) return *std::move(done);
+    std::lock_guard<std::mutex> lock(produce_topics_mu_);
+    produce_topics_.erase(topic);  // deleted, or deleted and created again: look it up
+  }
+  TopicInfo info;
   absl::Status status = pg::WithConnection(pool_, "produce", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
     if (t.empty()) return TopicNotFound(topic);
-    const TopicInfo info = TopicFromRow(t[0]);
+    info = TopicFromRow(t[0]);
     auto appended = AppendToTopic(tx, info, messages, choose_queue_, now_ms);
     if (!appended.ok()) return appended.status();
     out = *std::move(appended);
@@ -331,6 +408,9 @@ absl::StatusOr<std::vector<Appended>> PgStore::Append(const std::string& topic,
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
+  std::lock_guard<std::mutex> lock(produce_topics_mu_);
+  if (produce_topics_.size() >= kProduceTopicsKept) produce_topics_.clear();
+  produce_topics_[topic] = ProduceTopic{info.topic_id, info.queue_count};
   return out;
 }
 

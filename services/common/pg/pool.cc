@@ -1,5 +1,7 @@
 #include "common/pg/pool.h"
 
+#include <poll.h>
+
 #include <thread>
 
 #include "common/log.h"
@@ -12,6 +14,16 @@ constexpr std::chrono::milliseconds kAcquireWaitOnRetry{5000};
 
 bool IsRetryable(const std::string& sqlstate) {
   return sqlstate == "40001" || sqlstate == "40P01";  // serialization_failure, deadlock_detected
+}
+
+// An idle connection has nothing to read: the server speaks only when asked. Readable (the
+// server's farewell error, end of file) or hung up means the database restarted or ended the
+// backend. Such a connection is dropped before use, so a statement sent on a pooled connection
+// and lost is lost to a failure during the call, not to a stale socket: a caller that cannot
+// retry safely (an autocommit produce, whose outcome is unknown) is not failed for nothing.
+bool ServerClosed(pqxx::connection& conn) {
+  pollfd p{conn.sock(), POLLIN, 0};
+  return p.fd < 0 || poll(&p, 1, 0) != 0;
 }
 
 }  // namespace
@@ -113,7 +125,13 @@ absl::StatusOr<Lease> ConnectionPool::AcquireUncounted(std::chrono::milliseconds
     if (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(this, std::move(conn));
+      if (!ServerClosed(*conn)) return Lease(this, std::move(conn));
+      --open_;
+      lock.unlock();
+      ferry::log::Get("pg")->info("event=stale_connection_dropped pool={}", application_name_);
+      conn.reset();  // closing may block briefly on the socket: outside the lock
+      lock.lock();
+      continue;
     }
     if (open_ < size_) {
       ++open_;

@@ -32,6 +32,12 @@ NewMessage Msg(const std::string& payload, const std::string& dedup_id = "") {
 
 uint32_t Queue0(const NewMessage&, uint32_t) { return 0; }
 
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // The store routes with `choose` (Queue0 unless a test sets another).
 struct Fixture {
   TempDatabase db;
@@ -227,6 +233,73 @@ TEST_CASE("dedup within one call - across calls - per topic - and after the wind
     REQUIRE(expired.ok());
     CHECK(*expired == 0);  // the entry was renewed by the later send, not left behind
   }
+}
+
+// The first Produce to a topic looks it up (a transaction of several statements); later ones
+// are one statement (ferry_append, migrations/broker/0008). Both must give the same answers.
+TEST_CASE(
+    "a topic produced to before takes the one-statement path with the same positions and dedup",
+    "[integration][store][dedup]") {
+  Fixture f;
+  REQUIRE(f.store.CreateTopic(Topic("t", 2)).ok());
+  f.choose = [](const NewMessage& m, uint32_t n) {
+    return static_cast<uint32_t>(m.payload[0] - 'a') % n;
+  };
+  auto first = f.store.Append("t", {Msg("a0"), Msg("b0")});  // looks the topic up
+  REQUIRE(first.ok());
+  CHECK((*first)[0].queue == 0);
+  CHECK((*first)[0].offset == 0);
+  CHECK((*first)[1].queue == 1);
+  CHECK((*first)[1].offset == 0);
+
+  NewMessage delayed = Msg("a-delayed", "id-delayed");
+  delayed.deliver_at_ms = NowMs() + 3600000;
+  auto later = f.store.Append("t", {delayed});  // delayed: the long path
+  REQUIRE(later.ok());
+  REQUIRE((*later)[0].delayed);
+
+  // One call: queue 0 gets two, queue 1 one; an id twice in the call; an id of a delayed message.
+  auto r = f.store.Append(
+      "t", {Msg("a1", "id-1"), Msg("b1"), Msg("a2", "id-1"), Msg("a3"), Msg("b2", "id-delayed")});
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == 5);
+  CHECK_FALSE((*r)[0].duplicate);
+  CHECK((*r)[0].queue == 0);
+  CHECK((*r)[0].offset == 1);
+  CHECK((*r)[1].queue == 1);
+  CHECK((*r)[1].offset == 1);
+  CHECK((*r)[2].duplicate);  // the first of the call wins
+  CHECK((*r)[2].queue == 0);
+  CHECK((*r)[2].offset == 1);
+  CHECK_FALSE((*r)[3].duplicate);
+  CHECK((*r)[3].queue == 0);
+  CHECK((*r)[3].offset == 2);  // dense: the duplicate took no offset
+  CHECK((*r)[4].duplicate);    // waiting as a delayed message
+  CHECK((*r)[4].delayed);
+  CHECK((*r)[4].delayed_id == (*later)[0].delayed_id);
+
+  auto again = f.store.Append("t", {Msg("a9", "id-1")});  // across calls
+  REQUIRE(again.ok());
+  CHECK((*again)[0].duplicate);
+  CHECK((*again)[0].queue == 0);
+  CHECK((*again)[0].offset == 1);
+
+  auto d = f.store.DescribeTopic("t");
+  REQUIRE(d.ok());
+  REQUIRE(d->queues.size() == 2);
+  CHECK(d->queues[0].end_offset == 3);
+  CHECK(d->queues[1].end_offset == 2);
+
+  // Deleted and created again with another queue count: the cached view is refused, nothing is
+  // written with it, and the produce lands in the new topic.
+  REQUIRE(f.store.DeleteTopic("t").ok());
+  REQUIRE(f.store.CreateTopic(Topic("t", 1)).ok());
+  auto fresh = f.store.Append("t", {Msg("b3")});
+  REQUIRE(fresh.ok());
+  CHECK((*fresh)[0].queue == 0);
+  CHECK((*fresh)[0].offset == 0);
+  REQUIRE(f.store.DeleteTopic("t").ok());
+  CHECK(f.store.Append("t", {Msg("a4")}).status().code() == absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("an unknown topic is NOT_FOUND and stores nothing", "[integration][store]") {
