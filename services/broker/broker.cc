@@ -176,8 +176,9 @@ absl::Status Broker::Commit(const Caller& caller, const v1::CommitRequest& req,
       for (int i = 0; i < req.entries_size(); ++i) {
         if (index_of[i] < 0) continue;
         const v1::CommitEntry& e = req.entries(i);
-        settlements.push_back(Settlement{refs[index_of[i]], FromProto(e.outcome()),
-                                         static_cast<int64_t>(e.retry_delay_ms()), e.reason()});
+        settlements.push_back(Settlement{
+            refs[index_of[i]], FromProto(e.outcome()),
+            e.has_retry_delay_ms() ? static_cast<int64_t>(e.retry_delay_ms()) : -1, e.reason()});
       }
       results = group_commit_ ? settle_lanes_.Run(req.group(), settlements, 0,
                                                   [this](const std::string& group,

@@ -7,11 +7,13 @@
 #include "broker/server.h"
 #include "common/log.h"
 #include "common/signals.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
   ferry::broker::BrokerOptions o;
   CLI::App app{"ferry-broker: durable message broker on PostgreSQL (gRPC ferry.v1)"};
   app.set_config("--config", "", "read options from this INI/TOML file");
+  app.set_version_flag("--version", ferry::VersionLine("ferry-broker"));
   app.fallthrough();  // `migrate --database-url X`: options after the subcommand apply too
   ferry::broker::AddFlags(app, o);
   auto* migrate = app.add_subcommand("migrate", "apply the broker migrations and exit");
@@ -22,6 +24,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   ferry::log::Init(o.log_level);
+  ferry::RegisterBuildInfo("ferry-broker");
   auto logger = ferry::log::Get("broker");
   if (absl::Status s = ferry::broker::Validate(o); !s.ok()) {
     std::cerr << "ferry-broker: " << s.message() << "\n";

@@ -108,8 +108,8 @@ enum class Outcome { kAck, kRetry, kDeadLetter };
 struct Settlement {
   DeliveryRef ref;
   Outcome outcome = Outcome::kAck;
-  int64_t retry_delay_ms = 0;  // kRetry: 0 = the group's backoff
-  std::string reason;          // kDeadLetter
+  int64_t retry_delay_ms = -1;  // kRetry: < 0 = the group's backoff; 0 = now
+  std::string reason;           // kDeadLetter
 };
 
 enum class SettleStatus {

@@ -37,6 +37,15 @@ uint64_t ParseDurationMs(const std::string& text, const std::string& flag) {
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+void AddPayload(json& line, const std::string& payload) {
+  try {
+    (void)json(payload).dump();  // strict: throws on bytes that are not UTF-8
+    line["value"] = payload;
+  } catch (const json::type_error&) {
+    line["value_base64"] = absl::Base64Escape(payload);
+  }
+}
+
 // Prints rows as an aligned table (header first).
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
   if (rows.empty()) return;

@@ -6,6 +6,7 @@
 
 #include <absl/status/statusor.h>
 #include <absl/strings/ascii.h>
+#include <absl/strings/escaping.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_split.h>
 #include <absl/time/time.h>
@@ -79,6 +80,9 @@ std::vector<uint64_t> ParseIds(const std::vector<std::string>& ids);
 ferry::v1::AccessGrant ParseGrant(const std::string& permission, const std::string& resource);
 
 std::string Dump(const json& j);
+// Sets "value" to the payload when it is UTF-8 text, else "value_base64" to its base64 (a
+// binary payload printed as text would come out as U+FFFD replacement characters).
+void AddPayload(json& line, const std::string& payload);
 // Prints rows as an aligned table (header first).
 void PrintTable(const std::vector<std::vector<std::string>>& rows);
 json TopicJson(const ferry::v1::TopicConfig& t);

@@ -164,6 +164,20 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
       req.set_timestamp_ms(static_cast<uint64_t>(ParseTimeMs(o->reset_to, "--to")));
     }
     auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::ResetGroup, req, "group reset");
+    // The broker keeps a position within what is stored (Kafka's reset does the same): say so
+    // when an asked offset was moved.
+    if (req.has_offsets()) {
+      for (const auto& asked : req.offsets().offsets()) {
+        for (const auto& p : r.positions()) {
+          if (p.queue() != asked.queue() || p.offset() == asked.offset()) continue;
+          std::cerr << "ferryctl: group reset: queue " << asked.queue() << ": offset "
+                    << asked.offset()
+                    << (asked.offset() > p.offset() ? " is past the queue's end"
+                                                    : " is before the oldest stored message")
+                    << "; the position is " << p.offset() << "\n";
+        }
+      }
+    }
     std::vector<std::vector<std::string>> rows{{"QUEUE", "POSITION"}};
     json out = json::array();
     for (const auto& p : r.positions()) {
@@ -188,20 +202,20 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
       if (ctx.as_json) {
         json headers_json = json::object();
         for (const auto& [k, v] : d.headers()) headers_json[k] = v;
-        std::cout << Dump(json{{"id", d.id()},
-                               {"topic", d.topic()},
-                               {"queue", d.queue()},
-                               {"offset", d.offset()},
-                               {"key", d.key()},
-                               {"value", d.payload()},
-                               {"headers", headers_json},
-                               {"attempts", d.attempts()},
-                               {"reason", d.reason()},
-                               {"produced_at_ms", d.produced_at_unix_ms()},
-                               {"first_delivered_at_ms", d.first_delivered_at_unix_ms()},
-                               {"last_delivered_at_ms", d.last_delivered_at_unix_ms()},
-                               {"dead_at_ms", d.dead_at_unix_ms()}})
-                  << "\n";
+        json line{{"id", d.id()},
+                  {"topic", d.topic()},
+                  {"queue", d.queue()},
+                  {"offset", d.offset()},
+                  {"key", d.key()}};
+        AddPayload(line, d.payload());
+        line.update(json{{"headers", headers_json},
+                         {"attempts", d.attempts()},
+                         {"reason", d.reason()},
+                         {"produced_at_ms", d.produced_at_unix_ms()},
+                         {"first_delivered_at_ms", d.first_delivered_at_unix_ms()},
+                         {"last_delivered_at_ms", d.last_delivered_at_unix_ms()},
+                         {"dead_at_ms", d.dead_at_unix_ms()}});
+        std::cout << Dump(line) << "\n";
       } else {
         rows.push_back(
             {std::to_string(d.id()), d.topic(), std::to_string(d.queue()),

@@ -3,6 +3,7 @@
 // otherwise 1 with a one-line reason on stderr (2 for usage errors). The commands are in
 // topic.cc, messages.cc, groups.cc, txn.cc and auth.cc; this file has the global options and
 // health.
+#include "common/version.h"
 #include "ferryctl/cli.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -11,6 +12,10 @@ using namespace ferryctl;
 int main(int argc, char** argv) {
   CLI::App app{"ferryctl: command-line tool for the Ferry broker"};
   app.require_subcommand(1);
+  // Global options are accepted after the subcommand too (`ferryctl topic list --json`): the
+  // setting is inherited by every subcommand added below.
+  app.fallthrough();
+  app.set_version_flag("--version", ferry::VersionLine("ferryctl"));
   Context ctx;
   app.add_option("--broker", ctx.broker, "broker address HOST:PORT")
       ->envname("FERRY_BROKER")
@@ -20,10 +25,12 @@ int main(int argc, char** argv) {
       ->envname("FERRY_TOKEN");
   app.add_option("--tls-ca", ctx.connect.tls_ca_file, "PEM CA of the broker's certificate: use TLS")
       ->envname("FERRY_TLS_CA");
+  // FERRY_TLS_CLIENT_*, not FERRY_TLS_CERT/KEY: those are the broker's own certificate, and one
+  // shell often sets both.
   app.add_option("--tls-cert", ctx.connect.tls_cert_file, "PEM client certificate")
-      ->envname("FERRY_TLS_CERT");
+      ->envname("FERRY_TLS_CLIENT_CERT");
   app.add_option("--tls-key", ctx.connect.tls_key_file, "PEM key of --tls-cert")
-      ->envname("FERRY_TLS_KEY");
+      ->envname("FERRY_TLS_CLIENT_KEY");
   app.add_option("--tls-server-name", ctx.connect.tls_server_name,
                  "name expected in the broker's certificate (default: the --broker host)")
       ->envname("FERRY_TLS_SERVER_NAME");

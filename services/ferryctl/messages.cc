@@ -1,4 +1,6 @@
 // ferryctl produce, consume, commit, lag: the data plane from the command line.
+#include <optional>
+
 #include "ferryctl/cli.h"
 
 namespace ferryctl {
@@ -11,7 +13,8 @@ struct Options {
   size_t batch = 100;
   uint64_t delay_ms = 0;
   CLI::Option* value_opt = nullptr;
-  uint32_t max = 10, wait_ms = 1000, visibility_ms = 30000, retry_delay_ms = 0;
+  uint32_t max = 10, wait_ms = 1000, visibility_ms = 30000;
+  std::optional<uint32_t> retry_delay_ms;
   bool no_commit = false, latest = false, retry = false;
 };
 
@@ -63,7 +66,8 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
   auto* retry_opt = commit->add_flag("--retry", o->retry, "deliver again after a backoff");
   commit
       ->add_option("--delay-ms", o->retry_delay_ms,
-                   "with --retry: the delay (default: the group's backoff)")
+                   "with --retry: deliver again after this many ms (0: now; default: the "
+                   "group's backoff)")
       ->needs(retry_opt);
   commit
       ->add_option("--dead-letter", o->dead_letter,
@@ -127,11 +131,11 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
           }
           std::cout << Dump(j) << "\n";
         } else if (res.delayed()) {
-          std::cout << "delayed " << res.delayed_id() << (res.duplicate() ? " duplicate" : "")
-                    << "\n";
+          std::cout << "delayed_id " << res.delayed_id()
+                    << (res.duplicate() ? " (duplicate: stored before)" : "") << "\n";
         } else {
-          std::cout << res.queue() << " " << res.offset() << (res.duplicate() ? " duplicate" : "")
-                    << "\n";
+          std::cout << "queue " << res.queue() << " offset " << res.offset()
+                    << (res.duplicate() ? " (duplicate: stored before)" : "") << "\n";
         }
       }
       req.clear_messages();
@@ -174,15 +178,13 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
     for (const auto& m : r.messages()) {
       json headers_json = json::object();
       for (const auto& [k, v] : m.headers()) headers_json[k] = v;
-      std::cout << Dump(json{{"topic", m.topic()},
-                             {"queue", m.queue()},
-                             {"offset", m.offset()},
-                             {"key", m.key()},
-                             {"value", m.payload()},
-                             {"headers", headers_json},
-                             {"attempt", m.delivery_attempt()},
-                             {"receipt", m.receipt()}})
-                << "\n";
+      json line{
+          {"topic", m.topic()}, {"queue", m.queue()}, {"offset", m.offset()}, {"key", m.key()}};
+      AddPayload(line, m.payload());
+      line["headers"] = headers_json;
+      line["attempt"] = m.delivery_attempt();
+      line["receipt"] = m.receipt();
+      std::cout << Dump(line) << "\n";
       to_ack.push_back(m.receipt());
     }
     std::cout.flush();
@@ -204,7 +206,7 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
       e->set_receipt(receipt);
       if (o->retry) {
         e->set_outcome(ferry::v1::RETRY);
-        e->set_retry_delay_ms(o->retry_delay_ms);
+        if (o->retry_delay_ms) e->set_retry_delay_ms(*o->retry_delay_ms);
       } else if (!o->dead_letter.empty()) {
         e->set_outcome(ferry::v1::DEAD_LETTER);
         e->set_reason(o->dead_letter);
@@ -220,14 +222,19 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
           res.status() == ferry::v1::COMMITTED || res.status() == ferry::v1::ALREADY_COMMITTED ||
           res.status() == ferry::v1::RETRY_SCHEDULED || res.status() == ferry::v1::DEAD_LETTERED;
       all_ok = all_ok && ok;
+      const std::string status = ferry::v1::CommitStatus_Name(res.status());
       if (ctx.as_json) {
-        std::cout << Dump(json{{"receipt", o->receipts[i]},
-                               {"status", ferry::v1::CommitStatus_Name(res.status())},
-                               {"detail", res.detail()}})
+        std::cout << Dump(json{
+                         {"receipt", o->receipts[i]}, {"status", status}, {"detail", res.detail()}})
                   << "\n";
-      } else {
-        std::cout << ferry::v1::CommitStatus_Name(res.status())
-                  << (res.detail().empty() ? "" : ": " + res.detail()) << "\n";
+      } else if (ok) {
+        std::cout << status << (res.detail().empty() ? "" : ": " + res.detail()) << "\n";
+      }
+      if (!ok) {
+        // Like every other failure: on stderr, with the prefix (the receipt's position in the
+        // command line tells which one, when several were given).
+        std::cerr << "ferryctl: commit: receipt " << i + 1 << " of " << r.results_size() << ": "
+                  << status << (res.detail().empty() ? "" : ": " + res.detail()) << "\n";
       }
     }
     if (!all_ok) {

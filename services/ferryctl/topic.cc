@@ -73,6 +73,7 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
                                            {"end_offset", q.end_offset()},
                                            {"message_count", q.message_count()}});
       }
+      out["delayed_messages"] = r.delayed_messages();
       std::cout << Dump(out) << "\n";
     } else {
       std::cout << "topic " << r.topic().name() << ": " << r.topic().queues()
@@ -85,6 +86,7 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
                         std::to_string(q.end_offset()), std::to_string(q.message_count())});
       }
       PrintTable(rows);
+      std::cout << r.delayed_messages() << " delayed messages waiting (not yet due)\n";
     }
   });
   topic_delete->callback([o, &ctx] {

@@ -7,12 +7,14 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "common/version.h"
 #include "relay/relay.h"
 
 int main(int argc, char** argv) {
   ferry::relay::RelayOptions o;
   CLI::App app{"ferry-relay: publishes ferry_outbox rows to the broker and answers back-checks"};
   app.set_config("--config", "", "read options from this INI/TOML file");
+  app.set_version_flag("--version", ferry::VersionLine("ferry-relay"));
   app.fallthrough();  // `migrate --database-url X`: options after the subcommand apply too
   ferry::relay::AddFlags(app, o);
   auto* migrate = app.add_subcommand("migrate", "create ferry_outbox (and ferry_inbox) and exit");
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   ferry::log::Init(o.log_level);
+  ferry::RegisterBuildInfo("ferry-relay");
   if (absl::Status s = ferry::relay::Validate(o); !s.ok()) {
     std::cerr << "ferry-relay: " << s.message() << "\n";
     return 2;

@@ -1,8 +1,10 @@
 // ferryctl against a real broker process: what a person at a terminal sees.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -18,12 +20,26 @@ namespace {
 
 struct Result {
   int exit_code;
-  std::vector<std::string> lines;  // stdout and stderr, line by line
+  std::vector<std::string> lines;  // stdout, then stderr, line by line
+  std::vector<std::string> out;    // stdout alone
+  std::vector<std::string> err;    // stderr alone
 };
 
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// `stdin_text` goes through /bin/sh's printf: octal escapes (\\377) make any byte.
 Result Run(const std::string& broker, const std::string& args, const std::string& stdin_text = "") {
+  char err_path[] = "/tmp/ferryctl-e2e-stderr.XXXXXX";
+  const int fd = mkstemp(err_path);
+  REQUIRE(fd >= 0);
+  close(fd);
   std::string cmd = "printf '" + stdin_text + "' | FERRY_BROKER=" + broker + " " + FERRYCTL_BIN +
-                    " " + args + " 2>&1";
+                    " " + args + " 2>" + err_path;
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   std::string out;
@@ -31,9 +47,12 @@ Result Run(const std::string& broker, const std::string& args, const std::string
   size_t n;
   while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   const int status = pclose(p);
-  Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, {}};
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) r.lines.push_back(line);
+  std::ifstream err_file(err_path);
+  std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
+  std::remove(err_path);
+  Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, {}, Lines(out), Lines(err)};
+  r.lines = r.out;
+  r.lines.insert(r.lines.end(), r.err.begin(), r.err.end());
   return r;
 }
 
@@ -49,13 +68,15 @@ TEST_CASE("ferryctl: create - produce from stdin - dedup - consume as JSON - lag
   REQUIRE(Run(b, "topic create cli --queues 2 --retention 1d").exit_code == 0);
   auto produced = Run(b, "produce cli", "a\\nb\\nc\\n");
   REQUIRE(produced.exit_code == 0);
-  CHECK(produced.lines.size() == 3);  // "queue offset" per message
+  REQUIRE(produced.lines.size() == 3);  // "queue Q offset O" per message
+  CHECK(produced.lines[0].rfind("queue ", 0) == 0);
+  CHECK(produced.lines[0].find(" offset ") != std::string::npos);
 
   auto first = Run(b, "produce cli --value x --dedup-id d1 --header kind=test");
   auto again = Run(b, "produce cli --value x --dedup-id d1");
   REQUIRE(first.exit_code == 0);
   REQUIRE(again.lines.size() == 1);
-  CHECK(again.lines[0] == first.lines[0] + " duplicate");
+  CHECK(again.lines[0] == first.lines[0] + " (duplicate: stored before)");
 
   auto consumed = Run(b, "consume cli --group g --max 10 --wait-ms 2000");
   REQUIRE(consumed.exit_code == 0);
@@ -130,8 +151,8 @@ TEST_CASE("ferryctl: group policy - retry - dead letters - redrive - delayed - r
 
   auto delayed = Run(b, "produce jobs --value soon --delay-ms 60000");
   REQUIRE(delayed.lines.size() == 1);
-  CHECK(delayed.lines[0].rfind("delayed ", 0) == 0);
-  const std::string id = delayed.lines[0].substr(8);
+  CHECK(delayed.lines[0].rfind("delayed_id ", 0) == 0);
+  const std::string id = delayed.lines[0].substr(11);
   CHECK(Run(b, "delayed cancel jobs " + id).exit_code == 0);
   CHECK(Run(b, "delayed cancel jobs " + id).exit_code == 1);
 
@@ -286,4 +307,70 @@ TEST_CASE("ferryctl auth: create-admin - principals with grants - denials - revo
   auto gone = Run(b, shop + "topic list");
   REQUIRE(gone.lines.size() == 1);
   CHECK(gone.lines[0].find("UNAUTHENTICATED") != std::string::npos);
+}
+
+TEST_CASE(
+    "ferryctl rough edges: labelled output - --json after the subcommand - errors on stderr - "
+    "binary payloads in base64 - RETRY now - delayed count - reset past the end - --version",
+    "[e2e][ferryctl]") {
+  ferry::test::TempDatabase db;
+  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
+                                    "/tmp/ferry-e2e-ferryctl-edges.log");
+  const std::string b = broker.address();
+  REQUIRE(Run(b, "topic create edges --queues 1").exit_code == 0);
+
+  // --json is accepted after the subcommand, as before it.
+  auto listed = Run(b, "topic list --json");
+  REQUIRE(listed.exit_code == 0);
+  CHECK(nlohmann::json::parse(listed.out.at(0)).dump().find("edges") != std::string::npos);
+
+  // A payload that is not UTF-8 comes out as base64, not as replacement characters.
+  auto bin = Run(b, "produce edges", "\\377\\376\\000A\\n");
+  REQUIRE(bin.exit_code == 0);
+  CHECK(bin.out.at(0) == "queue 0 offset 0");
+  REQUIRE(Run(b, "produce edges --value text").exit_code == 0);
+  auto got = Run(b, "consume edges --group g --max 10 --wait-ms 2000 --no-commit");
+  REQUIRE(got.out.size() == 2);
+  const auto m0 = nlohmann::json::parse(got.out[0]);
+  CHECK(m0.at("value_base64") == "//4AQQ==");
+  CHECK_FALSE(m0.contains("value"));
+  const auto m1 = nlohmann::json::parse(got.out[1]);
+  CHECK(m1.at("value") == "text");
+
+  // A failed commit is an error like any other: on stderr with the prefix, exit 1.
+  auto bad = Run(b, "commit --group g not-a-receipt");
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.out.empty());
+  REQUIRE(bad.err.size() == 1);
+  CHECK(bad.err[0].rfind("ferryctl: commit: ", 0) == 0);
+
+  // RETRY --delay-ms 0 means now, not the group's backoff (an hour here).
+  REQUIRE(Run(b, "group update g --backoff 1h").exit_code == 0);
+  auto retried =
+      Run(b, "commit --group g --retry --delay-ms 0 " + m1.at("receipt").get<std::string>());
+  REQUIRE(retried.exit_code == 0);
+  CHECK(retried.out.at(0) == "RETRY_SCHEDULED");
+  auto again = Run(b, "consume edges --group g --wait-ms 3000");
+  REQUIRE(again.out.size() == 1);
+  CHECK(nlohmann::json::parse(again.out[0]).at("attempt") == 2);
+
+  // Waiting delayed messages show in topic describe.
+  REQUIRE(Run(b, "produce edges --value later --delay-ms 3600000").exit_code == 0);
+  auto described = Run(b, "topic describe edges");
+  REQUIRE(described.exit_code == 0);
+  CHECK(described.out.back() == "1 delayed messages waiting (not yet due)");
+  CHECK(nlohmann::json::parse(Run(b, "topic describe edges --json").out.at(0))
+            .at("delayed_messages") == 1);
+
+  // A reset past the end says where the position went.
+  auto reset = Run(b, "group reset g --topic edges --to 0:999");
+  REQUIRE(reset.exit_code == 0);
+  REQUIRE(reset.err.size() == 1);
+  CHECK(reset.err[0] ==
+        "ferryctl: group reset: queue 0: offset 999 is past the queue's end; the position is 2");
+
+  auto version = Run(b, "--version");
+  CHECK(version.exit_code == 0);
+  REQUIRE(version.out.size() == 1);
+  CHECK(version.out[0].rfind("ferryctl ", 0) == 0);
 }

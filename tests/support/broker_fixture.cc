@@ -65,14 +65,15 @@ v1::ConsumeResponse BrokerFixture::Consume(const std::string& group, const std::
 }
 
 v1::CommitResult BrokerFixture::Settle(const std::string& group, const std::string& receipt,
-                                       v1::CommitOutcome outcome, uint32_t retry_delay_ms,
+                                       v1::CommitOutcome outcome,
+                                       std::optional<uint32_t> retry_delay_ms,
                                        const std::string& reason) {
   v1::CommitRequest req;
   req.set_group(group);
   auto* e = req.add_entries();
   e->set_receipt(receipt);
   e->set_outcome(outcome);
-  e->set_retry_delay_ms(retry_delay_ms);
+  if (retry_delay_ms) e->set_retry_delay_ms(*retry_delay_ms);
   e->set_reason(reason);
   return OrThrow(client->Commit(req)).results(0);
 }

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,7 +34,8 @@ class BrokerFixture {
                               v1::StartPosition start = v1::START_POSITION_EARLIEST);
   // One Commit entry; returns its result.
   v1::CommitResult Settle(const std::string& group, const std::string& receipt,
-                          v1::CommitOutcome outcome, uint32_t retry_delay_ms = 0,
+                          v1::CommitOutcome outcome,
+                          std::optional<uint32_t> retry_delay_ms = std::nullopt,
                           const std::string& reason = "");
   // Rows of `sql` (one column, as text), on the test database.
   std::vector<std::string> Query(const std::string& sql);

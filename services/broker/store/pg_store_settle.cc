@@ -246,7 +246,7 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
             retry_q.push_back(st.ref.queue);
             retry_o.push_back(st.ref.offset);
             retry_d.push_back(
-                st.retry_delay_ms > 0
+                st.retry_delay_ms >= 0
                     ? st.retry_delay_ms
                     : RetryDelayMs(group, is_ordered(st.ref.topic_id), lease->second.attempt));
             retry_idx.push_back(i);

@@ -212,7 +212,7 @@ TEST_CASE(
     e->set_retry_delay_ms(UINT32_MAX);
     cases.push_back({"retry delay of 2^32-1 ms", commit(r), kInvalid, "retry_delay_ms"});
     e->set_outcome(v1::DEAD_LETTER);
-    e->set_retry_delay_ms(0);
+    e->clear_retry_delay_ms();
     e->set_reason(std::string(5000, 'r'));
     cases.push_back({"5000-byte dead-letter reason", commit(r), kInvalid, "reason"});
   }
