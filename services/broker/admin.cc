@@ -43,6 +43,72 @@ absl::Status Admin::DeleteTopic(const Caller& c, const v1::DeleteTopicRequest& r
   return store_.DeleteTopic(req.name());
 }
 
+absl::Status Admin::UpdateTopic(const Caller& c, const v1::UpdateTopicRequest& req,
+                                v1::UpdateTopicResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateUpdateTopic(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.name())));
+  auto t = store_.UpdateTopic(
+      req.name(),
+      req.has_retention_ms() ? std::optional<int64_t>(req.retention_ms()) : std::nullopt,
+      req.has_dedup_window_ms() ? std::optional<int64_t>(req.dedup_window_ms()) : std::nullopt);
+  if (!t.ok()) return t.status();
+  ToProto(*t, resp->mutable_topic());
+  ferry::log::Get("broker.admin")
+      ->info("event=topic_updated topic={} principal={} retention_ms={} dedup_window_ms={}",
+             log::Quote(req.name()), log::Quote(c.name()), t->retention_ms, t->dedup_window_ms);
+  return absl::OkStatus();
+}
+
+absl::Status Admin::PeekMessages(const Caller& c, const v1::PeekMessagesRequest& req,
+                                 v1::PeekMessagesResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidatePeekMessages(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Topic(req.topic())));
+  auto r = store_.PeekMessages(req.topic(), req.queue(), static_cast<int64_t>(req.from_offset()),
+                               req.max_messages() == 0 ? 100 : req.max_messages());
+  if (!r.ok()) return r.status();
+  for (const auto& m : r->messages) ToProto(m, req.topic(), resp->add_messages());
+  resp->set_next_offset(static_cast<uint64_t>(r->next_offset));
+  resp->set_first_offset(static_cast<uint64_t>(r->first_offset));
+  resp->set_end_offset(static_cast<uint64_t>(r->end_offset));
+  return absl::OkStatus();
+}
+
+absl::Status Admin::GetMessage(const Caller& c, const v1::GetMessageRequest& req,
+                               v1::GetMessageResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateGetMessage(req));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Topic(req.topic())));
+  auto r = store_.GetMessage(req.topic(), req.queue(), static_cast<int64_t>(req.offset()));
+  if (!r.ok()) return r.status();
+  ToProto(r->message, req.topic(), resp->mutable_message());
+  for (const auto& g : r->groups) ToProto(g, resp->add_groups());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::ListGroups(const Caller& c, const v1::ListGroupsRequest& /*req*/,
+                               v1::ListGroupsResponse* resp) {
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
+  auto groups = store_.ListGroups();
+  if (!groups.ok()) return groups.status();
+  for (const auto& [policy, topics] : *groups) {
+    auto* g = resp->add_groups();
+    ToProto(policy, g->mutable_group());
+    for (const auto& t : topics) g->add_topics(t);
+    g->set_created_at_unix_ms(static_cast<uint64_t>(policy.created_at_ms));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Admin::DeleteGroup(const Caller& c, const v1::DeleteGroupRequest& req,
+                                v1::DeleteGroupResponse* /*resp*/) {
+  FERRY_RETURN_IF_ERROR(ValidateName("name", req.name()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.name())));
+  FERRY_RETURN_IF_ERROR(store_.DeleteGroup(req.name()));
+  ferry::log::Get("broker.admin")
+      ->info("event=group_deleted group={} principal={}", log::Quote(req.name()),
+             log::Quote(c.name()));
+  return absl::OkStatus();
+}
+
 absl::Status Admin::GetGroupLag(const Caller& c, const v1::GetGroupLagRequest& req,
                                 v1::GetGroupLagResponse* resp) {
   FERRY_RETURN_IF_ERROR(ValidateName("group", req.group()));

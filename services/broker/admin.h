@@ -3,9 +3,10 @@
 // validates, authorizes once and does the work through the Store; the gRPC AdminService, and
 // later the console, call these and nothing below them.
 //
-// Permissions: admin on the topic (CreateTopic, DescribeTopic, DeleteTopic, CancelDelayed) or
-// on the group (Create/UpdateGroup, ResetGroup, dead letters), consume on the group
-// (GetGroupLag, DescribeGroup), admin on the cluster (ListTopics, ListTransactions,
+// Permissions: admin on the topic (CreateTopic, DescribeTopic, Update/DeleteTopic,
+// CancelDelayed) or on the group (Create/Update/DeleteGroup, ResetGroup, dead letters), consume
+// on the group (GetGroupLag, DescribeGroup), consume on the topic (PeekMessages, GetMessage:
+// reading never consumes), admin on the cluster (ListTopics, ListGroups, ListTransactions,
 // principals), admin on the transaction's producer group (ResolveTransaction,
 // RearmTransactionChecks).
 //
@@ -34,6 +35,16 @@ class Admin {
                              v1::DescribeTopicResponse* resp);
   absl::Status DeleteTopic(const Caller& c, const v1::DeleteTopicRequest& req,
                            v1::DeleteTopicResponse* resp);
+  absl::Status UpdateTopic(const Caller& c, const v1::UpdateTopicRequest& req,
+                           v1::UpdateTopicResponse* resp);
+  absl::Status PeekMessages(const Caller& c, const v1::PeekMessagesRequest& req,
+                            v1::PeekMessagesResponse* resp);
+  absl::Status GetMessage(const Caller& c, const v1::GetMessageRequest& req,
+                          v1::GetMessageResponse* resp);
+  absl::Status ListGroups(const Caller& c, const v1::ListGroupsRequest& req,
+                          v1::ListGroupsResponse* resp);
+  absl::Status DeleteGroup(const Caller& c, const v1::DeleteGroupRequest& req,
+                           v1::DeleteGroupResponse* resp);
   absl::Status GetGroupLag(const Caller& c, const v1::GetGroupLagRequest& req,
                            v1::GetGroupLagResponse* resp);
   absl::Status CreateGroup(const Caller& c, const v1::CreateGroupRequest& req,

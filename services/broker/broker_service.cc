@@ -154,6 +154,51 @@ grpc::ServerUnaryReactor* AdminService::CreateTopic(grpc::CallbackServerContext*
       });
 }
 
+grpc::ServerUnaryReactor* AdminService::UpdateTopic(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::UpdateTopicRequest, v1::UpdateTopicResponse>(
+      ctx, in, out, "UpdateTopic", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.UpdateTopic(c, req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AdminService::PeekMessages(grpc::CallbackServerContext* ctx,
+                                                     const grpc::ByteBuffer* in,
+                                                     grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::PeekMessagesRequest, v1::PeekMessagesResponse>(
+      ctx, in, out, "PeekMessages", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.PeekMessages(c, req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetMessage(grpc::CallbackServerContext* ctx,
+                                                   const grpc::ByteBuffer* in,
+                                                   grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::GetMessageRequest, v1::GetMessageResponse>(
+      ctx, in, out, "GetMessage", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.GetMessage(c, req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AdminService::ListGroups(grpc::CallbackServerContext* ctx,
+                                                   const grpc::ByteBuffer* in,
+                                                   grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::ListGroupsRequest, v1::ListGroupsResponse>(
+      ctx, in, out, "ListGroups", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.ListGroups(c, req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AdminService::DeleteGroup(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* in,
+                                                    grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::DeleteGroupRequest, v1::DeleteGroupResponse>(
+      ctx, in, out, "DeleteGroup", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.DeleteGroup(c, req, resp);
+      });
+}
+
 grpc::ServerUnaryReactor* AdminService::ListTopics(grpc::CallbackServerContext* ctx,
                                                    const grpc::ByteBuffer* in,
                                                    grpc::ByteBuffer* out) {

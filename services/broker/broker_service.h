@@ -37,10 +37,12 @@ using RawBrokerService =
 using RawAdminService = AllRaw<
     v1::Admin::Service, v1::Admin::WithRawCallbackMethod_CreateTopic,
     v1::Admin::WithRawCallbackMethod_ListTopics, v1::Admin::WithRawCallbackMethod_DescribeTopic,
-    v1::Admin::WithRawCallbackMethod_DeleteTopic, v1::Admin::WithRawCallbackMethod_GetGroupLag,
-    v1::Admin::WithRawCallbackMethod_CreateGroup, v1::Admin::WithRawCallbackMethod_UpdateGroup,
-    v1::Admin::WithRawCallbackMethod_DescribeGroup, v1::Admin::WithRawCallbackMethod_ResetGroup,
-    v1::Admin::WithRawCallbackMethod_ListDeadLetters,
+    v1::Admin::WithRawCallbackMethod_DeleteTopic, v1::Admin::WithRawCallbackMethod_UpdateTopic,
+    v1::Admin::WithRawCallbackMethod_PeekMessages, v1::Admin::WithRawCallbackMethod_GetMessage,
+    v1::Admin::WithRawCallbackMethod_ListGroups, v1::Admin::WithRawCallbackMethod_DeleteGroup,
+    v1::Admin::WithRawCallbackMethod_GetGroupLag, v1::Admin::WithRawCallbackMethod_CreateGroup,
+    v1::Admin::WithRawCallbackMethod_UpdateGroup, v1::Admin::WithRawCallbackMethod_DescribeGroup,
+    v1::Admin::WithRawCallbackMethod_ResetGroup, v1::Admin::WithRawCallbackMethod_ListDeadLetters,
     v1::Admin::WithRawCallbackMethod_RedriveDeadLetters,
     v1::Admin::WithRawCallbackMethod_PurgeDeadLetters,
     v1::Admin::WithRawCallbackMethod_CancelDelayed,
@@ -96,6 +98,17 @@ class AdminService final : public RawAdminService {
                                           const grpc::ByteBuffer* in,
                                           grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* DeleteTopic(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* UpdateTopic(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* PeekMessages(grpc::CallbackServerContext* ctx,
+                                         const grpc::ByteBuffer* in,
+                                         grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* GetMessage(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                       grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* ListGroups(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                       grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* DeleteGroup(grpc::CallbackServerContext* ctx,
                                         const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* GetGroupLag(grpc::CallbackServerContext* ctx,
                                         const grpc::ByteBuffer* in, grpc::ByteBuffer* out) override;

@@ -3,6 +3,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 namespace ferry::broker {
@@ -343,6 +344,38 @@ void ToProto(const PrincipalRecord& p, v1::Principal* out) {
     og->set_resource_type(g.resource_type);
     og->set_resource_name(g.resource_name);
   }
+}
+
+void ToProto(const StoredMessageRow& m, const std::string& topic, v1::StoredMessage* out) {
+  out->set_topic(topic);
+  out->set_queue(m.queue);
+  out->set_offset(static_cast<uint64_t>(m.offset));
+  if (m.key) out->set_key(*m.key);
+  out->set_payload(m.payload);
+  HeadersFromJson(m.headers_json, out->mutable_headers());
+  out->set_produced_at_unix_ms(static_cast<uint64_t>(m.produced_at_ms));
+  out->set_dedup_id(m.dedup_id);
+}
+
+void ToProto(const MessageGroupStateRow& g, v1::MessageGroupState* out) {
+  static const std::map<std::string, v1::MessageState> kStates{
+      {"pending", v1::MESSAGE_PENDING},
+      {"in_flight", v1::MESSAGE_IN_FLIGHT},
+      {"retrying", v1::MESSAGE_RETRYING},
+      {"redriven", v1::MESSAGE_REDRIVEN},
+      {"in_txn", v1::MESSAGE_IN_TRANSACTION},
+      {"acked", v1::MESSAGE_ACKED},
+      {"dead_lettered", v1::MESSAGE_DEAD_LETTERED}};
+  out->set_group(g.group);
+  auto it = kStates.find(g.state);
+  out->set_state(it == kStates.end() ? v1::MESSAGE_STATE_UNSPECIFIED : it->second);
+  out->set_attempt(static_cast<uint32_t>(g.attempt));
+  // An in_txn lease is held (deadline infinity): no deadline to show.
+  if (g.deadline_ms > 0 && g.state != "in_txn") {
+    out->set_deadline_unix_ms(static_cast<uint64_t>(g.deadline_ms));
+  }
+  out->set_dead_letter_reason(g.dead_letter_reason);
+  out->set_dead_letter_id(static_cast<uint64_t>(g.dead_letter_id));
 }
 
 }  // namespace ferry::broker

@@ -40,6 +40,8 @@ void ToProto(const TxnCheck& c, v1::TransactionCheck* out);
 // A topic to create, with the defaults of unset fields applied.
 TopicInfo FromProto(const v1::TopicConfig& t);
 void ToProto(const TopicInfo& t, v1::TopicConfig* out);
+void ToProto(const StoredMessageRow& m, const std::string& topic, v1::StoredMessage* out);
+void ToProto(const MessageGroupStateRow& g, v1::MessageGroupState* out);
 void ToProto(const TopicDescription& d, v1::DescribeTopicResponse* out);
 
 GroupUpdate PolicyFrom(const v1::GroupConfig& g);

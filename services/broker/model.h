@@ -147,6 +147,39 @@ struct GroupLagReport {
   std::vector<std::pair<std::string, int64_t>> delayed;  // topic -> delayed messages
 };
 
+// A message as stored, read without a lease (PeekMessages, GetMessage).
+struct StoredMessageRow {
+  uint32_t queue = 0;
+  int64_t offset = 0;
+  std::optional<std::string> key;
+  std::string payload;
+  std::string headers_json;
+  int64_t produced_at_ms = 0;
+  std::string dedup_id;
+};
+
+struct PeekResult {
+  std::vector<StoredMessageRow> messages;
+  int64_t next_offset = 0;
+  int64_t first_offset = 0;
+  int64_t end_offset = 0;
+};
+
+// Where one message is for one group (view message_status).
+struct MessageGroupStateRow {
+  std::string group;
+  std::string state;  // pending, in_flight, retrying, redriven, in_txn, dead_lettered, acked
+  int32_t attempt = 0;
+  int64_t deadline_ms = 0;  // 0: none
+  std::string dead_letter_reason;
+  int64_t dead_letter_id = 0;
+};
+
+struct MessageWhereabouts {
+  StoredMessageRow message;
+  std::vector<MessageGroupStateRow> groups;
+};
+
 struct TopicDescription {
   TopicInfo topic;
   std::vector<QueueState> queues;

@@ -329,6 +329,51 @@ absl::Status ValidateTopicConfig(const v1::TopicConfig& topic, const Limits& lim
   return absl::OkStatus();
 }
 
+absl::Status ValidateUpdateTopic(const v1::UpdateTopicRequest& req) {
+  if (auto s = ValidateName("name", req.name()); !s.ok()) return s;
+  if (!req.has_retention_ms() && !req.has_dedup_window_ms()) {
+    return absl::InvalidArgumentError("nothing to change: set retention_ms or dedup_window_ms");
+  }
+  if (req.has_retention_ms() && (req.retention_ms() < 1 || req.retention_ms() > kMaxDurationMs)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retention_ms is ", req.retention_ms(), "; allowed 1 to ", kMaxDurationMs, " (ten years)"));
+  }
+  if (req.has_dedup_window_ms() &&
+      (req.dedup_window_ms() < 1 || req.dedup_window_ms() > kMaxDurationMs)) {
+    return absl::InvalidArgumentError(absl::StrCat("dedup_window_ms is ", req.dedup_window_ms(),
+                                                   "; allowed 1 to ", kMaxDurationMs,
+                                                   " (ten years)"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status ValidateOffset(const std::string& field, uint64_t offset) {
+  if (offset > static_cast<uint64_t>(INT64_MAX)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", offset, "; offsets are at most ", INT64_MAX));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidatePeekMessages(const v1::PeekMessagesRequest& req) {
+  if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
+  if (auto s = ValidateOffset("from_offset", req.from_offset()); !s.ok()) return s;
+  if (req.max_messages() > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_messages is ", req.max_messages(), "; allowed 1 to 1000 (0 means 100)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateGetMessage(const v1::GetMessageRequest& req) {
+  if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
+  return ValidateOffset("offset", req.offset());
+}
+
 namespace {
 
 absl::Status ValidateBackoff(const google::protobuf::RepeatedField<uint64_t>& list, uint64_t min_ms,

@@ -27,6 +27,9 @@ absl::Status ValidateProduce(const v1::ProduceRequest& req, const Limits& limits
 absl::Status ValidateConsume(const v1::ConsumeRequest& req, const Limits& limits);
 absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits);
 absl::Status ValidateTopicConfig(const v1::TopicConfig& topic, const Limits& limits);
+absl::Status ValidateUpdateTopic(const v1::UpdateTopicRequest& req);
+absl::Status ValidatePeekMessages(const v1::PeekMessagesRequest& req);
+absl::Status ValidateGetMessage(const v1::GetMessageRequest& req);
 absl::Status ValidateExtendLease(const v1::ExtendLeaseRequest& req, const Limits& limits);
 absl::Status ValidateCreateGroup(const v1::CreateGroupRequest& req);
 absl::Status ValidateUpdateGroup(const v1::UpdateGroupRequest& req);

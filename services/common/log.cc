@@ -2,6 +2,8 @@
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <cstdio>
+
 namespace ferry::log {
 
 void Init(const std::string& level) {
@@ -27,6 +29,45 @@ std::shared_ptr<spdlog::logger> Get(const std::string& name) {
   } catch (const spdlog::spdlog_ex&) {
     return spdlog::get(name);  // another thread registered it first
   }
+}
+
+std::string Quote(std::string_view value) {
+  bool plain = !value.empty();
+  for (char ch : value) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u <= ' ' || ch == '"' || ch == '=' || ch == '\\' || u == 0x7f) plain = false;
+  }
+  if (plain) return std::string(value);
+  std::string out = "\"";
+  for (char ch : value) {
+    const auto u = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+          out += buf;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
 }
 
 }  // namespace ferry::log

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace ferry::log {
 
@@ -18,5 +19,10 @@ bool IsLevel(const std::string& level);
 // Returns the logger called `name` ("broker.service", "pg", ...), creating it on first use.
 // Thread-safe.
 std::shared_ptr<spdlog::logger> Get(const std::string& name);
+
+// A value for a key=value field, as logfmt reads it: as is when it is a plain word, else in
+// double quotes with \\, \" and control characters escaped (names, reasons and errors from
+// users may hold spaces, quotes or newlines).
+std::string Quote(std::string_view value);
 
 }  // namespace ferry::log

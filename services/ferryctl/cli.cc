@@ -35,6 +35,19 @@ uint64_t ParseDurationMs(const std::string& text, const std::string& flag) {
   return static_cast<uint64_t>(absl::ToInt64Milliseconds(d));
 }
 
+json StoredJson(const ferry::v1::StoredMessage& m) {
+  json headers = json::object();
+  for (const auto& [k, v] : m.headers()) headers[k] = v;
+  json j{{"topic", m.topic()}, {"queue", m.queue()}, {"offset", m.offset()}, {"key", m.key()}};
+  AddPayload(j, m.payload());
+  j["headers"] = headers;
+  j["dedup_id"] = m.dedup_id();
+  j["produced_at"] = absl::FormatTime(
+      "%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(static_cast<int64_t>(m.produced_at_unix_ms())),
+      absl::UTCTimeZone());
+  return j;
+}
+
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 void AddPayload(json& line, const std::string& payload) {

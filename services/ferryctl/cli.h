@@ -8,6 +8,7 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/escaping.h>
 #include <absl/strings/numbers.h>
+#include <absl/strings/str_format.h>
 #include <absl/strings/str_split.h>
 #include <absl/time/time.h>
 #include <google/protobuf/util/time_util.h>
@@ -83,6 +84,8 @@ std::string Dump(const json& j);
 // Sets "value" to the payload when it is UTF-8 text, else "value_base64" to its base64 (a
 // binary payload printed as text would come out as U+FFFD replacement characters).
 void AddPayload(json& line, const std::string& payload);
+// A stored message (peek, message get) as one JSON object.
+json StoredJson(const ferry::v1::StoredMessage& m);
 // Prints rows as an aligned table (header first).
 void PrintTable(const std::vector<std::vector<std::string>>& rows);
 json TopicJson(const ferry::v1::TopicConfig& t);

@@ -39,6 +39,10 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
   group_update->add_option("--backoff-exp", o->backoff_exp, "MIN,MAX")->excludes(backoff_opt2);
   group_update->add_option("--ordered", o->ordered_text, "true|false");
   group_update->add_option("--start", o->start, "earliest|latest");
+  auto* group_list = grp->add_subcommand("list", "every group, with its policy and topics");
+  auto* group_delete = grp->add_subcommand(
+      "delete", "delete a group: its positions, leases, retries and dead letters");
+  group_delete->add_option("NAME", o->group, "group name")->required();
   auto* group_reset = grp->add_subcommand("reset", "move a group's position on a topic");
   group_reset->add_option("NAME", o->group, "group name")->required();
   group_reset->add_option("--topic", o->name, "topic")->required();
@@ -140,6 +144,31 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
     } else {
       PrintGroup(r.group());
     }
+  });
+  group_list->callback([&ctx] {
+    auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::ListGroups,
+                       ferry::v1::ListGroupsRequest(), "group list");
+    std::vector<std::vector<std::string>> rows{{"NAME", "MAX_ATTEMPTS", "ORDERED", "TOPICS"}};
+    for (const auto& g : r.groups()) {
+      if (ctx.as_json) {
+        json j = GroupJson(g.group());
+        j["topics"] = std::vector<std::string>(g.topics().begin(), g.topics().end());
+        j["created_at_ms"] = g.created_at_unix_ms();
+        std::cout << Dump(j) << "\n";
+      } else {
+        std::string topics;
+        for (const auto& t : g.topics()) topics += (topics.empty() ? "" : ",") + t;
+        rows.push_back({g.group().name(), std::to_string(g.group().max_delivery_attempts()),
+                        g.group().ordered() ? "yes" : "no", topics.empty() ? "-" : topics});
+      }
+    }
+    if (!ctx.as_json) PrintTable(rows);
+  });
+  group_delete->callback([o, &ctx] {
+    ferry::v1::DeleteGroupRequest req;
+    req.set_name(o->group);
+    AdminCall(ctx.client(), &ferry::v1::Admin::Stub::DeleteGroup, req, "group delete");
+    if (!ctx.as_json) std::cout << "deleted group " << o->group << "\n";
   });
   group_reset->callback([o, &ctx] {
     ferry::v1::ResetGroupRequest req;

@@ -7,6 +7,9 @@ namespace ferryctl {
 namespace {
 
 struct Options {
+  std::string position;
+  uint32_t peek_queue = 0;
+  uint64_t peek_from = 0;
   std::string name, key, dedup_id, value, deliver_at, txn_group, check_ref, txn_id, group,
       dead_letter;
   std::vector<std::string> headers, receipts;
@@ -73,6 +76,20 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
       ->add_option("--dead-letter", o->dead_letter,
                    "move to the group's dead letters, with this reason")
       ->excludes(retry_opt);
+
+  // message get, peek: reading never consumes
+  auto* message = app.add_subcommand("message", "one stored message and where it is per group");
+  message->require_subcommand(1);
+  auto* message_get = message->add_subcommand(
+      "get", "print a message and its state for every group (pending, in flight, acked, ...)");
+  message_get->add_option("TOPIC", o->name, "topic")->required();
+  message_get->add_option("POSITION", o->position, "QUEUE:OFFSET")->required();
+  auto* peek = app.add_subcommand(
+      "peek", "print stored messages as JSON lines without a lease (nothing is consumed)");
+  peek->add_option("TOPIC", o->name, "topic")->required();
+  auto* peek_queue_opt = peek->add_option("--queue", o->peek_queue, "only this queue");
+  peek->add_option("--from", o->peek_from, "from this offset (default: the oldest stored)");
+  peek->add_option("--max", o->max, "at most this many per queue (1-1000)")->capture_default_str();
 
   // lag
   auto* lag = app.add_subcommand("lag", "a group's progress per queue");
@@ -240,6 +257,69 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
     if (!all_ok) {
       ctx.exit_code = 1;
       return;
+    }
+  });
+  message_get->callback([o, &ctx] {
+    std::vector<std::string> qo = absl::StrSplit(o->position, ':');
+    uint32_t queue = 0;
+    uint64_t offset = 0;
+    if (qo.size() != 2 || !absl::SimpleAtoi(qo[0], &queue) || !absl::SimpleAtoi(qo[1], &offset)) {
+      throw Failure{"message get: \"" + o->position + "\" is not QUEUE:OFFSET"};
+    }
+    ferry::v1::GetMessageRequest req;
+    req.set_topic(o->name);
+    req.set_queue(queue);
+    req.set_offset(offset);
+    auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::GetMessage, req, "message get");
+    json groups = json::array();
+    std::vector<std::vector<std::string>> rows{{"GROUP", "STATE", "ATTEMPT", "UNTIL", "REASON"}};
+    for (const auto& g : r.groups()) {
+      std::string state = ferry::v1::MessageState_Name(g.state());
+      state = absl::AsciiStrToLower(state.substr(std::string("MESSAGE_").size()));
+      const std::string until =
+          g.deadline_unix_ms() == 0
+              ? "-"
+              : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                 absl::FromUnixMillis(static_cast<int64_t>(g.deadline_unix_ms())),
+                                 absl::UTCTimeZone());
+      groups.push_back(json{{"group", g.group()},
+                            {"state", state},
+                            {"attempt", g.attempt()},
+                            {"deadline_ms", g.deadline_unix_ms()},
+                            {"dead_letter_reason", g.dead_letter_reason()}});
+      rows.push_back({g.group(), state, g.attempt() == 0 ? "-" : std::to_string(g.attempt()), until,
+                      g.dead_letter_reason().empty() ? "-" : g.dead_letter_reason()});
+    }
+    json m = StoredJson(r.message());
+    if (ctx.as_json) {
+      m["groups"] = groups;
+      std::cout << Dump(m) << "\n";
+    } else {
+      std::cout << Dump(m) << "\n";
+      if (r.groups_size() == 0) {
+        std::cout << "no group has a position on this queue\n";
+      } else {
+        PrintTable(rows);
+      }
+    }
+  });
+  peek->callback([o, &ctx, peek_queue_opt] {
+    if (o->max < 1 || o->max > 1000) throw Failure{"--max must be between 1 and 1000"};
+    std::vector<uint32_t> queues;
+    if (peek_queue_opt->count() > 0) {
+      queues.push_back(o->peek_queue);
+    } else {
+      auto d = Check(ctx.client().DescribeTopic(o->name), "peek");
+      for (const auto& q : d.queues()) queues.push_back(q.queue());
+    }
+    for (uint32_t q : queues) {
+      ferry::v1::PeekMessagesRequest req;
+      req.set_topic(o->name);
+      req.set_queue(q);
+      req.set_from_offset(o->peek_from);
+      req.set_max_messages(o->max);
+      auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::PeekMessages, req, "peek");
+      for (const auto& m : r.messages()) std::cout << Dump(StoredJson(m)) << "\n";
     }
   });
   lag->callback([o, &ctx] {

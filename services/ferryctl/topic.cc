@@ -1,11 +1,11 @@
-// ferryctl topic: create, list, describe, delete.
+// ferryctl topic: create, list, describe, update, delete.
 #include "ferryctl/cli.h"
 
 namespace ferryctl {
 namespace {
 
 struct Options {
-  std::string name, retention = "7d", dedup_window = "24h";
+  std::string name, retention = "7d", dedup_window = "24h", new_retention, new_dedup_window;
   uint32_t queues = 4;
   bool topic_ordered = false;
 };
@@ -14,7 +14,7 @@ struct Options {
 
 void AddTopicCommands(CLI::App& app, Context& ctx) {
   auto o = std::make_shared<Options>();
-  auto* topic = app.add_subcommand("topic", "create, list, describe, delete topics");
+  auto* topic = app.add_subcommand("topic", "create, list, describe, update, delete topics");
   topic->require_subcommand(1);
   auto* topic_create = topic->add_subcommand("create", "create a topic");
   topic_create->add_option("NAME", o->name, "topic name")->required();
@@ -31,6 +31,31 @@ void AddTopicCommands(CLI::App& app, Context& ctx) {
   topic_describe->add_option("NAME", o->name, "topic name")->required();
   auto* topic_delete = topic->add_subcommand("delete", "delete a topic and its messages");
   topic_delete->add_option("NAME", o->name, "topic name")->required();
+  auto* topic_update =
+      topic->add_subcommand("update", "change a topic's retention or dedup window");
+  topic_update->add_option("NAME", o->name, "topic name")->required();
+  auto* retention_opt =
+      topic_update->add_option("--retention", o->new_retention, "how long messages are kept");
+  auto* window_opt = topic_update->add_option("--dedup-window", o->new_dedup_window,
+                                              "how long dedup_ids are remembered");
+
+  topic_update->callback([o, &ctx, retention_opt, window_opt] {
+    ferry::v1::UpdateTopicRequest req;
+    req.set_name(o->name);
+    if (retention_opt->count() > 0) {
+      req.set_retention_ms(ParseDurationMs(o->new_retention, "--retention"));
+    }
+    if (window_opt->count() > 0) {
+      req.set_dedup_window_ms(ParseDurationMs(o->new_dedup_window, "--dedup-window"));
+    }
+    auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::UpdateTopic, req, "topic update");
+    if (ctx.as_json) {
+      std::cout << Dump(TopicJson(r.topic())) << "\n";
+    } else {
+      std::cout << "topic " << r.topic().name() << ": retention " << Ms(r.topic().retention_ms())
+                << ", dedup window " << Ms(r.topic().dedup_window_ms()) << "\n";
+    }
+  });
 
   topic_create->callback([o, &ctx] {
     ferry::v1::TopicConfig t;

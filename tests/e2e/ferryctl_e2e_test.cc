@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -373,4 +374,84 @@ TEST_CASE(
   CHECK(version.exit_code == 0);
   REQUIRE(version.out.size() == 1);
   CHECK(version.out[0].rfind("ferryctl ", 0) == 0);
+}
+
+TEST_CASE(
+    "ferryctl everyday commands: topic update - group list and delete - peek without consuming - "
+    "message get with the state of every group",
+    "[e2e][ferryctl]") {
+  ferry::test::TempDatabase db;
+  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
+                                    "/tmp/ferry-e2e-ferryctl-everyday.log");
+  const std::string b = broker.address();
+  REQUIRE(Run(b, "topic create st --queues 1").exit_code == 0);
+
+  auto updated = Run(b, "topic update st --retention 14d --dedup-window 1h");
+  REQUIRE(updated.exit_code == 0);
+  CHECK(updated.out.at(0) == "topic st: retention 14d, dedup window 1h");
+  const auto described = nlohmann::json::parse(Run(b, "topic describe st --json").out.at(0));
+  CHECK(described.at("retention_ms") == 14LL * 86400000);
+  CHECK(described.at("dedup_window_ms") == 3600000);
+  auto nothing = Run(b, "topic update st");
+  CHECK(nothing.exit_code == 1);
+  CHECK(nothing.err.at(0).find("INVALID_ARGUMENT") != std::string::npos);
+
+  REQUIRE(Run(b, "produce st", "m0\\nm1\\nm2\\n").exit_code == 0);
+  auto receipt = [](const Result& r) {
+    REQUIRE(r.out.size() == 1);
+    return nlohmann::json::parse(r.out[0]).at("receipt").get<std::string>();
+  };
+  // a: offset 0 leased; b: everything ACKed; c: offset 0 dead-lettered; d: offset 0 retrying.
+  REQUIRE(Run(b, "consume st --group a --max 1 --no-commit").out.size() == 1);
+  REQUIRE(Run(b, "consume st --group b --max 10").out.size() == 3);
+  REQUIRE(Run(b, "commit --group c --dead-letter 'bad amount' " +
+                     receipt(Run(b, "consume st --group c --max 1 --no-commit")))
+              .exit_code == 0);
+  REQUIRE(Run(b, "commit --group d --retry --delay-ms 600000 " +
+                     receipt(Run(b, "consume st --group d --max 1 --no-commit")))
+              .exit_code == 0);
+
+  // Peek reads without a lease: three messages, and nothing about any group changes.
+  auto peeked = Run(b, "peek st --json");
+  REQUIRE(peeked.exit_code == 0);
+  REQUIRE(peeked.out.size() == 3);
+  CHECK(nlohmann::json::parse(peeked.out[2]).at("value") == "m2");
+  CHECK(Run(b, "peek st --from 2").out.size() == 1);
+
+  auto got = Run(b, "message get st 0:0 --json");
+  REQUIRE(got.exit_code == 0);
+  const auto m = nlohmann::json::parse(got.out.at(0));
+  CHECK(m.at("value") == "m0");
+  std::map<std::string, nlohmann::json> by_group;
+  for (const auto& g : m.at("groups")) by_group[g.at("group")] = g;
+  REQUIRE(by_group.size() == 4);
+  CHECK(by_group["a"].at("state") == "in_flight");
+  CHECK(by_group["a"].at("attempt") == 1);
+  CHECK(by_group["a"].at("deadline_ms").get<uint64_t>() > 0);
+  CHECK(by_group["b"].at("state") == "acked");
+  CHECK(by_group["c"].at("state") == "dead_lettered");
+  CHECK(by_group["c"].at("dead_letter_reason") == "rejected: bad amount");
+  CHECK(by_group["d"].at("state") == "retrying");
+  const auto later = nlohmann::json::parse(Run(b, "message get st 0:2 --json").out.at(0));
+  for (const auto& g : later.at("groups")) {
+    if (g.at("group") == "a") CHECK(g.at("state") == "pending");
+  }
+  // Still leased to a (the peek and the gets consumed nothing): a's next Consume gets 1 and 2.
+  CHECK(Run(b, "consume st --group a --max 10").out.size() == 2);
+
+  auto missing = Run(b, "message get st 0:99");
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.at(0).find("NOT_FOUND") != std::string::npos);
+  auto bad_queue = Run(b, "peek st --queue 5");
+  CHECK(bad_queue.exit_code == 1);
+  CHECK(bad_queue.err.at(0).find("no queue 5") != std::string::npos);
+
+  auto listed = Run(b, "group list --json");
+  REQUIRE(listed.out.size() == 4);
+  CHECK(nlohmann::json::parse(listed.out[0]).at("name") == "a");
+  CHECK(nlohmann::json::parse(listed.out[0]).at("topics") == nlohmann::json::array({"st"}));
+  REQUIRE(Run(b, "group delete c").exit_code == 0);
+  CHECK(Run(b, "group list --json").out.size() == 3);
+  CHECK(Run(b, "group delete c").exit_code == 1);
+  CHECK(Run(b, "dlq list --group c").exit_code == 1);  // its dead letters went with it
 }

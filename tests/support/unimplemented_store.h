@@ -25,6 +25,32 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("DescribeTopic");
   }
+  absl::StatusOr<broker::TopicInfo> UpdateTopic(
+      const std::string& /*name*/, std::optional<int64_t> /*retention_ms*/,
+      std::optional<int64_t> /*dedup_window_ms*/) override {
+    ++calls;
+    return absl::UnimplementedError("UpdateTopic");
+  }
+  absl::StatusOr<broker::PeekResult> PeekMessages(const std::string& /*topic*/, uint32_t /*queue*/,
+                                                  int64_t /*from*/, int64_t /*max*/) override {
+    ++calls;
+    return absl::UnimplementedError("PeekMessages");
+  }
+  absl::StatusOr<broker::MessageWhereabouts> GetMessage(const std::string& /*topic*/,
+                                                        uint32_t /*queue*/,
+                                                        int64_t /*offset*/) override {
+    ++calls;
+    return absl::UnimplementedError("GetMessage");
+  }
+  absl::StatusOr<std::vector<std::pair<broker::GroupPolicy, std::vector<std::string>>>> ListGroups()
+      override {
+    ++calls;
+    return absl::UnimplementedError("ListGroups");
+  }
+  absl::Status DeleteGroup(const std::string& /*name*/) override {
+    ++calls;
+    return absl::UnimplementedError("DeleteGroup");
+  }
   absl::Status DeleteTopic(const std::string& /*name*/) override {
     ++calls;
     return absl::UnimplementedError("DeleteTopic");

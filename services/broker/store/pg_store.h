@@ -44,6 +44,16 @@ class PgStore final : public Store {
   absl::StatusOr<std::vector<TopicInfo>> ListTopics() override;
   absl::StatusOr<TopicDescription> DescribeTopic(const std::string& name) override;
   absl::Status DeleteTopic(const std::string& name) override;
+  absl::StatusOr<TopicInfo> UpdateTopic(const std::string& name,
+                                        std::optional<int64_t> retention_ms,
+                                        std::optional<int64_t> dedup_window_ms) override;
+  absl::StatusOr<PeekResult> PeekMessages(const std::string& topic, uint32_t queue, int64_t from,
+                                          int64_t max) override;
+  absl::StatusOr<MessageWhereabouts> GetMessage(const std::string& topic, uint32_t queue,
+                                                int64_t offset) override;
+  absl::StatusOr<std::vector<std::pair<GroupPolicy, std::vector<std::string>>>> ListGroups()
+      override;
+  absl::Status DeleteGroup(const std::string& name) override;
   absl::StatusOr<std::vector<Appended>> Append(const std::string& topic,
                                                const std::vector<NewMessage>& messages) override;
   absl::StatusOr<int64_t> MoveDueDelayed(int64_t limit) override;

@@ -38,6 +38,12 @@ constexpr pg::Statement kGroupTopics{
     "SELECT DISTINCT t.name FROM group_queues gq JOIN topics t USING (topic_id)"
     " WHERE gq.group_id = $1 ORDER BY t.name"};
 
+constexpr pg::Statement kListGroups{
+    "broker_list_groups", "SELECT " FERRY_GROUP_COLUMNS " FROM consumer_groups ORDER BY name"};
+
+constexpr pg::Statement kDeleteGroup{"broker_delete_group",
+                                     "DELETE FROM consumer_groups WHERE name = $1 RETURNING 1"};
+
 constexpr pg::Statement kGroupLag{
     "broker_group_lag",
     "SELECT topic, queue_id, end_offset, committed_offset, delivered_offset, in_flight,"
@@ -90,8 +96,8 @@ pqxx::result ApplyGroupUpdate(pqxx::work& tx, const std::string& name, const Gro
 namespace store_internal {
 
 std::vector<pg::Statement> GroupsStatements() {
-  return {kUpdateGroup,        kGroupTopics,   kGroupLag,          kGroupDelayed,
-          kLockGroupPositions, kFirstOffsetAt, kReleaseGroupLeases};
+  return {kUpdateGroup, kGroupTopics,        kGroupLag,      kGroupDelayed,      kListGroups,
+          kDeleteGroup, kLockGroupPositions, kFirstOffsetAt, kReleaseGroupLeases};
 }
 
 }  // namespace store_internal
@@ -150,6 +156,34 @@ absl::StatusOr<std::pair<GroupPolicy, std::vector<std::string>>> PgStore::Descri
   });
   if (!status.ok()) return status;
   return out;
+}
+
+absl::StatusOr<std::vector<std::pair<GroupPolicy, std::vector<std::string>>>>
+PgStore::ListGroups() {
+  std::vector<std::pair<GroupPolicy, std::vector<std::string>>> out;
+  absl::Status status = pg::WithConnection(pool_, "list groups", [&](pqxx::connection& c) {
+    out.clear();
+    pqxx::read_transaction tx(c);
+    for (const auto& row : tx.exec_prepared(kListGroups.name)) {
+      out.emplace_back(GroupFromRow(row), std::vector<std::string>{});
+      for (const auto& t : tx.exec_prepared(kGroupTopics.name, out.back().first.group_id)) {
+        out.back().second.push_back(t[0].as<std::string>());
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::Status PgStore::DeleteGroup(const std::string& name) {
+  return pg::WithConnection(pool_, "delete group", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    // Cascades to its positions (whose trigger removes leases and ranges) and dead letters.
+    if (tx.exec_prepared(kDeleteGroup.name, name).empty()) return GroupNotFound(name);
+    tx.commit();
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> PgStore::ResetGroup(

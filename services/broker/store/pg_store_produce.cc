@@ -336,6 +336,9 @@ std::optional<std::vector<Appended>> PgStore::AppendOneStatement(
   pqxx::result r;
   {
     pqxx::nontransaction tx(c);
+    // Closed before anything was sent (libpq saw the server go): nothing ran, so the pool may
+    // run the produce again on another connection.
+    if (!c.is_open()) throw pqxx::broken_connection("connection closed before the produce");
     try {
       r = tx.exec_prepared(
           kAppendOneStatement.name, topic.topic_id, topic.queue_count, IntArray(qs),

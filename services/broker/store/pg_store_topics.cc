@@ -50,13 +50,71 @@ constexpr pg::Statement kDeleteTopic{"broker_delete_topic",
 constexpr pg::Statement kDeleteTopicMessages{"broker_delete_topic_messages",
                                              "DELETE FROM messages WHERE topic_id = $1"};
 
+// NULL keeps the value.
+constexpr pg::Statement kUpdateTopic{
+    "broker_update_topic",
+    "UPDATE topics SET retention_ms = COALESCE($2, retention_ms),"
+    " dedup_window_ms = COALESCE($3, dedup_window_ms) WHERE name = $1"
+    " RETURNING " FERRY_TOPIC_COLUMNS};
+
+// A queue's oldest stored offset and end (PeekMessages' bounds and paging).
+constexpr pg::Statement kQueueBounds{
+    "broker_queue_bounds",
+    "SELECT COALESCE((SELECT min(m.msg_offset) FROM messages m"
+    "   WHERE m.topic_id = q.topic_id AND m.queue_id = q.queue_id), e.end_offset), e.end_offset"
+    " FROM queues q CROSS JOIN LATERAL (SELECT " FERRY_QUEUE_END("q") " AS end_offset) e"
+    " WHERE q.topic_id = $1 AND q.queue_id = $2"};
+
+#define FERRY_STORED_COLUMNS FERRY_MESSAGE_COLUMNS ", COALESCE(m.dedup_id, '')"
+
+constexpr pg::Statement kPeekMessages{
+    "broker_peek_messages",
+    "SELECT " FERRY_STORED_COLUMNS
+    " FROM messages m"
+    " WHERE m.topic_id = $1 AND m.queue_id = $2 AND m.msg_offset >= $3" FERRY_SEGMENT_FLOOR(
+        "$2", "$3") " ORDER BY m.msg_offset LIMIT $4"};
+
+constexpr pg::Statement kGetMessage{
+    "broker_get_message",
+    "SELECT " FERRY_STORED_COLUMNS
+    " FROM messages m"
+    " WHERE m.topic_id = $1 AND m.queue_id = $2 AND m.msg_offset = $3" FERRY_SEGMENT_FLOOR("$2",
+                                                                                           "$3")};
+
+constexpr pg::Statement kMessageStatus{
+    "broker_message_status",
+    "SELECT group_name, state, COALESCE(attempt, 0),"
+    " COALESCE((extract(epoch FROM deadline) * 1000)::bigint, 0), COALESCE(dead_letter_reason, ''),"
+    " COALESCE(dead_letter_id, 0)"
+    " FROM message_status WHERE topic_id = $1 AND queue_id = $2 AND msg_offset = $3"
+    " ORDER BY group_name"};
+
+StoredMessageRow StoredFromRow(const pqxx::row& row) {
+  StoredMessageRow m;
+  m.queue = row[0].as<uint32_t>();
+  m.offset = row[1].as<int64_t>();
+  if (!row[2].is_null()) m.key = row[2].as<std::string>();
+  m.payload = pqxx::binarystring(row[3]).str();
+  m.headers_json = row[4].as<std::string>();
+  m.produced_at_ms = row[5].as<int64_t>() / 1000;
+  m.dedup_id = row[6].as<std::string>();
+  return m;
+}
+
+absl::Status NoQueue(const TopicInfo& t, uint32_t queue) {
+  return absl::InvalidArgumentError(absl::StrCat("topic \"", t.name, "\" has ", t.queue_count,
+                                                 " queues (0 to ", t.queue_count - 1,
+                                                 "); there is no queue ", queue));
+}
+
 }  // namespace
 
 namespace store_internal {
 
 std::vector<pg::Statement> TopicsStatements() {
-  return {kInsertTopic,  kInsertQueues, kListTopics,         kDescribeQueues,
-          kCountDelayed, kDeleteTopic,  kDeleteTopicMessages};
+  return {kInsertTopic,  kInsertQueues, kListTopics,          kDescribeQueues,
+          kCountDelayed, kDeleteTopic,  kDeleteTopicMessages, kUpdateTopic,
+          kQueueBounds,  kPeekMessages, kGetMessage,          kMessageStatus};
 }
 
 }  // namespace store_internal
@@ -124,6 +182,81 @@ absl::Status PgStore::DeleteTopic(const std::string& name) {
     tx.commit();
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<TopicInfo> PgStore::UpdateTopic(const std::string& name,
+                                               std::optional<int64_t> retention_ms,
+                                               std::optional<int64_t> dedup_window_ms) {
+  TopicInfo out;
+  absl::Status status = pg::WithConnection(pool_, "update topic", [&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    pqxx::result r = tx.exec_prepared(kUpdateTopic.name, name, retention_ms, dedup_window_ms);
+    if (r.empty()) return TopicNotFound(name);
+    out = TopicFromRow(r[0]);
+    tx.commit();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<PeekResult> PgStore::PeekMessages(const std::string& topic, uint32_t queue,
+                                                 int64_t from, int64_t max) {
+  PeekResult out;
+  absl::Status status = pg::WithConnection(pool_, "peek messages", [&](pqxx::connection& c) {
+    out = PeekResult{};
+    pqxx::read_transaction tx(c);
+    pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
+    if (t.empty()) return TopicNotFound(topic);
+    const TopicInfo info = TopicFromRow(t[0]);
+    if (queue >= info.queue_count) return NoQueue(info, queue);
+    pqxx::result b = tx.exec_prepared(kQueueBounds.name, info.topic_id, queue);
+    if (b.empty()) return TopicNotFound(topic);
+    out.first_offset = b[0][0].as<int64_t>();
+    out.end_offset = b[0][1].as<int64_t>();
+    const int64_t start = std::max(from, out.first_offset);
+    out.next_offset = std::min(start, out.end_offset);
+    for (const auto& row : tx.exec_prepared(kPeekMessages.name, info.topic_id, queue, start, max)) {
+      out.messages.push_back(StoredFromRow(row));
+      out.next_offset = out.messages.back().offset + 1;
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<MessageWhereabouts> PgStore::GetMessage(const std::string& topic, uint32_t queue,
+                                                       int64_t offset) {
+  MessageWhereabouts out;
+  absl::Status status = pg::WithConnection(pool_, "get message", [&](pqxx::connection& c) {
+    out = MessageWhereabouts{};
+    pqxx::read_transaction tx(c);
+    pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
+    if (t.empty()) return TopicNotFound(topic);
+    const TopicInfo info = TopicFromRow(t[0]);
+    if (queue >= info.queue_count) return NoQueue(info, queue);
+    pqxx::result m = tx.exec_prepared(kGetMessage.name, info.topic_id, queue, offset);
+    if (m.empty()) {
+      return absl::NotFoundError(absl::StrCat("no message at offset ", offset, " of queue ", queue,
+                                              " of topic \"", topic,
+                                              "\" (not produced yet, or removed by retention)"));
+    }
+    out.message = StoredFromRow(m[0]);
+    for (const auto& row : tx.exec_prepared(kMessageStatus.name, info.topic_id, queue, offset)) {
+      MessageGroupStateRow g;
+      g.group = row[0].as<std::string>();
+      g.state = row[1].as<std::string>();
+      g.attempt = row[2].as<int32_t>();
+      g.deadline_ms = row[3].as<int64_t>();
+      g.dead_letter_reason = row[4].as<std::string>();
+      g.dead_letter_id = row[5].as<int64_t>();
+      out.groups.push_back(std::move(g));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 }  // namespace ferry::broker

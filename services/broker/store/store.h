@@ -37,6 +37,16 @@ class Store {
   virtual absl::StatusOr<TopicDescription> DescribeTopic(const std::string& name) = 0;
   // Removes the topic, its messages, dedup entries and every group's progress on it. NOT_FOUND.
   virtual absl::Status DeleteTopic(const std::string& name) = 0;
+  // Unset values stay. NOT_FOUND if absent.
+  virtual absl::StatusOr<TopicInfo> UpdateTopic(const std::string& name,
+                                                std::optional<int64_t> retention_ms,
+                                                std::optional<int64_t> dedup_window_ms) = 0;
+  // Up to `max` stored messages of a queue from `from` (the oldest if below it); no lease.
+  virtual absl::StatusOr<PeekResult> PeekMessages(const std::string& topic, uint32_t queue,
+                                                  int64_t from, int64_t max) = 0;
+  // One stored message and its state for every group with a position on its queue.
+  virtual absl::StatusOr<MessageWhereabouts> GetMessage(const std::string& topic, uint32_t queue,
+                                                        int64_t offset) = 0;
 
   // ---- produce and delayed messages (pg_store_produce.cc) ----
 
@@ -85,6 +95,9 @@ class Store {
   // Moves the group's position on `topic` and releases its leases there. Returns the new
   // position of every queue. NOT_FOUND for an unknown group or topic; INVALID_ARGUMENT for a
   // queue the topic does not have.
+  virtual absl::StatusOr<std::vector<std::pair<GroupPolicy, std::vector<std::string>>>>
+  ListGroups() = 0;
+  virtual absl::Status DeleteGroup(const std::string& name) = 0;  // NOT_FOUND if absent
   virtual absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup(
       const std::string& group, const std::string& topic, const ResetTarget& target) = 0;
   // Per queue progress of `group` on every topic it reads (or only `topic` if not empty).

@@ -22,6 +22,7 @@ bool IsRetryable(const std::string& sqlstate) {
 // and lost is lost to a failure during the call, not to a stale socket: a caller that cannot
 // retry safely (an autocommit produce, whose outcome is unknown) is not failed for nothing.
 bool ServerClosed(pqxx::connection& conn) {
+  if (!conn.is_open()) return true;
   pollfd p{conn.sock(), POLLIN, 0};
   return p.fd < 0 || poll(&p, 1, 0) != 0;
 }

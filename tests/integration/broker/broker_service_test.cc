@@ -314,6 +314,17 @@ TEST_CASE("terminated database connections are replaced without failing calls",
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> "
         "pg_backend_pid()",
         f.db.name());
+    // pg_terminate_backend only signals: wait until they are gone. (A produce sent while its
+    // backend is being ended is in doubt - it may have committed - and fails UNAVAILABLE
+    // rather than run twice; this test is about connections found dead before a call.)
+    for (int i = 0; i < 100; ++i) {
+      if (tx.exec_params1("SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                          f.db.name())[0]
+              .as<int>() == 0) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
   // Every pooled connection is dead now; the broker replaces them without failing a call.
   int ok = 0;
