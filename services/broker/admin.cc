@@ -7,6 +7,20 @@
 
 namespace ferry::broker {
 
+namespace {
+
+// Every successful change is logged once, with who made it (issue 16): logger broker.admin,
+// `event=<what> by=<principal> <fields>`, values logfmt-quoted.
+void LogChange(const Caller& c, const std::string& event, const std::string& fields) {
+  ferry::log::Get("broker.admin")->info("event={} by={} {}", event, log::Quote(c.name()), fields);
+}
+
+std::string Field(const std::string& key, const std::string& value) {
+  return key + "=" + log::Quote(value);
+}
+
+}  // namespace
+
 absl::Status Admin::CreateTopic(const Caller& c, const v1::CreateTopicRequest& req,
                                 v1::CreateTopicResponse* resp) {
   FERRY_RETURN_IF_ERROR(ValidateTopicConfig(req.topic(), limits_));
@@ -14,6 +28,8 @@ absl::Status Admin::CreateTopic(const Caller& c, const v1::CreateTopicRequest& r
   auto created = store_.CreateTopic(FromProto(req.topic()));
   if (!created.ok()) return created.status();
   ToProto(*created, resp->mutable_topic());
+  LogChange(c, "topic_created",
+            Field("topic", created->name) + " queues=" + std::to_string(created->queue_count));
   return absl::OkStatus();
 }
 
@@ -40,7 +56,9 @@ absl::Status Admin::DeleteTopic(const Caller& c, const v1::DeleteTopicRequest& r
                                 v1::DeleteTopicResponse* /*resp*/) {
   FERRY_RETURN_IF_ERROR(ValidateName("name", req.name()));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.name())));
-  return store_.DeleteTopic(req.name());
+  FERRY_RETURN_IF_ERROR(store_.DeleteTopic(req.name()));
+  LogChange(c, "topic_deleted", Field("topic", req.name()));
+  return absl::OkStatus();
 }
 
 absl::Status Admin::UpdateTopic(const Caller& c, const v1::UpdateTopicRequest& req,
@@ -103,9 +121,7 @@ absl::Status Admin::DeleteGroup(const Caller& c, const v1::DeleteGroupRequest& r
   FERRY_RETURN_IF_ERROR(ValidateName("name", req.name()));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.name())));
   FERRY_RETURN_IF_ERROR(store_.DeleteGroup(req.name()));
-  ferry::log::Get("broker.admin")
-      ->info("event=group_deleted group={} principal={}", log::Quote(req.name()),
-             log::Quote(c.name()));
+  LogChange(c, "group_deleted", Field("group", req.name()));
   return absl::OkStatus();
 }
 
@@ -129,6 +145,7 @@ absl::Status Admin::CreateGroup(const Caller& c, const v1::CreateGroupRequest& r
                               std::vector<std::string>(req.topics().begin(), req.topics().end()));
   if (!g.ok()) return g.status();
   ToProto(*g, resp->mutable_group());
+  LogChange(c, "group_created", Field("group", req.group().name()));
   return absl::OkStatus();
 }
 
@@ -139,6 +156,7 @@ absl::Status Admin::UpdateGroup(const Caller& c, const v1::UpdateGroupRequest& r
   auto g = store_.UpdateGroup(req.name(), UpdateFrom(req));
   if (!g.ok()) return g.status();
   ToProto(*g, resp->mutable_group());
+  LogChange(c, "group_updated", Field("group", req.name()));
   return absl::OkStatus();
 }
 
@@ -160,11 +178,16 @@ absl::Status Admin::ResetGroup(const Caller& c, const v1::ResetGroupRequest& req
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Group(req.group())));
   auto positions = store_.ResetGroup(req.group(), req.topic(), FromProto(req));
   if (!positions.ok()) return positions.status();
+  std::string moved;
   for (const auto& [q, o] : *positions) {
     auto* p = resp->add_positions();
     p->set_queue(q);
     p->set_offset(static_cast<uint64_t>(o));
+    moved += (moved.empty() ? "" : ",") + std::to_string(q) + ":" + std::to_string(o);
   }
+  LogChange(c, "group_reset",
+            Field("group", req.group()) + " " + Field("topic", req.topic()) + " " +
+                Field("positions", moved));
   return absl::OkStatus();
 }
 
@@ -195,6 +218,9 @@ absl::Status Admin::RedriveDeadLetters(const Caller& c, const v1::RedriveDeadLet
   auto report = store_.RedriveDeadLetters(req.group(), ids, req.all(), req.to_topic());
   if (!report.ok()) return report.status();
   ToProto(*report, resp);
+  LogChange(c, "dead_letters_redriven",
+            Field("group", req.group()) + " " + Field("to_topic", req.to_topic()) +
+                " all=" + (req.all() ? "true" : "false") + " ids=" + std::to_string(ids.size()));
   return absl::OkStatus();
 }
 
@@ -206,6 +232,8 @@ absl::Status Admin::PurgeDeadLetters(const Caller& c, const v1::PurgeDeadLetters
   auto purged = store_.PurgeDeadLetters(req.group(), ids, req.all());
   if (!purged.ok()) return purged.status();
   resp->set_purged(static_cast<uint64_t>(*purged));
+  LogChange(c, "dead_letters_purged",
+            Field("group", req.group()) + " purged=" + std::to_string(*purged));
   return absl::OkStatus();
 }
 
@@ -213,7 +241,10 @@ absl::Status Admin::CancelDelayed(const Caller& c, const v1::CancelDelayedReques
                                   v1::CancelDelayedResponse* /*resp*/) {
   FERRY_RETURN_IF_ERROR(ValidateCancelDelayed(req));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.topic())));
-  return store_.CancelDelayed(req.topic(), static_cast<int64_t>(req.delayed_id()));
+  FERRY_RETURN_IF_ERROR(store_.CancelDelayed(req.topic(), static_cast<int64_t>(req.delayed_id())));
+  LogChange(c, "delayed_cancelled",
+            Field("topic", req.topic()) + " delayed_id=" + std::to_string(req.delayed_id()));
+  return absl::OkStatus();
 }
 
 absl::Status Admin::ListTransactions(const Caller& c, const v1::ListTransactionsRequest& req,
@@ -235,6 +266,10 @@ absl::Status Admin::ResolveTransaction(const Caller& c, const v1::ResolveTransac
                                      req.reason(), /*by_admin=*/true);
   if (!ended.ok()) return ended.status();
   resp->set_state(ToProto(ended->state));
+  LogChange(c, "transaction_resolved",
+            Field("transaction_id", req.transaction_id()) + " " +
+                Field("decision", v1::TransactionDecision_Name(req.decision())) + " " +
+                Field("reason", req.reason()));
   return absl::OkStatus();
 }
 
@@ -243,7 +278,9 @@ absl::Status Admin::RearmTransactionChecks(const Caller& c,
                                            v1::RearmTransactionChecksResponse* /*resp*/) {
   FERRY_RETURN_IF_ERROR(ValidateTransactionId("transaction_id", req.transaction_id()));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, TransactionGroup(req.transaction_id())));
-  return store_.RearmChecks(req.transaction_id(), c.As("admin"));
+  FERRY_RETURN_IF_ERROR(store_.RearmChecks(req.transaction_id(), c.As("admin")));
+  LogChange(c, "transaction_checks_rearmed", Field("transaction_id", req.transaction_id()));
+  return absl::OkStatus();
 }
 
 absl::Status Admin::CreatePrincipal(const Caller& c, const v1::CreatePrincipalRequest& req,

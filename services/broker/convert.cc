@@ -299,6 +299,8 @@ void ToProto(const GroupLagReport& lag, v1::GetGroupLagResponse* out) {
     q->set_delivered_offset(static_cast<uint64_t>(l.delivered_offset));
     q->set_in_flight(static_cast<uint64_t>(l.in_flight));
     q->set_lag(static_cast<uint64_t>(l.end_offset - l.committed_offset));
+    q->set_backlog(static_cast<uint64_t>(std::max<int64_t>(0, l.end_offset - l.delivered_offset)));
+    q->set_unsettled(static_cast<uint64_t>(l.in_flight + l.retrying));
     q->set_oldest_unacked_age_ms(static_cast<uint64_t>(l.oldest_unacked_age_ms));
     q->set_retrying(static_cast<uint64_t>(l.retrying));
     q->set_dead_letters(static_cast<uint64_t>(l.dead_letters));

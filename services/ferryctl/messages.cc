@@ -334,6 +334,8 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
                            {"delivered_offset", q.delivered_offset()},
                            {"in_flight", q.in_flight()},
                            {"lag", q.lag()},
+                           {"backlog", q.backlog()},
+                           {"unsettled", q.unsettled()},
                            {"retrying", q.retrying()},
                            {"dead_letters", q.dead_letters()},
                            {"oldest_unacked_age_ms", q.oldest_unacked_age_ms()}});
@@ -342,11 +344,15 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
       for (const auto& d : r.delayed()) delayed[d.topic()] = d.delayed();
       std::cout << Dump(json{{"group", r.group()}, {"queues", out}, {"delayed", delayed}}) << "\n";
     } else {
-      std::vector<std::vector<std::string>> rows{{"TOPIC", "QUEUE", "END", "COMMITTED", "IN_FLIGHT",
-                                                  "RETRYING", "DEAD", "LAG", "OLDEST_UNACKED"}};
+      // BACKLOG: not delivered yet; UNSETTLED: delivered, not settled (in flight + retrying).
+      // LAG (end - committed) also counts settled messages above the oldest unsettled one.
+      std::vector<std::vector<std::string>> rows{{"TOPIC", "QUEUE", "END", "COMMITTED", "BACKLOG",
+                                                  "UNSETTLED", "IN_FLIGHT", "RETRYING", "DEAD",
+                                                  "LAG", "OLDEST_UNACKED"}};
       for (const auto& q : r.queues()) {
         rows.push_back({q.topic(), std::to_string(q.queue()), std::to_string(q.end_offset()),
-                        std::to_string(q.committed_offset()), std::to_string(q.in_flight()),
+                        std::to_string(q.committed_offset()), std::to_string(q.backlog()),
+                        std::to_string(q.unsettled()), std::to_string(q.in_flight()),
                         std::to_string(q.retrying()), std::to_string(q.dead_letters()),
                         std::to_string(q.lag()),
                         q.lag() == 0 ? "-" : Age(q.oldest_unacked_age_ms())});

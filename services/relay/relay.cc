@@ -64,7 +64,12 @@ absl::Status Relay::Start() {
   if (id.empty()) {
     char host[256] = "localhost";
     gethostname(host, sizeof(host) - 1);
-    id = std::string(host) + "/" + std::to_string(getpid());
+    // host/pid and a random suffix: in containers every relay is pid 1, and replicas may share
+    // a hostname.
+    std::random_device rd;
+    char suffix[16];
+    std::snprintf(suffix, sizeof(suffix), "%06x", rd() & 0xffffff);
+    id = std::string(host) + "/" + std::to_string(getpid()) + "/" + suffix;
   }
   pool_ = std::make_unique<pg::ConnectionPool>(options_.database_url, 2, "ferry-relay",
                                                PgOutboxStore::Statements());
@@ -88,19 +93,27 @@ absl::Status Relay::Start() {
         *channel, options_.producer_groups, "ferry-relay " + id,
         [this](const v1::TransactionCheck& check) {
           std::lock_guard<std::mutex> lock(check_mu_);
+          std::string why;
           try {
             if (!check_conn_->is_open()) check_conn_ = pool_->OpenDedicated("checks");
-          } catch (...) {
-            return v1::TRANSACTION_UNKNOWN;
+          } catch (const std::exception& e) {
+            why = std::string("the application database is unreachable: ") + e.what();
           }
-          switch (LocalTransactionOutcome(*check_conn_, check.check_ref(), options_.check_query)) {
-            case LocalOutcome::kCommitted:
-              return v1::TRANSACTION_COMMIT;
-            case LocalOutcome::kRolledBack:
-              return v1::TRANSACTION_ROLLBACK;
-            case LocalOutcome::kUnknown:
-              break;
+          if (why.empty()) {
+            switch (LocalTransactionOutcome(*check_conn_, check.check_ref(), options_.check_query,
+                                            &why)) {
+              case LocalOutcome::kCommitted:
+                return v1::TRANSACTION_COMMIT;
+              case LocalOutcome::kRolledBack:
+                return v1::TRANSACTION_ROLLBACK;
+              case LocalOutcome::kUnknown:
+                break;
+            }
           }
+          ferry::log::Get("relay.check")
+              ->info("event=answered_unknown transaction_id={} check_ref={} reason={}",
+                     check.transaction_id(), ferry::log::Quote(check.check_ref()),
+                     ferry::log::Quote(why));
           return v1::TRANSACTION_UNKNOWN;
         });
     checker_->Start();

@@ -411,6 +411,15 @@ TEST_CASE(
                      receipt(Run(b, "consume st --group d --max 1 --no-commit")))
               .exit_code == 0);
 
+  // Lag tells the never delivered (backlog) from the delivered and unsettled.
+  const auto lag_a = nlohmann::json::parse(Run(b, "lag --group a --json").out.at(0));
+  CHECK(lag_a.at("queues").at(0).at("backlog") == 2);
+  CHECK(lag_a.at("queues").at(0).at("unsettled") == 1);
+  CHECK(lag_a.at("queues").at(0).at("lag") == 3);
+  const auto lag_d = nlohmann::json::parse(Run(b, "lag --group d --json").out.at(0));
+  CHECK(lag_d.at("queues").at(0).at("unsettled") == 1);
+  CHECK(lag_d.at("queues").at(0).at("retrying") == 1);
+
   // Peek reads without a lease: three messages, and nothing about any group changes.
   auto peeked = Run(b, "peek st --json");
   REQUIRE(peeked.exit_code == 0);

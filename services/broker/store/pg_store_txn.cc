@@ -6,6 +6,7 @@
 
 #include "broker/store/pg_store.h"
 #include "broker/store/pg_store_internal.h"
+#include "common/log.h"
 #include "common/pg/arrays.h"
 
 namespace ferry::broker {
@@ -95,7 +96,8 @@ constexpr pg::Statement kClaimChecks{
     "  AND producer_group = ANY($1::text[]) AND next_check_at <= now()"
     "  ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
     " exhausted AS (UPDATE transactions t SET state = 'CHECK_EXHAUSTED', ended_at = now()"
-    "  FROM due WHERE t.txn_id = due.txn_id AND t.checks_sent >= $3 RETURNING t.txn_id),"
+    "  FROM due WHERE t.txn_id = due.txn_id AND t.checks_sent >= $3"
+    "  RETURNING t.txn_id, t.producer_group, t.checks_sent, t.created_at),"
     " claimed AS (UPDATE transactions t SET checks_sent = t.checks_sent + 1,"
     "  last_check_at = now(), next_check_at = now() + $4 * interval '1 millisecond'"
     "  FROM due WHERE t.txn_id = due.txn_id AND t.checks_sent < $3"
@@ -108,7 +110,10 @@ constexpr pg::Statement kClaimChecks{
     " SELECT c.txn_id::text, e.event_id, COALESCE(c.check_ref, ''), c.producer_group,"
     " c.checks_sent, " FERRY_MS(
         "c.created_at") " FROM claimed c JOIN events e ON e.txn_id = c.txn_id AND e.kind = "
-                        "'check'"};
+                        "'check'"
+    // The exhausted ones too, with event_id -1: logged, not checked.
+    " UNION ALL SELECT x.txn_id::text, -1, '', x.producer_group, x.checks_sent, " FERRY_MS(
+        "x.created_at") " FROM exhausted x"};
 
 constexpr pg::Statement kCheckSummary{
     "broker_check_summary",
@@ -439,6 +444,16 @@ absl::StatusOr<std::vector<TxnCheck>> PgStore::ClaimDueChecks(
     for (const auto& row :
          tx.exec_prepared(kClaimChecks.name, TextArray(groups), limit, timing_.max_checks,
                           timing_.check_interval_ms, broker_id)) {
+      if (row[1].as<int64_t>() < 0) {
+        ferry::log::Get("broker.txn")
+            ->warn(
+                "event=check_exhausted transaction_id={} producer_group={} checks={} "
+                "detail={}",
+                row[0].as<std::string>(), ferry::log::Quote(row[3].as<std::string>()),
+                row[4].as<int32_t>(),
+                ferry::log::Quote("no COMMIT or ROLLBACK: decide it with ferryctl txn resolve"));
+        continue;
+      }
       TxnCheck ch;
       ch.txn_id = row[0].as<std::string>();
       ch.check_id = row[1].as<int64_t>();
@@ -513,6 +528,13 @@ absl::Status PgStore::AnswerCheck(const CheckAnswer& a) {
     if (state == TxnState::kPrepared) {
       if (a.decision == TxnDecision::kUnknown) {
         if (!tx.exec_prepared(kExhaustIfSpent.name, a.txn_id, timing_.max_checks).empty()) {
+          ferry::log::Get("broker.txn")
+              ->warn(
+                  "event=check_exhausted transaction_id={} producer_group={} checks={} "
+                  "detail={}",
+                  a.txn_id, ferry::log::Quote(a.producer_group), timing_.max_checks,
+                  ferry::log::Quote("the last check was answered UNKNOWN: decide it with ferryctl "
+                                    "txn resolve"));
           tx.exec_prepared(
               kTxnEvent.name, a.txn_id, "exhausted", a.actor,
               absl::StrCat("no COMMIT or ROLLBACK after ", timing_.max_checks, " checks"));

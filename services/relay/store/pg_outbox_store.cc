@@ -250,29 +250,43 @@ absl::StatusOr<int64_t> PgOutboxStore::DeleteSent(int64_t retention_ms, int64_t 
 }
 
 LocalOutcome LocalTransactionOutcome(pqxx::connection& conn, const std::string& check_ref,
-                                     const std::string& check_query) {
+                                     const std::string& check_query, std::string* why) {
+  std::string ignored;
+  std::string& reason = why != nullptr ? *why : ignored;
   try {
     const bool is_xid = !check_ref.empty() && check_ref.size() <= 20 &&
                         check_ref.find_first_not_of("0123456789") == std::string::npos;
     pqxx::nontransaction tx(conn);
     if (is_xid) {
       pqxx::result r = tx.exec_params("SELECT pg_xact_status($1::xid8)", check_ref);
-      if (r.empty() || r[0][0].is_null()) return LocalOutcome::kUnknown;  // too old to know
+      if (r.empty() || r[0][0].is_null()) {
+        reason = "transaction " + check_ref + " is too old for pg_xact_status (or never existed)";
+        return LocalOutcome::kUnknown;
+      }
       const std::string s = r[0][0].as<std::string>();
       if (s == "committed") return LocalOutcome::kCommitted;
       if (s == "aborted") return LocalOutcome::kRolledBack;
+      reason = "transaction " + check_ref + " is still in progress";
       return LocalOutcome::kUnknown;  // in progress: ask again later
     }
-    if (!check_query.empty()) {
-      pqxx::result r = tx.exec_params(check_query, check_ref);
-      if (r.empty() || r[0][0].is_null()) return LocalOutcome::kUnknown;
-      const std::string s = absl::AsciiStrToUpper(r[0][0].as<std::string>());
-      if (s == "COMMIT") return LocalOutcome::kCommitted;
-      if (s == "ROLLBACK") return LocalOutcome::kRolledBack;
+    if (check_query.empty()) {
+      reason = "check_ref is not a transaction id and no --check-query is set";
+      return LocalOutcome::kUnknown;
     }
+    pqxx::result r = tx.exec_params(check_query, check_ref);
+    if (r.empty() || r[0][0].is_null()) {
+      reason = "--check-query returned no row";
+      return LocalOutcome::kUnknown;
+    }
+    const std::string s = absl::AsciiStrToUpper(r[0][0].as<std::string>());
+    if (s == "COMMIT") return LocalOutcome::kCommitted;
+    if (s == "ROLLBACK") return LocalOutcome::kRolledBack;
+    reason = "--check-query returned " + s + ", not COMMIT or ROLLBACK";
   } catch (const std::exception& e) {
+    reason = std::string("the check failed: ") + e.what();
     ferry::log::Get("relay.check")
-        ->warn("event=check_failed ref={} error=\"{}\"", check_ref, e.what());
+        ->warn("event=check_failed ref={} error={}", ferry::log::Quote(check_ref),
+               ferry::log::Quote(e.what()));
   }
   return LocalOutcome::kUnknown;
 }

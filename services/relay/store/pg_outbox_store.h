@@ -86,9 +86,10 @@ class PgOutboxStore {
 // What the application's database says of a transaction, for a back-check: check_ref as a
 // PostgreSQL transaction id -> pg_xact_status (committed, aborted; in progress or too old to
 // know: unknown); otherwise `check_query` ($1 = check_ref) returning COMMIT / ROLLBACK /
-// anything else. Any error is kUnknown, never kCommitted. `conn` is the caller's own.
+// anything else. Any error is kUnknown, never kCommitted. `conn` is the caller's own. For
+// kUnknown, `why` (if given) says why, for the log.
 enum class LocalOutcome { kCommitted, kRolledBack, kUnknown };
 LocalOutcome LocalTransactionOutcome(pqxx::connection& conn, const std::string& check_ref,
-                                     const std::string& check_query);
+                                     const std::string& check_query, std::string* why = nullptr);
 
 }  // namespace ferry::relay
