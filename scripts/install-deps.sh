@@ -42,15 +42,32 @@ if [ -z "$build_only" ] && ! { command -v node && command -v npm; } >/dev/null 2
   PACKAGES+=(nodejs npm)
 fi
 
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+updated=""
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  updated=1
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# promtool (the alert rules' test, tests/alerts/run.sh) from Debian's prometheus package,
+# unpacked under .ferry/tools rather than installed: installing the package would also install
+# and start a Prometheus server.
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "$build_only" ] && ! command -v promtool >/dev/null 2>&1 &&
+   [ ! -x "$root/.ferry/tools/usr/bin/promtool" ]; then
+  echo "install-deps: unpacking promtool from Debian's prometheus package into .ferry/tools"
+  [ -n "$updated" ] || $SUDO apt-get update -q
+  dl=$(mktemp -d)
+  chmod 777 "$dl"  # apt downloads as the _apt user when it can
+  (cd "$dl" && apt-get download -q prometheus >/dev/null)
+  mkdir -p "$root/.ferry/tools"
+  dpkg-deb -x "$dl"/prometheus_*.deb "$root/.ferry/tools"
+  rm -rf "$dl"
+fi

@@ -19,6 +19,7 @@
 #include "common/metrics_server.h"
 #include "common/pg/migrate.h"
 #include "common/pg/pool.h"
+#include "common/version.h"
 
 namespace ferry::broker {
 
@@ -145,6 +146,7 @@ absl::Status BrokerServer::Start() {
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
   if (!options_.metrics_listen.empty()) {
+    RegisterBuildInfo("ferry-broker");
     collector_ = metrics::Default().AddCollector([this] {
       std::vector<metrics::GaugeFamily> out = pg::PoolGauges(*pool_);
       out.push_back({"ferry_database_up",

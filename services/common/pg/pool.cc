@@ -264,12 +264,17 @@ absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
 std::vector<metrics::GaugeFamily> PoolGauges(ConnectionPool& pool) {
   const ConnectionPool::Stats st = pool.stats();
   const std::string& name = pool.application_name();
+  // The limit is a series of its own: as a state beside open and in_use, a sum over states
+  // added the limit to the connections.
   return {{"ferry_db_pool_connections",
-           "connections of the pool: max, open, in_use",
+           "connections of the pool now, by state: open (in_use included), in_use",
            {"pool", "state"},
-           {{{name, "max"}, static_cast<double>(st.size)},
-            {{name, "open"}, static_cast<double>(st.open)},
-            {{name, "in_use"}, static_cast<double>(st.in_use)}}}};
+           {{{name, "open"}, static_cast<double>(st.open)},
+            {{name, "in_use"}, static_cast<double>(st.in_use)}}},
+          {"ferry_db_pool_max_connections",
+           "the most connections the pool opens",
+           {"pool"},
+           {{{name}, static_cast<double>(st.size)}}}};
 }
 
 }  // namespace ferry::pg

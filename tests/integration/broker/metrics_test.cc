@@ -35,10 +35,11 @@ TEST_CASE(
   CHECK(Sample(text, "ferry_dead_letters{group=\"g\"}") == 0);
   CHECK(Sample(text, "ferry_half_messages{state=\"PREPARED\"}") == 0);
   CHECK(Sample(text, "ferry_metrics_collector_errors_total") == 0);
-  CHECK(Sample(text, "ferry_db_pool_connections{pool=\"ferry-broker\",state=\"max\"}") == 4);
+  CHECK(Sample(text, "ferry_db_pool_max_connections{pool=\"ferry-broker\"}") == 4);
   CHECK(Sample(text, "ferry_db_pool_connections{pool=\"ferry-broker\",state=\"open\"}") >= 1);
   CHECK(Sample(text, "ferry_db_pool_acquires_total{pool=\"ferry-broker\",result=\"ok\"}") >= 7);
   CHECK(Sample(text, "ferry_database_up") == 1);
+  CHECK(text.find("ferry_build_info{program=\"ferry-broker\",version=\"") != std::string::npos);
 
   // The database gone: the counters are still served, the failed collection is counted.
   f.Exec("ALTER TABLE group_queues RENAME TO group_queues_away");

@@ -461,7 +461,7 @@ TEST_CASE("relay metrics: published - failed - pending and its age - publish lat
   CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"failed\"}") == 1);
   CHECK(test::Sample(text, "ferry_relay_outbox_rows{status=\"pending\"}") == 0);
   CHECK(test::Sample(text, "ferry_relay_oldest_pending_age_seconds") == 0);
-  CHECK(test::Sample(text, "ferry_db_pool_connections{pool=\"ferry-relay\",state=\"max\"}") == 2);
+  CHECK(test::Sample(text, "ferry_db_pool_max_connections{pool=\"ferry-relay\"}") == 2);
   CHECK(test::Healthz(port).first == 200);
 
   // The broker goes away: rows wait (pending, aging) and /healthz says why.
