@@ -44,8 +44,8 @@ inline absl::Status Busy() {
 class Edge {
  public:
   // `authenticator`: nullptr when --auth is off (every caller is Caller::Open()).
-  Edge(Executor& executor, Authenticator* authenticator)
-      : executor_(executor), authenticator_(authenticator) {}
+  // Creates the per-method call series (at 0) if no Edge did yet.
+  Edge(Executor& executor, Authenticator* authenticator);
 
   Executor& executor() { return executor_; }
 

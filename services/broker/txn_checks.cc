@@ -16,6 +16,12 @@ namespace ferry::broker {
 namespace {
 
 struct CheckMetrics {
+  CheckMetrics() {  // every decision has its series from the start, at 0
+    for (const char* d :
+         {"TRANSACTION_COMMIT", "TRANSACTION_ROLLBACK", "TRANSACTION_UNKNOWN", "REJECTED"}) {
+      answers.With({d});
+    }
+  }
   metrics::Registry::CounterFamily& sent = metrics::Default().Counters(
       "ferry_txn_checks_total",
       "back-checks of undecided transactions by producer group and outcome (sent: to a "
@@ -257,7 +263,9 @@ TxnChecks::TxnChecks(Store& store, Broker& broker, rpc::Edge& edge, std::string 
       edge_(edge),
       broker_id_(std::move(broker_id)),
       poll_(poll),
-      thread_([this] { Run(); }) {}
+      thread_([this] { Run(); }) {
+  Metrics();  // the answer series exist from the start
+}
 
 TxnChecks::~TxnChecks() { Stop(); }
 

@@ -40,6 +40,10 @@ TEST_CASE(
   CHECK(Sample(text, "ferry_db_pool_acquires_total{pool=\"ferry-broker\",result=\"ok\"}") >= 7);
   CHECK(Sample(text, "ferry_database_up") == 1);
   CHECK(text.find("ferry_build_info{program=\"ferry-broker\",version=\"") != std::string::npos);
+  // Series exist before their first event (0, not absent): rates and alerts see them.
+  CHECK(Sample(text, "ferry_rpc_requests_total{method=\"PeekMessages\",code=\"OK\"}") == 0);
+  CHECK(Sample(text, "ferry_rpc_duration_seconds_count{method=\"RotateToken\"}") == 0);
+  CHECK(Sample(text, "ferry_txn_check_answers_total{decision=\"TRANSACTION_UNKNOWN\"}") == 0);
 
   // The database gone: the counters are still served, the failed collection is counted.
   f.Exec("ALTER TABLE group_queues RENAME TO group_queues_away");
