@@ -264,6 +264,14 @@ TEST_CASE(
   sql("UPDATE ferry_outbox SET status = 'failed', last_error = 'test' WHERE id = '" + k210 + "'");
   // ... and so does a row of another topic (a key's run is one Produce call).
   sql("UPDATE ferry_outbox SET topic = 'u' WHERE payload = 'k205'");
+  // The rows behind it say why they wait (a plain 'pending' with 0 attempts looked stuck).
+  CHECK(sql("SELECT count(*) FROM ferry_outbox_status WHERE held_back_by = '" + k210 + "'") ==
+        "40");  // k211 .. k250
+  CHECK(sql("SELECT s.explanation FROM ferry_outbox_status s JOIN ferry_outbox o USING (id)"
+            " WHERE o.payload = 'k211'")
+            .rfind("held back: row " + k210, 0) == 0);
+  CHECK(sql("SELECT explanation FROM ferry_outbox_status WHERE id = '" + k210 + "'") ==
+        "failed: test; ferry_outbox_requeue(id) or ferry_outbox_skip(id, reason)");
   auto fourth = claim(a, 100);
   CHECK(of_key(fourth, "k") == expect("k", 201, 204));
   REQUIRE(a.MarkSent(sent(fourth)).ok());
