@@ -142,7 +142,7 @@ void NotificationListener::Run() {
       logger->info("event=listening channel=ferry_messages");
       while (!stopping()) conn->await_notification(0, 200000);
     } catch (const std::exception& e) {
-      logger->warn("event=listen_failed error=\"{}\" retry_in_ms=1000", e.what());
+      logger->warn("event=listen_failed error={} retry_in_ms=1000", ferry::log::Quote(e.what()));
       for (int i = 0; i < 10 && !stopping(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }

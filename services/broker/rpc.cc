@@ -159,8 +159,8 @@ void Finish(grpc::ServerUnaryReactor* reactor, const char* rpc, Clock::time_poin
   if (status.ok()) {
     access->debug("rpc={} code=OK dur_us={}", rpc, us);
   } else {
-    access->info("rpc={} code={} dur_us={} msg=\"{}\"", rpc,
-                 absl::StatusCodeToString(status.code()), us, std::string(status.message()));
+    access->info("rpc={} code={} dur_us={} msg={}", rpc, absl::StatusCodeToString(status.code()),
+                 us, ferry::log::Quote(std::string(status.message())));
   }
   reactor->Finish(ToGrpcStatus(status));
 }

@@ -186,16 +186,16 @@ void BrokerServer::Maintain() {
   while (Sleep(options_.maintenance_interval_ms)) {
     auto retention = store_->ApplyRetention(10000);
     if (!retention.ok()) {
-      logger->warn("event=retention_failed error=\"{}\"",
-                   std::string(retention.status().message()));
+      logger->warn("event=retention_failed error={}",
+                   ferry::log::Quote(std::string(retention.status().message())));
     } else if (retention->segments > 0 || retention->messages > 0 || retention->leases > 0) {
       logger->info("event=retention_applied segments_dropped={} messages_deleted={} leases={}",
                    retention->segments, retention->messages, retention->leases);
     }
     auto deleted = store_->DeleteExpiredDedup(10000);
     if (!deleted.ok()) {
-      logger->warn("event=dedup_expiry_failed error=\"{}\"",
-                   std::string(deleted.status().message()));
+      logger->warn("event=dedup_expiry_failed error={}",
+                   ferry::log::Quote(std::string(deleted.status().message())));
     } else if (*deleted > 0) {
       logger->info("event=dedup_expired rows={}", *deleted);
     }
@@ -209,7 +209,8 @@ void BrokerServer::MoveDelayed() {
   while (Sleep(wait_ms)) {
     auto moved = store_->MoveDueDelayed(kBatch);
     if (!moved.ok()) {
-      logger->warn("event=move_failed error=\"{}\"", std::string(moved.status().message()));
+      logger->warn("event=move_failed error={}",
+                   ferry::log::Quote(std::string(moved.status().message())));
       wait_ms = 1000;
       continue;
     }
@@ -226,7 +227,8 @@ void BrokerServer::WatchDatabase() {
     const absl::Status probe = store_->Probe(options_.health_interval_ms);
     const bool up = probe.ok();
     if (!up && database_up_.load()) {
-      logger->warn("event=database_unreachable error=\"{}\"", std::string(probe.message()));
+      logger->warn("event=database_unreachable error={}",
+                   ferry::log::Quote(std::string(probe.message())));
     }
     if (up != database_up_.exchange(up)) {
       if (up) logger->info("event=database_reachable");

@@ -183,8 +183,8 @@ class TxnChecks::Stream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
               caller.ok() ? owner_->broker_.AnswerCheck(*caller, answer) : caller.status();
           if (!s.ok()) {
             ferry::log::Get("broker.txn")
-                ->warn("event=answer_refused txn={} check={} error=\"{}\"", answer.txn_id,
-                       answer.check_id, std::string(s.message()));
+                ->warn("event=answer_refused txn={} check={} error={}", answer.txn_id,
+                       answer.check_id, ferry::log::Quote(std::string(s.message())));
             Reject(answer.check_id, answer.txn_id, std::string(s.message()));
           }
         },
@@ -335,7 +335,8 @@ void TxnChecks::Run() {
     for (const auto& [g, n] : counts) groups.push_back(g);
     auto checks = store_.ClaimDueChecks(groups, broker_id_, 100);
     if (!checks.ok()) {
-      logger->warn("event=claim_failed error=\"{}\"", std::string(checks.status().message()));
+      logger->warn("event=claim_failed error={}",
+                   ferry::log::Quote(std::string(checks.status().message())));
       continue;
     }
     for (const TxnCheck& ch : *checks) {

@@ -200,7 +200,8 @@ void Relay::Loop() {
     auto rows = store_->Claim(options_.batch_size, options_.lease_ms);
     database_ok_ = rows.ok();
     if (!rows.ok()) {
-      logger->warn("event=claim_failed error=\"{}\"", std::string(rows.status().message()));
+      logger->warn("event=claim_failed error={}",
+                   ferry::log::Quote(std::string(rows.status().message())));
       if (!Wait(std::chrono::milliseconds(1000))) return;
       continue;
     }
@@ -332,7 +333,7 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
       auto m = OutboxMessage(r);
       if (!m.ok()) {  // the row itself is malformed: it fails with the reason, alone
         const std::string error = std::string(m.status().message());
-        logger->warn("event=row_failed id={} error=\"{}\"", r.id, error);
+        logger->warn("event=row_failed id={} error={}", r.id, ferry::log::Quote(error));
         (void)store_->MarkFailed({RetryRow{r.id, r.attempts, 0}}, error);
         Metrics().errors.With({topic, "failed"}).Add(1);
         hold(r);
@@ -366,8 +367,8 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
         if (!marked.ok()) {
           // Published but not marked: the claim expires and the re-send is a duplicate the
           // broker recognises (dedup_id).
-          logger->warn("event=mark_failed rows={} error=\"{}\"", sent.size(),
-                       std::string(marked.status().message()));
+          logger->warn("event=mark_failed rows={} error={}", sent.size(),
+                       ferry::log::Quote(std::string(marked.status().message())));
         } else {
           Metrics().published.With({topic}).Add(static_cast<double>(marked->size()));
           for (double age : *marked) Metrics().latency.With({}).Observe(age);
@@ -398,7 +399,7 @@ bool Relay::Publish(std::vector<OutboxRow> rows) {
         hold(*r);
       }
       if (Permanent(err)) {
-        logger->warn("event=row_failed id={} error=\"{}\"", call[0]->id, error);
+        logger->warn("event=row_failed id={} error={}", call[0]->id, ferry::log::Quote(error));
         (void)store_->MarkFailed(rows_of_call, error);
         Metrics().errors.With({topic, "failed"}).Add(static_cast<double>(rows_of_call.size()));
       } else {

@@ -96,7 +96,7 @@ void Notifier::Run() {
     } catch (const std::exception& e) {
       // The messages are committed; waiting consumers find them at their next poll.
       conn.reset();
-      log::Get("broker")->debug("event=notify_failed error=\"{}\"", e.what());
+      log::Get("broker")->debug("event=notify_failed error={}", ferry::log::Quote(e.what()));
     }
     lock.lock();
   }

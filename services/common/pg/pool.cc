@@ -143,7 +143,7 @@ absl::StatusOr<Lease> ConnectionPool::AcquireUncounted(std::chrono::milliseconds
         lock.lock();
         --open_;
         cv_.notify_one();
-        ferry::log::Get("pg")->warn("event=connect_failed error=\"{}\"", e.what());
+        ferry::log::Get("pg")->warn("event=connect_failed error={}", ferry::log::Quote(e.what()));
         return absl::UnavailableError(
             "the broker cannot reach its database; retry later (details in the broker log)");
       }
@@ -177,13 +177,13 @@ namespace {
 absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::string& operation) {
   auto logger = ferry::log::Get("pg");
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
-    logger->error("op={} event=commit_in_doubt error=\"{}\"", operation, e.what());
+    logger->error("op={} event=commit_in_doubt error={}", operation, ferry::log::Quote(e.what()));
     return absl::UnavailableError(operation +
                                   ": the database connection broke during commit; the outcome is "
                                   "unknown, retry (dedup_id makes a retried produce safe)");
   }
   if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
-    logger->warn("op={} event=connection_lost error=\"{}\"", operation, e.what());
+    logger->warn("op={} event=connection_lost error={}", operation, ferry::log::Quote(e.what()));
     return absl::UnavailableError(operation + ": lost the database connection; retry later");
   }
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
@@ -195,16 +195,16 @@ absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::st
       return absl::DeadlineExceededError(operation + ": the database query timed out");
     }
     if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03") {
-      logger->warn("op={} event=database_unavailable sqlstate={} error=\"{}\"", operation, state,
-                   e.what());
+      logger->warn("op={} event=database_unavailable sqlstate={} error={}", operation, state,
+                   ferry::log::Quote(e.what()));
       return absl::UnavailableError(operation + ": the database is unavailable; retry later");
     }
-    logger->error("op={} event=sql_error sqlstate={} error=\"{}\" query=\"{}\"", operation, state,
-                  e.what(), sql->query());
+    logger->error("op={} event=sql_error sqlstate={} error={} query={}", operation, state,
+                  ferry::log::Quote(e.what()), ferry::log::Quote(sql->query()));
     return absl::InternalError(operation + ": database error (SQLSTATE " + state +
                                "); see the broker log");
   }
-  logger->error("op={} event=internal_error error=\"{}\"", operation, e.what());
+  logger->error("op={} event=internal_error error={}", operation, ferry::log::Quote(e.what()));
   return absl::InternalError(operation + ": internal error; see the broker log");
 }
 
