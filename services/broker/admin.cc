@@ -88,6 +88,7 @@ absl::Status Admin::PeekMessages(const Caller& c, const v1::PeekMessagesRequest&
   resp->set_next_offset(static_cast<uint64_t>(r->next_offset));
   resp->set_first_offset(static_cast<uint64_t>(r->first_offset));
   resp->set_end_offset(static_cast<uint64_t>(r->end_offset));
+  resp->set_queues(r->queue_count);
   return absl::OkStatus();
 }
 

@@ -163,6 +163,7 @@ struct PeekResult {
   int64_t next_offset = 0;
   int64_t first_offset = 0;
   int64_t end_offset = 0;
+  uint32_t queue_count = 0;  // the topic's
 };
 
 // Where one message is for one group (view message_status).

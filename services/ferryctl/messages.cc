@@ -305,20 +305,17 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
   });
   peek->callback([o, &ctx, peek_queue_opt] {
     if (o->max < 1 || o->max > 1000) throw Failure{"--max must be between 1 and 1000"};
-    std::vector<uint32_t> queues;
-    if (peek_queue_opt->count() > 0) {
-      queues.push_back(o->peek_queue);
-    } else {
-      auto d = Check(ctx.client().DescribeTopic(o->name), "peek");
-      for (const auto& q : d.queues()) queues.push_back(q.queue());
-    }
-    for (uint32_t q : queues) {
+    // One queue, or every queue of the topic (the first answer says how many there are).
+    const bool one = peek_queue_opt->count() > 0;
+    uint32_t queues = 1;
+    for (uint32_t i = 0; i < queues; ++i) {
       ferry::v1::PeekMessagesRequest req;
       req.set_topic(o->name);
-      req.set_queue(q);
+      req.set_queue(one ? o->peek_queue : i);
       req.set_from_offset(o->peek_from);
       req.set_max_messages(o->max);
       auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::PeekMessages, req, "peek");
+      if (!one) queues = r.queues();
       for (const auto& m : r.messages()) std::cout << Dump(StoredJson(m)) << "\n";
     }
   });

@@ -294,6 +294,21 @@ TEST_CASE("ferryctl auth: create-admin - principals with grants - denials - revo
   REQUIRE(got.lines.size() == 1);
   CHECK(nlohmann::json::parse(got.lines[0]).at("value") == "hello");
 
+  // Reading without a lease needs consume on the topic; changing the topic or a group needs
+  // admin, and the refusal changes nothing.
+  auto peeked = Run(b, shop + "peek orders");
+  REQUIRE(peeked.exit_code == 0);
+  CHECK(peeked.out.size() == 1);
+  CHECK(Run(b, shop + "message get orders 0:0").exit_code == 0);
+  auto update = Run(b, shop + "topic update orders --retention 1h");
+  CHECK(update.exit_code == 1);
+  CHECK(update.err.at(0).find("PERMISSION_DENIED") != std::string::npos);
+  CHECK(nlohmann::json::parse(Run(b, as_admin + "topic describe orders --json").out.at(0))
+            .at("retention_ms") == 7LL * 86400000);
+  CHECK(Run(b, shop + "group delete shop").exit_code == 1);
+  CHECK(Run(b, shop + "group list").exit_code == 1);
+  CHECK(Run(b, as_admin + "group list --json").out.size() == 1);
+
   auto list = Run(b, as_admin + "--json auth list");
   REQUIRE(list.exit_code == 0);
   const auto principals = nlohmann::json::parse(list.lines.at(0));
@@ -426,6 +441,14 @@ TEST_CASE(
   REQUIRE(peeked.out.size() == 3);
   CHECK(nlohmann::json::parse(peeked.out[2]).at("value") == "m2");
   CHECK(Run(b, "peek st --from 2").out.size() == 1);
+  // Without --queue, every queue of the topic.
+  REQUIRE(Run(b, "topic create multi --queues 3").exit_code == 0);
+  REQUIRE(Run(b, "produce multi", "a\\nb\\nc\\nd\\ne\\nf\\n").exit_code == 0);
+  std::set<std::string> seen;
+  for (const auto& line : Run(b, "peek multi").out) {
+    seen.insert(nlohmann::json::parse(line).at("value").get<std::string>());
+  }
+  CHECK(seen == std::set<std::string>{"a", "b", "c", "d", "e", "f"});
 
   auto got = Run(b, "message get st 0:0 --json");
   REQUIRE(got.exit_code == 0);

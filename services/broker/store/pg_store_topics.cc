@@ -210,6 +210,7 @@ absl::StatusOr<PeekResult> PgStore::PeekMessages(const std::string& topic, uint3
     if (t.empty()) return TopicNotFound(topic);
     const TopicInfo info = TopicFromRow(t[0]);
     if (queue >= info.queue_count) return NoQueue(info, queue);
+    out.queue_count = info.queue_count;
     pqxx::result b = tx.exec_prepared(kQueueBounds.name, info.topic_id, queue);
     if (b.empty()) return TopicNotFound(topic);
     out.first_offset = b[0][0].as<int64_t>();
