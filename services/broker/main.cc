@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   create_admin->add_option("name", admin_name, "the principal's name")->required();
   CLI11_PARSE(app, argc, argv);
 
-  ferry::log::Init(o.log_level);
+  ferry::log::Init(o.log_level, o.log_format);
   ferry::RegisterBuildInfo("ferry-broker");
   auto logger = ferry::log::Get("broker");
   if (absl::Status s = ferry::broker::Validate(o); !s.ok()) {

@@ -75,6 +75,9 @@ void AddFlags(CLI::App& app, BrokerOptions& o) {
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")
       ->envname("FERRY_LOG_LEVEL")
       ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "logfmt|json (one JSON object per line)")
+      ->envname("FERRY_LOG_FORMAT")
+      ->capture_default_str();
   app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate chain: serve gRPC over TLS")
       ->envname("FERRY_TLS_CERT");
   app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert")
@@ -111,6 +114,9 @@ absl::Status Validate(const BrokerOptions& o) {
   }
   if (!log::IsLevel(o.log_level)) {
     return absl::InvalidArgumentError("--log-level must be one of trace, debug, info, warn, error");
+  }
+  if (!log::IsFormat(o.log_format)) {
+    return absl::InvalidArgumentError("--log-format must be logfmt or json");
   }
   if (o.pool_size < 1 || o.pool_size > 256) {
     return absl::InvalidArgumentError("--pool-size must be between 1 and 256");

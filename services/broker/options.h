@@ -32,6 +32,7 @@ struct BrokerOptions {
   bool group_commit = true;               // FERRY_GROUP_COMMIT: concurrent produces share a txn
   bool migrate = true;                    // FERRY_MIGRATE: apply migrations at start
   std::string log_level = "info";         // FERRY_LOG_LEVEL: trace|debug|info|warn|error
+  std::string log_format = "logfmt";      // FERRY_LOG_FORMAT: logfmt|json
   // TLS for the gRPC listener: both files set = TLS only; neither = plaintext (loopback use).
   std::string tls_cert_file;       // FERRY_TLS_CERT: PEM certificate chain
   std::string tls_key_file;        // FERRY_TLS_KEY: PEM private key

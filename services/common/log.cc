@@ -1,17 +1,47 @@
 #include "common/log.h"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace ferry::log {
 
-void Init(const std::string& level) {
+namespace {
+
+// %* in a pattern: the message as a JSON string (quotes, backslashes and control characters
+// escaped by nlohmann::json; bytes that are not UTF-8 replaced).
+class JsonMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm& /*tm*/,
+              spdlog::memory_buf_t& dest) override {
+    const std::string text = nlohmann::json(std::string(msg.payload.data(), msg.payload.size()))
+                                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessage>();
+  }
+};
+
+}  // namespace
+
+void Init(const std::string& level, const std::string& format) {
   spdlog::level::level_enum lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off") lvl = spdlog::level::info;
   spdlog::set_level(lvl);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %n: %v");
+  if (format == "json") {
+    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    f->add_flag<JsonMessage>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n","msg":%*})");
+    spdlog::set_formatter(std::move(f));
+  } else {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %n: %v");
+  }
 }
+
+bool IsFormat(const std::string& format) { return format == "logfmt" || format == "json"; }
 
 bool IsLevel(const std::string& level) {
   for (const char* l : {"trace", "debug", "info", "warn", "error", "off"}) {

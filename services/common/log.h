@@ -11,10 +11,14 @@ namespace ferry::log {
 
 // Sets the level ("trace", "debug", "info", "warn", "error") and the line format for every
 // logger. Call once from main before starting threads. Unknown levels fall back to info.
-void Init(const std::string& level);
+// format "logfmt" (default): `<time> <level> <logger>: key=value ...`; "json": one JSON object
+// per line, {"ts", "level", "logger", "msg"} with msg the key=value text (for log shippers).
+void Init(const std::string& level, const std::string& format = "logfmt");
 
 // True for the levels Init accepts: trace, debug, info, warn, error, off.
 bool IsLevel(const std::string& level);
+// True for the formats Init accepts: logfmt, json.
+bool IsFormat(const std::string& format);
 
 // Returns the logger called `name` ("broker.service", "pg", ...), creating it on first use.
 // Thread-safe.

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
       "probe", "exit 0 if the relay on --metrics-listen answers /healthz with 200 (health checks)");
   CLI11_PARSE(app, argc, argv);
 
-  ferry::log::Init(o.log_level);
+  ferry::log::Init(o.log_level, o.log_format);
   ferry::RegisterBuildInfo("ferry-relay");
   if (absl::Status s = ferry::relay::Validate(o); !s.ok()) {
     std::cerr << "ferry-relay: " << s.message() << "\n";

@@ -57,6 +57,9 @@ void AddFlags(CLI::App& app, RelayOptions& o) {
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")
       ->envname("FERRY_LOG_LEVEL")
       ->capture_default_str();
+  app.add_option("--log-format", o.log_format, "logfmt|json (one JSON object per line)")
+      ->envname("FERRY_LOG_FORMAT")
+      ->capture_default_str();
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Prometheus /metrics and /healthz address HOST:PORT (empty: off)")
       ->envname("FERRY_METRICS_LISTEN");
@@ -100,6 +103,9 @@ absl::Status Validate(const RelayOptions& o) {
   }
   if (!log::IsLevel(o.log_level)) {
     return absl::InvalidArgumentError("--log-level must be one of trace, debug, info, warn, error");
+  }
+  if (!log::IsFormat(o.log_format)) {
+    return absl::InvalidArgumentError("--log-format must be logfmt or json");
   }
   for (const auto& g : o.producer_groups) {
     if (g.empty() || g.size() > 128) {

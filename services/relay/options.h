@@ -36,6 +36,7 @@ struct RelayOptions {
   std::string broker_tls_cert;           // FERRY_BROKER_TLS_CERT: client certificate
   std::string broker_tls_key;            // FERRY_BROKER_TLS_KEY: its key
   std::string log_level = "info";        // FERRY_LOG_LEVEL
+  std::string log_format = "logfmt";     // FERRY_LOG_FORMAT: logfmt|json
 };
 
 // Declares every option on `app` (flag, FERRY_* variable, default in --help), writing into `o`.

@@ -487,3 +487,41 @@ TEST_CASE(
   CHECK(Run(b, "group delete c").exit_code == 1);
   CHECK(Run(b, "dlq list --group c").exit_code == 1);  // its dead letters went with it
 }
+
+TEST_CASE(
+    "json logs: with --log-format json every line of the broker's log is a JSON object - admin "
+    "changes "
+    "are logged with who made them",
+    "[e2e][ferryctl][logs]") {
+  ferry::test::TempDatabase db;
+  const std::string log_path = "/tmp/ferry-e2e-json-log.log";
+  std::remove(log_path.c_str());
+  {
+    ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(), log_path,
+                                      {"--log-format", "json"});
+    const std::string b = broker.address();
+    REQUIRE(Run(b, "topic create jsonlog --queues 1").exit_code == 0);
+    REQUIRE(Run(b, "topic delete jsonlog").exit_code == 0);
+    CHECK(Run(b, "topic delete jsonlog").exit_code == 1);  // NOT_FOUND: no change, no line
+  }
+  std::ifstream in(log_path);
+  int lines = 0, deleted = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    INFO(line);
+    nlohmann::json j;
+    REQUIRE_NOTHROW(j = nlohmann::json::parse(line));
+    CHECK(j.contains("ts"));
+    CHECK(j.contains("level"));
+    CHECK(j.contains("logger"));
+    const std::string msg = j.at("msg").get<std::string>();
+    if (msg.rfind("event=topic_deleted ", 0) == 0) {
+      ++deleted;
+      CHECK(j.at("logger") == "broker.admin");
+      CHECK(msg.find(" by=") != std::string::npos);
+      CHECK(msg.find("topic=jsonlog") != std::string::npos);
+    }
+  }
+  CHECK(lines > 3);
+  CHECK(deleted == 1);
+}
