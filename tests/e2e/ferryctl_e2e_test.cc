@@ -287,6 +287,12 @@ TEST_CASE("ferryctl auth: create-admin - principals with grants - denials - revo
   CHECK(denied.lines[0].find("PERMISSION_DENIED") != std::string::npos);
   CHECK(denied.lines[0].find("lacks permission consume on topic 'orders'") != std::string::npos);
 
+  // Without consume on the topic, reading it without a lease is refused too.
+  auto no_peek = Run(b, shop + "peek orders");
+  CHECK(no_peek.exit_code == 1);
+  CHECK(no_peek.err.at(0).find("PERMISSION_DENIED") != std::string::npos);
+  CHECK(Run(b, shop + "message get orders 0:0").exit_code == 1);
+
   REQUIRE(Run(b, as_admin + "auth grant shop consume topic:orders").exit_code == 0);
   REQUIRE(Run(b, as_admin + "auth grant shop consume 'group:*'").exit_code == 0);
   auto got = Run(b, shop + "consume orders --group shop --wait-ms 2000");

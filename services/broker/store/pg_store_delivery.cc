@@ -159,6 +159,10 @@ constexpr pg::Statement kInsertLeases{
     " FROM unnest($3::int[], $4::bigint[]) AS r(q, o)"
     " RETURNING queue_id, msg_offset, lease_token"};
 
+}  // namespace
+
+namespace store_internal {
+
 LeasedMessage MessageFromRow(const pqxx::row& row) {
   LeasedMessage m;
   m.queue = row[0].as<uint32_t>();
@@ -169,6 +173,10 @@ LeasedMessage MessageFromRow(const pqxx::row& row) {
   m.produced_at_us = row[5].as<int64_t>();
   return m;
 }
+
+}  // namespace store_internal
+
+namespace {
 
 // Consume-side helpers: each runs inside the Lease transaction.
 struct Budget {

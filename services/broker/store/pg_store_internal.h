@@ -138,6 +138,8 @@ class Notifier {
 
 TopicInfo TopicFromRow(const pqxx::row& row);
 GroupPolicy GroupFromRow(const pqxx::row& row);
+// The FERRY_MESSAGE_COLUMNS of a row (no attempt or lease yet).
+LeasedMessage MessageFromRow(const pqxx::row& row);
 int64_t NowMs();
 absl::Status TopicNotFound(const std::string& name);
 absl::Status GroupNotFound(const std::string& name);

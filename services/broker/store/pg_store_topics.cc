@@ -90,15 +90,14 @@ constexpr pg::Statement kMessageStatus{
     " ORDER BY group_name"};
 
 StoredMessageRow StoredFromRow(const pqxx::row& row) {
-  StoredMessageRow m;
-  m.queue = row[0].as<uint32_t>();
-  m.offset = row[1].as<int64_t>();
-  if (!row[2].is_null()) m.key = row[2].as<std::string>();
-  m.payload = pqxx::binarystring(row[3]).str();
-  m.headers_json = row[4].as<std::string>();
-  m.produced_at_ms = row[5].as<int64_t>() / 1000;
-  m.dedup_id = row[6].as<std::string>();
-  return m;
+  LeasedMessage l = MessageFromRow(row);  // FERRY_MESSAGE_COLUMNS, then the dedup id
+  return StoredMessageRow{l.queue,
+                          l.offset,
+                          std::move(l.key),
+                          std::move(l.payload),
+                          std::move(l.headers_json),
+                          l.produced_at_us / 1000,
+                          row[6].as<std::string>()};
 }
 
 absl::Status NoQueue(const TopicInfo& t, uint32_t queue) {

@@ -98,12 +98,17 @@ struct AsyncConsume {
   std::unique_ptr<grpc::ClientAsyncResponseReader<v1::ConsumeResponse>> rpc;
 };
 
-// An Admin stub method, with its response type, for the table of cases.
+// A case's call: one Admin method (Req and Resp deduced from the stub's member) with `req`.
 template <typename Req, typename Resp>
-struct Method {
-  using Response = Resp;
-  grpc::Status (v1::Admin::Stub::*call)(grpc::ClientContext*, const Req&, Resp*);
-};
+std::function<absl::Status()> AdminCall(
+    Client& c, grpc::Status (v1::Admin::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+    const Req& req) {
+  return [&c, method, req] {
+    grpc::ClientContext ctx;
+    Resp resp;
+    return ferry::FromGrpcStatus((c.admin().*method)(&ctx, req, &resp));
+  };
+}
 
 }  // namespace
 
@@ -247,76 +252,41 @@ TEST_CASE(
                      kInvalid, "retention_ms"});
   }
   {
-    auto admin = [&c](auto method, auto req) {
-      return [&c, method, req] {
-        grpc::ClientContext ctx;
-        typename decltype(method)::Response resp;
-        return ferry::FromGrpcStatus((c.admin().*(method.call))(&ctx, req, &resp));
-      };
-    };
     v1::UpdateTopicRequest u;
     u.set_name("t");
-    cases.push_back(
-        {"UpdateTopic with nothing to change",
-         admin(
-             Method<v1::UpdateTopicRequest, v1::UpdateTopicResponse>{&v1::Admin::Stub::UpdateTopic},
-             u),
-         kInvalid, "nothing to change"});
+    cases.push_back({"UpdateTopic with nothing to change",
+                     AdminCall(c, &v1::Admin::Stub::UpdateTopic, u), kInvalid,
+                     "nothing to change"});
     u.set_retention_ms(0);
-    cases.push_back(
-        {"UpdateTopic retention 0",
-         admin(
-             Method<v1::UpdateTopicRequest, v1::UpdateTopicResponse>{&v1::Admin::Stub::UpdateTopic},
-             u),
-         kInvalid, "retention_ms is 0"});
+    cases.push_back({"UpdateTopic retention 0", AdminCall(c, &v1::Admin::Stub::UpdateTopic, u),
+                     kInvalid, "retention_ms is 0"});
     u.set_name("nosuch");
     u.set_retention_ms(1000);
-    cases.push_back(
-        {"UpdateTopic of an unknown topic",
-         admin(
-             Method<v1::UpdateTopicRequest, v1::UpdateTopicResponse>{&v1::Admin::Stub::UpdateTopic},
-             u),
-         absl::StatusCode::kNotFound, "nosuch"});
+    cases.push_back({"UpdateTopic of an unknown topic",
+                     AdminCall(c, &v1::Admin::Stub::UpdateTopic, u), absl::StatusCode::kNotFound,
+                     "nosuch"});
     v1::PeekMessagesRequest p;
     p.set_topic("t");
     p.set_max_messages(5000);
-    cases.push_back({"PeekMessages of 5000",
-                     admin(
-                         Method<v1::PeekMessagesRequest, v1::PeekMessagesResponse>{
-                             &v1::Admin::Stub::PeekMessages},
-                         p),
+    cases.push_back({"PeekMessages of 5000", AdminCall(c, &v1::Admin::Stub::PeekMessages, p),
                      kInvalid, "max_messages is 5000"});
     p.set_max_messages(10);
     p.set_from_offset(UINT64_MAX);
-    cases.push_back({"PeekMessages from 2^64-1",
-                     admin(
-                         Method<v1::PeekMessagesRequest, v1::PeekMessagesResponse>{
-                             &v1::Admin::Stub::PeekMessages},
-                         p),
+    cases.push_back({"PeekMessages from 2^64-1", AdminCall(c, &v1::Admin::Stub::PeekMessages, p),
                      kInvalid, "from_offset"});
     p.set_from_offset(0);
     p.set_queue(7);
     cases.push_back({"PeekMessages of queue 7 of 2",
-                     admin(
-                         Method<v1::PeekMessagesRequest, v1::PeekMessagesResponse>{
-                             &v1::Admin::Stub::PeekMessages},
-                         p),
-                     kInvalid, "no queue 7"});
+                     AdminCall(c, &v1::Admin::Stub::PeekMessages, p), kInvalid, "no queue 7"});
     v1::GetMessageRequest g;
     g.set_topic("t'; DROP TABLE messages; --");
-    cases.push_back(
-        {"GetMessage with SQL in the topic",
-         admin(Method<v1::GetMessageRequest, v1::GetMessageResponse>{&v1::Admin::Stub::GetMessage},
-               g),
-         kInvalid, "topic"});
+    cases.push_back({"GetMessage with SQL in the topic",
+                     AdminCall(c, &v1::Admin::Stub::GetMessage, g), kInvalid, "topic"});
     v1::DeleteGroupRequest d;
     d.set_name("nobody");
-    cases.push_back(
-        {"DeleteGroup of an unknown group",
-         admin(
-             Method<v1::DeleteGroupRequest, v1::DeleteGroupResponse>{&v1::Admin::Stub::DeleteGroup},
-             d),
-         absl::StatusCode::kNotFound, "nobody"});
+    cases.push_back({"DeleteGroup of an unknown group",
+                     AdminCall(c, &v1::Admin::Stub::DeleteGroup, d), absl::StatusCode::kNotFound,
+                     "nobody"});
   }
 
   for (const Case& k : cases) {
