@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: help deps build run demo bench bench-relay test test-unit test-integration test-e2e format clean up down compose-test chaos fuzz
+.PHONY: help deps build run demo console-screenshots bench bench-relay test test-unit test-integration test-e2e format clean up down compose-test chaos fuzz
 
 help:
 	@echo "make run               install, build, start PostgreSQL under .ferry/ and ferry-broker on 127.0.0.1:7420"
@@ -16,6 +16,7 @@ help:
 	@echo "make compose-test      build the images, start the stack, smoke-test it, stop it (works offline)"
 	@echo "make chaos             fault injection (broker kills, PostgreSQL crashes, relay kills), 60 s each, checked"
 	@echo "make fuzz              libFuzzer targets (clang), 60 s each"
+	@echo "make console-screenshots  the console's browser tests, saving docs/console/*.png (1280x800)"
 	@echo "make build | deps | format | clean"
 
 deps:
@@ -39,6 +40,10 @@ bench-relay: build
 
 test: build
 	@scripts/with-test-postgres.sh ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+console-screenshots: build
+	@FERRY_BIN=$(BUILD)/bin FERRY_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console scripts/with-test-postgres.sh \
+	  node --test tests/console/console.test.mjs
 
 test-unit: build
 	@ctest --test-dir $(BUILD) --output-on-failure -L unit

@@ -15,8 +15,11 @@ COPY proto /src/proto
 COPY migrations /src/migrations
 COPY services /src/services
 COPY examples/order-cart /src/examples/order-cart
+# The web console: npm ci from its package-lock.json (the npm registry must be reachable).
+COPY console/package.json console/package-lock.json console/build.mjs console/CMakeLists.txt /src/console/
+COPY console/src /src/console/src
 RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=OFF && \
-    cmake --build /build -j"$(nproc)" --target ferry-broker ferry-relay ferryctl order-cart-demo
+    cmake --build /build -j"$(nproc)" --target ferry-broker ferry-relay ferryctl order-cart-demo console
 
 # The shared libraries of the binaries (apt brings their dependencies: abseil, fmt, libpq, ...).
 FROM debian:bookworm AS runtime
@@ -27,8 +30,9 @@ USER ferry
 
 FROM runtime AS broker
 COPY --from=build /build/bin/ferry-broker /build/bin/ferryctl /usr/local/bin/
+COPY --from=build /build/console /usr/local/share/ferry/console
 ENV FERRY_LISTEN=0.0.0.0:7420
-EXPOSE 7420 9420
+EXPOSE 7420 7480 9420
 HEALTHCHECK --interval=5s --timeout=3s CMD ["/usr/local/bin/ferryctl", "health"]
 ENTRYPOINT ["/usr/local/bin/ferry-broker"]
 

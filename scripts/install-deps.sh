@@ -32,13 +32,16 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # the format check (scripts/check-format.sh, part of make test)
   clang-format
+  # the console's browser tests (tests/console: Playwright drives Debian's Chromium)
+  chromium
   # the examples in other languages (examples/python, examples/go; Node's packages come from npm)
   python3-grpcio python3-protobuf
   golang-go golang-google-grpc-dev protoc-gen-go protoc-gen-go-grpc
   golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
 )
-# Node.js and npm for examples/node, unless the machine has them already (from anywhere).
-if [ -z "$build_only" ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+# Node.js and npm: the console's build (console/, packages from the npm registry pinned by
+# package-lock.json), its browser tests and examples/node; unless the machine has them already.
+if ! { command -v node && command -v npm; } >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)
 fi
 

@@ -5,6 +5,7 @@
 # ferry-broker and ferry-relay (publishing demo's outbox, answering back-checks of producer
 # group `demo`). Ctrl-C stops relay, broker, then the database. The next run reuses the data.
 #   FERRY_PG_PORT  PostgreSQL port (default 7432)   FERRY_LISTEN  broker address (127.0.0.1:7420)
+#   FERRY_CONSOLE_LISTEN  the web console's address (127.0.0.1:7480)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/pg.sh"
@@ -12,6 +13,7 @@ source "$root/scripts/pg.sh"
 dir="$root/.ferry/pg"
 port=${FERRY_PG_PORT:-7432}
 listen=${FERRY_LISTEN:-127.0.0.1:7420}
+console=${FERRY_CONSOLE_LISTEN:-127.0.0.1:7480}
 mkdir -p "$root/.ferry"
 
 if [ -f "$dir/data/postmaster.pid" ] && "$PG_BIN/pg_isready" -q -h "$dir" -p "$port"; then
@@ -38,7 +40,9 @@ app_url=$(ferry_pg_conninfo "$dir" "$port" demo)
 cat <<MSG
 
   Ferry: PostgreSQL on $dir (port $port; databases ferry and demo); broker on $listen;
-  ferry-relay publishing demo.ferry_outbox. In another terminal:
+  ferry-relay publishing demo.ferry_outbox.
+  Console: http://$console/  (no --auth here: everyone may do everything; see README "Console")
+  In another terminal:
     build/bin/ferryctl topic create orders --queues 4
     echo hello | build/bin/ferryctl produce orders
     build/bin/ferryctl consume orders --group billing
@@ -59,7 +63,7 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 "$root/build/bin/ferry-broker" --listen "$listen" --database-url "$url" \
-  --metrics-listen 127.0.0.1:9420 &
+  --metrics-listen 127.0.0.1:9420 --console-listen "$console" &
 pids+=($!)
 for i in $(seq 1 100); do   # the relay starts once the broker answers
   "$root/build/bin/ferryctl" --broker "$listen" topic list >/dev/null 2>&1 && break

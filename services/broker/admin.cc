@@ -1,6 +1,8 @@
 // The administration doors (admin.h): validate, authorize once, work through the Store, reply.
 #include "broker/admin.h"
 
+#include <chrono>
+
 #include "broker/convert.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -19,6 +21,16 @@ std::string Field(const std::string& key, const std::string& value) {
   return key + "=" + log::Quote(value);
 }
 
+// Whether a list shows `name` of `kind` to the caller: any grant on it, or consume on the
+// cluster.
+bool Sees(const Caller& c, const std::string& kind, const std::string& name) {
+  if (c.open()) return true;
+  const auto& grants = c.principal()->grants;
+  return Allows(grants, Permission::kConsume, "cluster", "*") ||
+         Allows(grants, Permission::kConsume, kind, name) ||
+         Allows(grants, Permission::kProduce, kind, name);
+}
+
 }  // namespace
 
 absl::Status Admin::CreateTopic(const Caller& c, const v1::CreateTopicRequest& req,
@@ -35,17 +47,18 @@ absl::Status Admin::CreateTopic(const Caller& c, const v1::CreateTopicRequest& r
 
 absl::Status Admin::ListTopics(const Caller& c, const v1::ListTopicsRequest& /*req*/,
                                v1::ListTopicsResponse* resp) {
-  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
   auto topics = store_.ListTopics();
   if (!topics.ok()) return topics.status();
-  for (const auto& t : *topics) ToProto(t, resp->add_topics());
+  for (const auto& t : *topics) {
+    if (Sees(c, "topic", t.name)) ToProto(t, resp->add_topics());
+  }
   return absl::OkStatus();
 }
 
 absl::Status Admin::DescribeTopic(const Caller& c, const v1::DescribeTopicRequest& req,
                                   v1::DescribeTopicResponse* resp) {
   FERRY_RETURN_IF_ERROR(ValidateName("name", req.name()));
-  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Topic(req.name())));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Topic(req.name())));
   auto d = store_.DescribeTopic(req.name());
   if (!d.ok()) return d.status();
   ToProto(*d, resp);
@@ -81,8 +94,13 @@ absl::Status Admin::PeekMessages(const Caller& c, const v1::PeekMessagesRequest&
                                  v1::PeekMessagesResponse* resp) {
   FERRY_RETURN_IF_ERROR(ValidatePeekMessages(req));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Topic(req.topic())));
+  PeekFilter filter;
+  if (req.has_key()) filter.key = req.key();
+  if (req.has_dedup_id()) filter.dedup_id = req.dedup_id();
+  filter.produced_after_ms = static_cast<int64_t>(req.produced_after_unix_ms());
+  filter.produced_before_ms = static_cast<int64_t>(req.produced_before_unix_ms());
   auto r = store_.PeekMessages(req.topic(), req.queue(), static_cast<int64_t>(req.from_offset()),
-                               req.max_messages() == 0 ? 100 : req.max_messages());
+                               req.max_messages() == 0 ? 100 : req.max_messages(), filter);
   if (!r.ok()) return r.status();
   for (const auto& m : r->messages) ToProto(m, req.topic(), resp->add_messages());
   resp->set_next_offset(static_cast<uint64_t>(r->next_offset));
@@ -105,10 +123,10 @@ absl::Status Admin::GetMessage(const Caller& c, const v1::GetMessageRequest& req
 
 absl::Status Admin::ListGroups(const Caller& c, const v1::ListGroupsRequest& /*req*/,
                                v1::ListGroupsResponse* resp) {
-  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, Cluster()));
   auto groups = store_.ListGroups();
   if (!groups.ok()) return groups.status();
   for (const auto& [policy, topics] : *groups) {
+    if (!Sees(c, "group", policy.name)) continue;
     auto* g = resp->add_groups();
     ToProto(policy, g->mutable_group());
     for (const auto& t : topics) g->add_topics(t);
@@ -180,12 +198,17 @@ absl::Status Admin::ResetGroup(const Caller& c, const v1::ResetGroupRequest& req
   auto positions = store_.ResetGroup(req.group(), req.topic(), FromProto(req));
   if (!positions.ok()) return positions.status();
   std::string moved;
-  for (const auto& [q, o] : *positions) {
+  for (const auto& m : *positions) {
     auto* p = resp->add_positions();
-    p->set_queue(q);
-    p->set_offset(static_cast<uint64_t>(o));
-    moved += (moved.empty() ? "" : ",") + std::to_string(q) + ":" + std::to_string(o);
+    p->set_queue(m.queue);
+    p->set_offset(static_cast<uint64_t>(m.position));
+    auto* before = resp->add_previous();
+    before->set_queue(m.queue);
+    before->set_offset(static_cast<uint64_t>(m.previous));
+    moved +=
+        (moved.empty() ? "" : ",") + std::to_string(m.queue) + ":" + std::to_string(m.position);
   }
+  if (req.dry_run()) return absl::OkStatus();  // a preview changes nothing and is not logged
   LogChange(c, "group_reset",
             Field("group", req.group()) + " " + Field("topic", req.topic()) + " " +
                 Field("positions", moved));
@@ -277,10 +300,11 @@ absl::Status Admin::ResolveTransaction(const Caller& c, const v1::ResolveTransac
 absl::Status Admin::RearmTransactionChecks(const Caller& c,
                                            const v1::RearmTransactionChecksRequest& req,
                                            v1::RearmTransactionChecksResponse* /*resp*/) {
-  FERRY_RETURN_IF_ERROR(ValidateTransactionId("transaction_id", req.transaction_id()));
+  FERRY_RETURN_IF_ERROR(ValidateRearmTransactionChecks(req));
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, TransactionGroup(req.transaction_id())));
-  FERRY_RETURN_IF_ERROR(store_.RearmChecks(req.transaction_id(), c.As("admin")));
-  LogChange(c, "transaction_checks_rearmed", Field("transaction_id", req.transaction_id()));
+  FERRY_RETURN_IF_ERROR(store_.RearmChecks(req.transaction_id(), c.As("admin"), req.reason()));
+  LogChange(c, "transaction_checks_rearmed",
+            Field("transaction_id", req.transaction_id()) + " " + Field("reason", req.reason()));
   return absl::OkStatus();
 }
 
@@ -349,6 +373,88 @@ absl::Status Admin::Revoke(const Caller& c, const v1::RevokeRequest& req,
   ferry::log::Get("auth")->info("event=revoked principal={} permission={} resource={}:{} by={}",
                                 req.principal(), req.grant().permission(),
                                 req.grant().resource_type(), req.grant().resource_name(), c.name());
+  return absl::OkStatus();
+}
+
+absl::Status Admin::WhoAmI(const Caller& c, const v1::WhoAmIRequest& /*req*/,
+                           v1::WhoAmIResponse* resp) {
+  resp->set_auth_enabled(!c.open());
+  resp->set_principal(c.name());
+  if (c.open()) return absl::OkStatus();
+  for (const auto& g : c.principal()->grants) {
+    auto* out = resp->add_grants();
+    out->set_permission(g.permission);
+    out->set_resource_type(g.resource_type);
+    out->set_resource_name(g.resource_name);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Admin::GetClusterStatus(const Caller& c, const v1::GetClusterStatusRequest& /*req*/,
+                                     v1::GetClusterStatusResponse* resp) {
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Cluster()));
+  auto s = store_.ClusterStatus();
+  if (!s.ok()) return s.status();
+  for (const auto& b : s->brokers) {
+    auto* out = resp->add_brokers();
+    out->set_broker_id(b.broker_id);
+    out->set_version(b.version);
+    out->set_listen(b.listen);
+    out->set_started_at_unix_ms(static_cast<uint64_t>(b.started_at_ms));
+    out->set_seen_at_unix_ms(static_cast<uint64_t>(b.seen_at_ms));
+    out->set_alive(b.alive);
+  }
+  for (const auto& k : s->checkers) {
+    auto* out = resp->add_checkers();
+    out->set_producer_group(k.producer_group);
+    out->set_broker_id(k.broker_id);
+    out->set_checkers(static_cast<uint32_t>(k.checkers));
+    out->set_seen_at_unix_ms(static_cast<uint64_t>(k.seen_at_ms));
+  }
+  auto* db = resp->mutable_database();
+  db->set_server_version(s->server_version);
+  db->set_size_bytes(static_cast<uint64_t>(s->size_bytes));
+  db->set_connections(static_cast<uint32_t>(s->connections));
+  db->set_max_connections(static_cast<uint32_t>(s->max_connections));
+  db->set_in_recovery(s->in_recovery);
+  db->set_messages_bytes(static_cast<uint64_t>(s->messages_bytes));
+  resp->set_now_unix_ms(static_cast<uint64_t>(s->now_ms));
+  return absl::OkStatus();
+}
+
+absl::Status Admin::GetHistory(const Caller& c, const v1::GetHistoryRequest& req,
+                               v1::GetHistoryResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateGetHistory(req));
+  std::vector<Need> needs;
+  if (!req.group().empty()) needs.push_back({Permission::kConsume, Group(req.group())});
+  if (!req.topic().empty()) needs.push_back({Permission::kConsume, Topic(req.topic())});
+  FERRY_RETURN_IF_ERROR(authorizer_.Check(c, needs));
+  constexpr int64_t kDay = 24 * 3600 * 1000;
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const int64_t until =
+      req.until_unix_ms() == 0 ? now + 60000 : static_cast<int64_t>(req.until_unix_ms());
+  const int64_t since =
+      req.since_unix_ms() == 0 ? until - kDay : static_cast<int64_t>(req.since_unix_ms());
+  auto points = store_.History(req.group(), req.topic(), since, until,
+                               req.max_points() == 0 ? 1440 : req.max_points());
+  if (!points.ok()) return points.status();
+  for (const auto& p : *points) {
+    auto* out = resp->add_points();
+    out->set_at_unix_ms(static_cast<uint64_t>(p.at_ms));
+    out->set_topic(p.topic);
+    out->set_end_offset(static_cast<uint64_t>(p.end_offset));
+    out->set_position(static_cast<uint64_t>(p.position));
+    out->set_backlog(static_cast<uint64_t>(p.backlog));
+    out->set_unsettled(static_cast<uint64_t>(p.unsettled));
+    out->set_in_flight(static_cast<uint64_t>(p.in_flight));
+    out->set_retrying(static_cast<uint64_t>(p.retrying));
+    out->set_dead_letters(static_cast<uint64_t>(p.dead_letters));
+    out->set_oldest_unacked_ms(static_cast<uint64_t>(p.oldest_unacked_ms));
+    out->set_delayed(static_cast<uint64_t>(p.delayed));
+  }
+  resp->set_interval_ms(static_cast<uint64_t>(stats_interval_ms_));
   return absl::OkStatus();
 }
 

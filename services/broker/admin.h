@@ -3,12 +3,14 @@
 // validates, authorizes once and does the work through the Store; the gRPC AdminService, and
 // later the console, call these and nothing below them.
 //
-// Permissions: admin on the topic (CreateTopic, DescribeTopic, Update/DeleteTopic,
-// CancelDelayed) or on the group (Create/Update/DeleteGroup, ResetGroup, dead letters), consume
-// on the group (GetGroupLag, DescribeGroup), consume on the topic (PeekMessages, GetMessage:
-// reading never consumes), admin on the cluster (ListTopics, ListGroups, ListTransactions,
-// principals), admin on the transaction's producer group (ResolveTransaction,
-// RearmTransactionChecks).
+// Permissions: admin on the topic (CreateTopic, Update/DeleteTopic, CancelDelayed) or on the
+// group (Create/Update/DeleteGroup, ResetGroup, dead letters), consume on the group
+// (GetGroupLag, DescribeGroup, GetHistory of a group), consume on the topic (DescribeTopic,
+// PeekMessages, GetMessage: reading never consumes; GetHistory of a topic), consume on the
+// cluster (GetClusterStatus), admin on the cluster (ListTransactions, principals), admin on the
+// transaction's producer group (ResolveTransaction, RearmTransactionChecks). ListTopics and
+// ListGroups answer everyone with the topics and groups the caller holds any grant on (all of
+// them with consume on the cluster); WhoAmI needs no grant. Admin implies consume and produce.
 //
 // Blocking (database I/O): call it from the executor. Thread-safe.
 #pragma once
@@ -78,6 +80,13 @@ class Admin {
                                v1::DeletePrincipalResponse* resp);
   absl::Status ListPrincipals(const Caller& c, const v1::ListPrincipalsRequest& req,
                               v1::ListPrincipalsResponse* resp);
+  absl::Status WhoAmI(const Caller& c, const v1::WhoAmIRequest& req, v1::WhoAmIResponse* resp);
+  absl::Status GetClusterStatus(const Caller& c, const v1::GetClusterStatusRequest& req,
+                                v1::GetClusterStatusResponse* resp);
+  absl::Status GetHistory(const Caller& c, const v1::GetHistoryRequest& req,
+                          v1::GetHistoryResponse* resp);
+  // The stats sampling interval GetHistory reports (the broker's --stats-interval-ms).
+  void set_stats_interval_ms(int64_t ms) { stats_interval_ms_ = ms; }
   absl::Status Grant(const Caller& c, const v1::GrantRequest& req, v1::GrantResponse* resp);
   absl::Status Revoke(const Caller& c, const v1::RevokeRequest& req, v1::RevokeResponse* resp);
 
@@ -89,6 +98,7 @@ class Admin {
   Store& store_;
   Authorizer& authorizer_;
   const Limits limits_;
+  int64_t stats_interval_ms_ = 0;
 };
 
 }  // namespace ferry::broker

@@ -384,4 +384,29 @@ grpc::ServerUnaryReactor* AdminService::Revoke(grpc::CallbackServerContext* ctx,
       [this](const Caller& c, const auto& req, auto* resp) { return admin_.Revoke(c, req, resp); });
 }
 
+grpc::ServerUnaryReactor* AdminService::WhoAmI(grpc::CallbackServerContext* ctx,
+                                               const grpc::ByteBuffer* in, grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::WhoAmIRequest, v1::WhoAmIResponse>(
+      ctx, in, out, "WhoAmI",
+      [this](const Caller& c, const auto& req, auto* resp) { return admin_.WhoAmI(c, req, resp); });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetClusterStatus(grpc::CallbackServerContext* ctx,
+                                                         const grpc::ByteBuffer* in,
+                                                         grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::GetClusterStatusRequest, v1::GetClusterStatusResponse>(
+      ctx, in, out, "GetClusterStatus", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.GetClusterStatus(c, req, resp);
+      });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetHistory(grpc::CallbackServerContext* ctx,
+                                                   const grpc::ByteBuffer* in,
+                                                   grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::GetHistoryRequest, v1::GetHistoryResponse>(
+      ctx, in, out, "GetHistory", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.GetHistory(c, req, resp);
+      });
+}
+
 }  // namespace ferry::broker

@@ -52,7 +52,9 @@ using RawAdminService = AllRaw<
     v1::Admin::WithRawCallbackMethod_CreatePrincipal, v1::Admin::WithRawCallbackMethod_RotateToken,
     v1::Admin::WithRawCallbackMethod_DeletePrincipal,
     v1::Admin::WithRawCallbackMethod_ListPrincipals, v1::Admin::WithRawCallbackMethod_Grant,
-    v1::Admin::WithRawCallbackMethod_Revoke>::type;
+    v1::Admin::WithRawCallbackMethod_Revoke, v1::Admin::WithRawCallbackMethod_WhoAmI,
+    v1::Admin::WithRawCallbackMethod_GetClusterStatus,
+    v1::Admin::WithRawCallbackMethod_GetHistory>::type;
 
 class BrokerService final : public RawBrokerService {
  public:
@@ -157,6 +159,13 @@ class AdminService final : public RawAdminService {
                                   grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* Revoke(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                    grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                   grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* GetClusterStatus(grpc::CallbackServerContext* ctx,
+                                             const grpc::ByteBuffer* in,
+                                             grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
+                                       grpc::ByteBuffer* out) override;
 
  private:
   Admin& admin_;

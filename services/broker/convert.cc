@@ -263,6 +263,7 @@ void ToProto(const GroupPolicy& g, v1::GroupConfig* out) {
 
 ResetTarget FromProto(const v1::ResetGroupRequest& r) {
   ResetTarget target;
+  target.dry_run = r.dry_run();
   switch (r.to_case()) {
     case v1::ResetGroupRequest::kPosition:
       target.kind = r.position() == v1::START_POSITION_LATEST ? ResetTarget::Kind::kLatest

@@ -42,6 +42,7 @@ inline constexpr uint64_t kMaxDurationMs = 10ull * 365 * 24 * 3600 * 1000;  // t
 inline constexpr uint64_t kMaxRetryDelayMs = 12ull * 3600 * 1000;  // 12 h
 // When back-checks of a transaction start (timeout_ms), like --txn-check-after-ms.
 inline constexpr uint64_t kMaxTxnTimeoutMs = 24ull * 3600 * 1000;  // 24 h
+inline constexpr uint64_t kMaxTimestampMs = 253402300799999;       // 9999-12-31T23:59:59.999Z
 inline constexpr uint32_t kMaxDeliveryAttempts = 1000;
 inline constexpr int kMaxBackoffSteps = 64;
 inline constexpr int kMaxReasonBytes = 4096;  // a DEAD_LETTER or Resolve reason

@@ -158,6 +158,15 @@ struct StoredMessageRow {
   std::string dedup_id;
 };
 
+// PeekMessages' filters: a message matches when every set one does.
+struct PeekFilter {
+  std::optional<std::string> key;
+  std::optional<std::string> dedup_id;
+  int64_t produced_after_ms = 0;   // 0: none (inclusive)
+  int64_t produced_before_ms = 0;  // 0: none (exclusive)
+  bool any() const { return key || dedup_id || produced_after_ms > 0 || produced_before_ms > 0; }
+};
+
 struct PeekResult {
   std::vector<StoredMessageRow> messages;
   int64_t next_offset = 0;
@@ -192,6 +201,14 @@ struct ResetTarget {
   enum class Kind { kEarliest, kLatest, kTimestamp, kOffsets } kind = Kind::kEarliest;
   int64_t timestamp_ms = 0;
   std::vector<std::pair<uint32_t, int64_t>> offsets;  // queue -> offset
+  bool dry_run = false;                               // compute the moves, change nothing
+};
+
+// One queue's move by a reset: from `previous` (the delivered position) to `position`.
+struct QueueMove {
+  uint32_t queue = 0;
+  int64_t previous = 0;
+  int64_t position = 0;
 };
 
 struct DeadLetterRow {
@@ -292,6 +309,38 @@ struct PrincipalRecord {
   std::string name;
   std::vector<GrantRecord> grants;
   int64_t created_at_ms = 0;
+};
+
+// ---- the console's reports ----
+
+struct BrokerInstanceRow {
+  std::string broker_id, version, listen;
+  int64_t started_at_ms = 0, seen_at_ms = 0;
+  bool alive = false;
+};
+
+struct CheckerRow {
+  std::string producer_group, broker_id;
+  int32_t checkers = 0;
+  int64_t seen_at_ms = 0;
+};
+
+struct ClusterStatusRow {
+  std::vector<BrokerInstanceRow> brokers;
+  std::vector<CheckerRow> checkers;
+  std::string server_version;
+  int64_t size_bytes = 0, messages_bytes = 0;
+  int32_t connections = 0, max_connections = 0;
+  bool in_recovery = false;
+  int64_t now_ms = 0;
+};
+
+// One row of stats_samples.
+struct HistorySample {
+  int64_t at_ms = 0;
+  std::string topic;
+  int64_t end_offset = 0, position = 0, backlog = 0, unsettled = 0, in_flight = 0, retrying = 0,
+          dead_letters = 0, oldest_unacked_ms = 0, delayed = 0;
 };
 
 }  // namespace ferry::broker

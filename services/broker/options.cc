@@ -20,6 +20,21 @@ void AddFlags(CLI::App& app, BrokerOptions& o) {
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Prometheus /metrics address HOST:PORT (empty: no metrics endpoint)")
       ->envname("FERRY_METRICS_LISTEN");
+  app.add_option("--console-listen", o.console_listen,
+                 "web console address HOST:PORT, over TLS with --tls-cert (empty: no console)")
+      ->envname("FERRY_CONSOLE_LISTEN");
+  app.add_option("--console-dir", o.console_dir,
+                 "the console's built files (empty: share/ferry/console or console/ beside bin/)")
+      ->envname("FERRY_CONSOLE_DIR");
+  app.add_option("--stats-interval-ms", o.stats_interval_ms,
+                 "how often lag, rates and ends are sampled into stats_samples (the console's "
+                 "charts; one broker samples)")
+      ->envname("FERRY_STATS_INTERVAL_MS")
+      ->capture_default_str();
+  app.add_option("--stats-retention-hours", o.stats_retention_hours,
+                 "how long stats samples are kept")
+      ->envname("FERRY_STATS_RETENTION_HOURS")
+      ->capture_default_str();
   app.add_option("--database-url", o.database_url,
                  "PostgreSQL URL or conninfo (empty: libpq's PG* environment variables)")
       ->envname("FERRY_DATABASE_URL");
@@ -145,6 +160,16 @@ absl::Status Validate(const BrokerOptions& o) {
   if (o.delayed_poll_ms < 10 || o.delayed_poll_ms > 10000) {
     return absl::InvalidArgumentError("--delayed-poll-ms must be between 10 and 10000");
   }
+  if (!o.console_listen.empty() && !IsHostPort(o.console_listen)) {
+    return absl::InvalidArgumentError(
+        "--console-listen must be HOST:PORT, e.g. 127.0.0.1:7480 (or empty: off)");
+  }
+  if (o.stats_interval_ms < 1000 || o.stats_interval_ms > 3600000) {
+    return absl::InvalidArgumentError("--stats-interval-ms must be between 1000 and 3600000");
+  }
+  if (o.stats_retention_hours < 1 || o.stats_retention_hours > 8760) {
+    return absl::InvalidArgumentError("--stats-retention-hours must be between 1 and 8760");
+  }
   if (o.health_interval_ms < 100 || o.health_interval_ms > 60000) {
     return absl::InvalidArgumentError("--health-interval-ms must be between 100 and 60000");
   }
@@ -156,7 +181,9 @@ absl::Status Validate(const BrokerOptions& o) {
 
 std::string Describe(const BrokerOptions& o) {
   return absl::StrCat(
-      "listen=", o.listen, " metrics_listen=", o.metrics_listen, " database_url=\"",
+      "listen=", o.listen, " metrics_listen=", o.metrics_listen,
+      " console_listen=", o.console_listen, " stats_interval_ms=", o.stats_interval_ms,
+      " stats_retention_hours=", o.stats_retention_hours, " database_url=\"",
       config::RedactConninfo(o.database_url), "\" pool_size=", o.pool_size,
       " max_queued_calls=", o.max_queued_calls, " max_message_bytes=", o.max_message_bytes,
       " poll_interval_ms=", o.poll_interval_ms, " shutdown_grace_ms=", o.shutdown_grace_ms,

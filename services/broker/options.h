@@ -17,6 +17,10 @@ namespace ferry::broker {
 struct BrokerOptions {
   std::string listen = "127.0.0.1:7420";  // FERRY_LISTEN: gRPC address (port 0: any free port)
   std::string metrics_listen;             // FERRY_METRICS_LISTEN: HOST:PORT for /metrics; "" = off
+  std::string console_listen;             // FERRY_CONSOLE_LISTEN: HOST:PORT of the web console
+  std::string console_dir;                // FERRY_CONSOLE_DIR: its files; "" = next to the binary
+  int64_t stats_interval_ms = 60000;      // FERRY_STATS_INTERVAL_MS: lag/rate history samples
+  int stats_retention_hours = 168;        // FERRY_STATS_RETENTION_HOURS: samples kept this long
   std::string database_url;               // FERRY_DATABASE_URL: libpq URL/conninfo; "" = PG* env
   int pool_size = 8;                      // FERRY_POOL_SIZE: connections = worker threads
   int max_queued_calls = 4096;            // FERRY_MAX_QUEUED_CALLS: beyond: RESOURCE_EXHAUSTED

@@ -8,6 +8,7 @@
 #include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/broker_service.h"
+#include "broker/console.h"
 #include "broker/long_poll.h"
 #include "broker/routing.h"
 #include "broker/rpc.h"
@@ -162,7 +163,21 @@ absl::Status BrokerServer::Start() {
     if (!m.ok()) return m.status();
     metrics_ = *std::move(m);
   }
+  if (!options_.console_listen.empty()) {
+    ConsoleOptions co{
+        options_.console_listen,
+        options_.console_dir.empty() ? ConsoleServer::DefaultStaticDir() : options_.console_dir,
+        options_.tls_cert_file, options_.tls_key_file, options_.tls_client_ca_file};
+    auto console = ConsoleServer::Start(co, InProcessChannel());
+    if (!console.ok()) return console.status();
+    console_ = *std::move(console);
+  }
+  admin_->set_stats_interval_ms(options_.stats_interval_ms);
+  started_at_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
   maintenance_ = std::thread([this] { Maintain(); });
+  reporter_ = std::thread([this] { Report(); });
   delayed_mover_ = std::thread([this] { MoveDelayed(); });
   database_watch_ = std::thread([this] { WatchDatabase(); });
   logger->info("event=serving listen={} port={}", options_.listen, port_);
@@ -241,7 +256,45 @@ void BrokerServer::WatchDatabase() {
 
 int BrokerServer::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
+int BrokerServer::console_port() const { return console_ ? console_->port() : 0; }
+
+void BrokerServer::Report() {
+  // The brokers table (every 5 s) and the stats samples (every stats_interval_ms, one broker).
+  auto logger = ferry::log::Get("broker.stats");
+  const BrokerInstanceRow self{broker_id_, Version(), options_.listen, started_at_ms_, 0, true};
+  const int64_t keep_ms = int64_t{options_.stats_retention_hours} * 3600 * 1000;
+  auto next_sample = std::chrono::steady_clock::now();
+  int wait_ms = 0;
+  while (Sleep(wait_ms)) {
+    wait_ms = 5000;
+    if (absl::Status s = store_->Heartbeat(self); !s.ok()) {
+      logger->debug("event=heartbeat_failed error={}", ferry::log::Quote(std::string(s.message())));
+      continue;
+    }
+    if (std::chrono::steady_clock::now() < next_sample) {
+      wait_ms = static_cast<int>(
+          std::min<int64_t>(5000, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      next_sample - std::chrono::steady_clock::now())
+                                          .count() +
+                                      1));
+      continue;
+    }
+    next_sample += std::chrono::milliseconds(options_.stats_interval_ms);
+    if (next_sample < std::chrono::steady_clock::now())
+      next_sample = std::chrono::steady_clock::now();
+    auto written = store_->RecordStats(options_.stats_interval_ms, keep_ms);
+    if (!written.ok()) {
+      logger->warn("event=stats_failed error={}",
+                   ferry::log::Quote(std::string(written.status().message())));
+    } else if (*written > 0) {
+      logger->debug("event=stats_recorded rows={}", *written);
+    }
+    wait_ms = static_cast<int>(std::min<int64_t>(5000, options_.stats_interval_ms));
+  }
+}
+
 void BrokerServer::Shutdown() {
+  if (console_) console_->Stop();
   if (metrics_) metrics_->Stop();
   if (collector_ != 0) metrics::Default().RemoveCollector(collector_);
   collector_ = 0;
@@ -266,10 +319,12 @@ void BrokerServer::Shutdown() {
   if (executor_) executor_->Shutdown();
   if (server_) server_->Wait();
   if (maintenance_.joinable()) maintenance_.join();
+  if (reporter_.joinable()) reporter_.join();
   if (delayed_mover_.joinable()) delayed_mover_.join();
   if (database_watch_.joinable()) database_watch_.join();
   if (listener_) listener_->Stop();
   listener_.reset();
+  console_.reset();
   server_.reset();
   checks_.reset();
   admin_service_.reset();

@@ -39,6 +39,7 @@ class Authenticator;
 class Authorizer;
 class Broker;
 class BrokerService;
+class ConsoleServer;
 class LongPoller;
 class NotificationListener;
 class PgStore;
@@ -70,6 +71,7 @@ class BrokerServer {
   // The bound port (useful with port 0). Valid after Start().
   int port() const { return port_; }
   int metrics_port() const;  // 0 when --metrics-listen is empty
+  int console_port() const;  // 0 when --console-listen is empty
 
   // An in-process channel to this server (tests).
   std::shared_ptr<grpc::Channel> InProcessChannel();
@@ -80,6 +82,8 @@ class BrokerServer {
 
  private:
   void Maintain();
+  // Refreshes this broker's row in brokers every 5 s and records stats samples.
+  void Report();
   void MoveDelayed();
   // Probes the database every health_interval_ms; the gRPC health status follows it.
   void WatchDatabase();
@@ -104,6 +108,9 @@ class BrokerServer {
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsServer> metrics_;
+  std::unique_ptr<ConsoleServer> console_;
+  std::thread reporter_;  // Report(): the brokers table and the stats samples
+  int64_t started_at_ms_ = 0;
   int collector_ = 0;  // the database gauges' id in metrics::Default()
   std::mutex maintain_mu_;
   std::condition_variable maintain_cv_;

@@ -366,6 +366,74 @@ absl::Status ValidatePeekMessages(const v1::PeekMessagesRequest& req) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_messages is ", req.max_messages(), "; allowed 1 to 1000 (0 means 100)"));
   }
+  const Limits limits;  // a filter longer than any stored key or dedup id matches nothing
+  if (req.has_key()) {
+    if (req.key().size() > limits.max_key_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key is ", req.key().size(), " bytes; at most ", limits.max_key_bytes));
+    }
+    if (auto s = NoNul("key", req.key()); !s.ok()) return s;
+  }
+  if (req.has_dedup_id()) {
+    if (req.dedup_id().size() > limits.max_dedup_id_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dedup_id is ", req.dedup_id().size(), " bytes; at most ", limits.max_dedup_id_bytes));
+    }
+    if (auto s = NoNul("dedup_id", req.dedup_id()); !s.ok()) return s;
+  }
+  for (const auto& [field, value] :
+       {std::pair<const char*, uint64_t>{"produced_after_unix_ms", req.produced_after_unix_ms()},
+        {"produced_before_unix_ms", req.produced_before_unix_ms()}}) {
+    if (value > kMaxTimestampMs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " is ", value, "; at most ", kMaxTimestampMs, " (year 9999)"));
+    }
+  }
+  if (req.produced_before_unix_ms() != 0 &&
+      req.produced_before_unix_ms() <= req.produced_after_unix_ms()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "produced_before_unix_ms (", req.produced_before_unix_ms(),
+        ") must be after produced_after_unix_ms (", req.produced_after_unix_ms(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRearmTransactionChecks(const v1::RearmTransactionChecksRequest& req) {
+  if (auto s = ValidateTransactionId("transaction_id", req.transaction_id()); !s.ok()) return s;
+  if (req.reason().size() > static_cast<size_t>(kMaxReasonBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reason is ", req.reason().size(), " bytes; at most ", kMaxReasonBytes));
+  }
+  return NoNul("reason", req.reason());
+}
+
+absl::Status ValidateGetHistory(const v1::GetHistoryRequest& req) {
+  if (req.group().empty() && req.topic().empty()) {
+    return absl::InvalidArgumentError("name a group, a topic, or both");
+  }
+  if (!req.group().empty()) {
+    if (auto s = ValidateName("group", req.group()); !s.ok()) return s;
+  }
+  if (!req.topic().empty()) {
+    if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
+  }
+  for (const auto& [field, value] :
+       {std::pair<const char*, uint64_t>{"since_unix_ms", req.since_unix_ms()},
+        {"until_unix_ms", req.until_unix_ms()}}) {
+    if (value > kMaxTimestampMs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " is ", value, "; at most ", kMaxTimestampMs, " (year 9999)"));
+    }
+  }
+  if (req.until_unix_ms() != 0 && req.until_unix_ms() <= req.since_unix_ms()) {
+    return absl::InvalidArgumentError(absl::StrCat("until_unix_ms (", req.until_unix_ms(),
+                                                   ") must be after since_unix_ms (",
+                                                   req.since_unix_ms(), ")"));
+  }
+  if (req.max_points() > 10000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_points is ", req.max_points(), "; at most 10000 (0 means 1440)"));
+  }
   return absl::OkStatus();
 }
 

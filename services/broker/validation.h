@@ -29,6 +29,8 @@ absl::Status ValidateCommit(const v1::CommitRequest& req, const Limits& limits);
 absl::Status ValidateTopicConfig(const v1::TopicConfig& topic, const Limits& limits);
 absl::Status ValidateUpdateTopic(const v1::UpdateTopicRequest& req);
 absl::Status ValidatePeekMessages(const v1::PeekMessagesRequest& req);
+absl::Status ValidateRearmTransactionChecks(const v1::RearmTransactionChecksRequest& req);
+absl::Status ValidateGetHistory(const v1::GetHistoryRequest& req);
 absl::Status ValidateGetMessage(const v1::GetMessageRequest& req);
 absl::Status ValidateExtendLease(const v1::ExtendLeaseRequest& req, const Limits& limits);
 absl::Status ValidateCreateGroup(const v1::CreateGroupRequest& req);

@@ -9,7 +9,7 @@ struct Options {
   std::vector<std::string> group_topics, ids;
   uint32_t max_attempts = 0, limit = 100;
   uint64_t delayed_id = 0;
-  bool group_ordered = false, all = false;
+  bool group_ordered = false, all = false, dry_run = false;
 };
 
 }  // namespace
@@ -50,6 +50,8 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
       ->add_option("--to", o->reset_to,
                    "earliest | latest | RFC 3339 time | QUEUE:OFFSET[,QUEUE:OFFSET...]")
       ->required();
+  group_reset->add_flag("--dry-run", o->dry_run,
+                        "only show where each queue would move and what is redelivered or skipped");
 
   // dlq ...
   auto* dlq = app.add_subcommand("dlq", "dead letters of a group: list, redrive, purge");
@@ -174,6 +176,7 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
     ferry::v1::ResetGroupRequest req;
     req.set_group(o->group);
     req.set_topic(o->name);
+    req.set_dry_run(o->dry_run);
     if (o->reset_to == "earliest" || o->reset_to == "latest") {
       req.set_position(ParseStart(o->reset_to));
     } else if (o->reset_to.find(':') != std::string::npos &&
@@ -207,12 +210,20 @@ void AddGroupCommands(CLI::App& app, Context& ctx) {
         }
       }
     }
-    std::vector<std::vector<std::string>> rows{{"QUEUE", "POSITION"}};
+    std::vector<std::vector<std::string>> rows{{"QUEUE", "FROM", "POSITION", "EFFECT"}};
     json out = json::array();
-    for (const auto& p : r.positions()) {
-      rows.push_back({std::to_string(p.queue()), std::to_string(p.offset())});
-      out.push_back(json{{"queue", p.queue()}, {"offset", p.offset()}});
+    for (int i = 0; i < r.positions_size(); ++i) {
+      const auto& p = r.positions(i);
+      const uint64_t before = i < r.previous_size() ? r.previous(i).offset() : p.offset();
+      const std::string effect =
+          p.offset() < before   ? "redelivers " + std::to_string(before - p.offset())
+          : p.offset() > before ? "skips " + std::to_string(p.offset() - before)
+                                : "no change";
+      rows.push_back(
+          {std::to_string(p.queue()), std::to_string(before), std::to_string(p.offset()), effect});
+      out.push_back(json{{"queue", p.queue()}, {"offset", p.offset()}, {"previous", before}});
     }
+    if (o->dry_run && !ctx.as_json) std::cout << "dry run: nothing changed\n";
     if (ctx.as_json) {
       std::cout << Dump(out) << "\n";
     } else {

@@ -32,6 +32,7 @@ void AddTxnCommands(CLI::App& app, Context& ctx) {
   txn_resolve->add_option("--reason", o->reason, "kept in the audit trail")->required();
   auto* txn_rearm = txn->add_subcommand("rearm", "CHECK_EXHAUSTED: start back-checks again");
   txn_rearm->add_option("ID", o->txn_id, "transaction id")->required();
+  txn_rearm->add_option("--reason", o->reason, "kept in the audit trail");
   auto* txn_checker = txn->add_subcommand(
       "checker", "answer back-checks for producer groups (asks on stdin unless --answer)");
   txn_checker->add_option("--group", o->checker_groups, "producer group (repeatable)")->required();
@@ -165,6 +166,7 @@ void AddTxnCommands(CLI::App& app, Context& ctx) {
   txn_rearm->callback([o, &ctx] {
     ferry::v1::RearmTransactionChecksRequest req;
     req.set_transaction_id(o->txn_id);
+    req.set_reason(o->reason);
     AdminCall(ctx.client(), &ferry::v1::Admin::Stub::RearmTransactionChecks, req, "txn rearm");
     if (!ctx.as_json) std::cout << o->txn_id << " PREPARED: back-checks start again\n";
   });

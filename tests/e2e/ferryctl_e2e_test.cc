@@ -312,8 +312,16 @@ TEST_CASE("ferryctl auth: create-admin - principals with grants - denials - revo
   CHECK(nlohmann::json::parse(Run(b, as_admin + "topic describe orders --json").out.at(0))
             .at("retention_ms") == 7LL * 86400000);
   CHECK(Run(b, shop + "group delete shop").exit_code == 1);
-  CHECK(Run(b, shop + "group list").exit_code == 1);
+  // Lists show what the caller holds a grant on (the console's read-only view): shop, with
+  // consume on every group, sees the group; the topics it may read or write.
+  CHECK(Run(b, shop + "group list --json").out.size() == 1);
   CHECK(Run(b, as_admin + "group list --json").out.size() == 1);
+  CHECK(Run(b, as_admin + "topic create private --queues 1").exit_code == 0);
+  auto shop_topics = Run(b, shop + "topic list --json");
+  REQUIRE(shop_topics.exit_code == 0);
+  const auto seen = nlohmann::json::parse(shop_topics.out.at(0));
+  REQUIRE(seen.size() == 1);  // orders, not private
+  CHECK(seen[0].at("name") == "orders");
 
   auto list = Run(b, as_admin + "--json auth list");
   REQUIRE(list.exit_code == 0);

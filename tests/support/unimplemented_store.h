@@ -32,7 +32,8 @@ class UnimplementedStore : public broker::Store {
     return absl::UnimplementedError("UpdateTopic");
   }
   absl::StatusOr<broker::PeekResult> PeekMessages(const std::string& /*topic*/, uint32_t /*queue*/,
-                                                  int64_t /*from*/, int64_t /*max*/) override {
+                                                  int64_t /*from*/, int64_t /*max*/,
+                                                  const broker::PeekFilter& /*filter*/) override {
     ++calls;
     return absl::UnimplementedError("PeekMessages");
   }
@@ -104,7 +105,7 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("DescribeGroup");
   }
-  absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup(
+  absl::StatusOr<std::vector<broker::QueueMove>> ResetGroup(
       const std::string& /*group*/, const std::string& /*topic*/,
       const broker::ResetTarget& /*target*/) override {
     ++calls;
@@ -190,7 +191,8 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("ListTransactions");
   }
-  absl::Status RearmChecks(const std::string& /*txn_id*/, const std::string& /*actor*/) override {
+  absl::Status RearmChecks(const std::string& /*txn_id*/, const std::string& /*actor*/,
+                           const std::string& /*reason*/) override {
     ++calls;
     return absl::UnimplementedError("RearmChecks");
   }
@@ -249,6 +251,26 @@ class UnimplementedStore : public broker::Store {
   absl::StatusOr<std::vector<metrics::GaugeFamily>> MetricGauges() override {
     ++calls;
     return absl::UnimplementedError("MetricGauges");
+  }
+  absl::Status Heartbeat(const broker::BrokerInstanceRow& /*self*/) override {
+    ++calls;
+    return absl::UnimplementedError("Heartbeat");
+  }
+  absl::StatusOr<int64_t> RecordStats(int64_t /*interval_ms*/, int64_t /*keep_ms*/) override {
+    ++calls;
+    return absl::UnimplementedError("RecordStats");
+  }
+  absl::StatusOr<broker::ClusterStatusRow> ClusterStatus() override {
+    ++calls;
+    return absl::UnimplementedError("ClusterStatus");
+  }
+  absl::StatusOr<std::vector<broker::HistorySample>> History(const std::string& /*group*/,
+                                                             const std::string& /*topic*/,
+                                                             int64_t /*since_ms*/,
+                                                             int64_t /*until_ms*/,
+                                                             int64_t /*max_points*/) override {
+    ++calls;
+    return absl::UnimplementedError("History");
   }
 };
 

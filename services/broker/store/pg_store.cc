@@ -245,7 +245,7 @@ std::vector<pg::Statement> PgStore::AllStatements() {
   for (const auto& part :
        {TopicsStatements(), ProduceStatements(), DeliveryStatements(), SettleStatements(),
         GroupsStatements(), DeadLettersStatements(), TxnStatements(), AuthStatements(),
-        RetentionStatements(), MetricsStatements(), RangeStatements()}) {
+        RetentionStatements(), MetricsStatements(), RangeStatements(), ConsoleStatements()}) {
     all.insert(all.end(), part.begin(), part.end());
   }
   return all;

@@ -48,7 +48,7 @@ class PgStore final : public Store {
                                         std::optional<int64_t> retention_ms,
                                         std::optional<int64_t> dedup_window_ms) override;
   absl::StatusOr<PeekResult> PeekMessages(const std::string& topic, uint32_t queue, int64_t from,
-                                          int64_t max) override;
+                                          int64_t max, const PeekFilter& filter) override;
   absl::StatusOr<MessageWhereabouts> GetMessage(const std::string& topic, uint32_t queue,
                                                 int64_t offset) override;
   absl::StatusOr<std::vector<std::pair<GroupPolicy, std::vector<std::string>>>> ListGroups()
@@ -72,8 +72,9 @@ class PgStore final : public Store {
                                           const GroupUpdate& update) override;
   absl::StatusOr<std::pair<GroupPolicy, std::vector<std::string>>> DescribeGroup(
       const std::string& name) override;
-  absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup(
-      const std::string& group, const std::string& topic, const ResetTarget& target) override;
+  absl::StatusOr<std::vector<QueueMove>> ResetGroup(const std::string& group,
+                                                    const std::string& topic,
+                                                    const ResetTarget& target) override;
   absl::StatusOr<GroupLagReport> GroupLag(const std::string& group,
                                           const std::string& topic) override;
   absl::StatusOr<std::vector<DeadLetterRow>> ListDeadLetters(const std::string& group,
@@ -107,7 +108,8 @@ class PgStore final : public Store {
   absl::StatusOr<std::vector<TxnRow>> ListTransactions(std::optional<TxnState> state,
                                                        const std::string& producer_group,
                                                        int64_t limit) override;
-  absl::Status RearmChecks(const std::string& txn_id, const std::string& actor) override;
+  absl::Status RearmChecks(const std::string& txn_id, const std::string& actor,
+                           const std::string& reason) override;
   absl::StatusOr<std::optional<PrincipalRecord>> FindPrincipalByTokenHash(
       const std::string& sha256) override;
   absl::Status CreatePrincipal(const std::string& name, const std::string& token_sha256,
@@ -123,6 +125,12 @@ class PgStore final : public Store {
   absl::StatusOr<int64_t> DeleteExpiredDedup(int64_t limit) override;
   absl::Status Probe(int64_t timeout_ms) override;
   absl::StatusOr<std::vector<metrics::GaugeFamily>> MetricGauges() override;
+  absl::Status Heartbeat(const BrokerInstanceRow& self) override;
+  absl::StatusOr<int64_t> RecordStats(int64_t interval_ms, int64_t keep_ms) override;
+  absl::StatusOr<ClusterStatusRow> ClusterStatus() override;
+  absl::StatusOr<std::vector<HistorySample>> History(const std::string& group,
+                                                     const std::string& topic, int64_t since_ms,
+                                                     int64_t until_ms, int64_t max_points) override;
 
  private:
   pg::ConnectionPool& pool_;

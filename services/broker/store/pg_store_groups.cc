@@ -186,9 +186,10 @@ absl::Status PgStore::DeleteGroup(const std::string& name) {
   });
 }
 
-absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> PgStore::ResetGroup(
-    const std::string& group_name, const std::string& topic, const ResetTarget& target) {
-  std::vector<std::pair<uint32_t, int64_t>> out;
+absl::StatusOr<std::vector<QueueMove>> PgStore::ResetGroup(const std::string& group_name,
+                                                           const std::string& topic,
+                                                           const ResetTarget& target) {
+  std::vector<QueueMove> out;
   absl::Status status = pg::WithConnection(pool_, "reset group", [&](pqxx::connection& c) {
     out.clear();
     pqxx::work tx(c);
@@ -235,6 +236,11 @@ absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> PgStore::ResetGroup(
         }
         break;
     }
+    for (const auto& [q, d] : to) {
+      auto it = queues.find(q);
+      out.push_back(QueueMove{q, it == queues.end() ? d : it->second.delivered, d});
+    }
+    if (target.dry_run) return absl::OkStatus();  // rolled back: nothing changes
     // Everything leased or waiting for a retry is released: delivered again if still ahead of
     // the new position, otherwise skipped like the rest of what lies behind it.
     tx.exec_prepared(kReleaseGroupLeases.name, group.group_id, info.topic_id);
@@ -243,7 +249,6 @@ absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> PgStore::ResetGroup(
     for (const auto& [q, d] : to) {
       qs.push_back(q);
       ds.push_back(d);
-      out.emplace_back(q, d);
     }
     tx.exec_prepared(kAdvanceDelivered.name, group.group_id, info.topic_id, IntArray(qs),
                      IntArray(ds));

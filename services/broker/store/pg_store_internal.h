@@ -255,5 +255,6 @@ std::vector<pg::Statement> AuthStatements();
 std::vector<pg::Statement> RetentionStatements();
 std::vector<pg::Statement> MetricsStatements();
 std::vector<pg::Statement> RangeStatements();
+std::vector<pg::Statement> ConsoleStatements();
 
 }  // namespace ferry::broker::store_internal

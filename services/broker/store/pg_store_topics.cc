@@ -74,6 +74,18 @@ constexpr pg::Statement kPeekMessages{
     " WHERE m.topic_id = $1 AND m.queue_id = $2 AND m.msg_offset >= $3" FERRY_SEGMENT_FLOOR(
         "$2", "$3") " ORDER BY m.msg_offset LIMIT $4"};
 
+// The same with filters, over the offsets [$3, $5) (offsets are dense: that range is what a
+// filtered page reads at most).
+constexpr pg::Statement kPeekFiltered{
+    "broker_peek_filtered",
+    "SELECT " FERRY_STORED_COLUMNS
+    " FROM messages m"
+    " WHERE m.topic_id = $1 AND m.queue_id = $2 AND m.msg_offset >= $3 AND m.msg_offset < $5"
+    " AND ($6::text IS NULL OR m.key = $6) AND ($7::text IS NULL OR m.dedup_id = $7)"
+    " AND ($8::bigint = 0 OR m.produced_at >= to_timestamp($8 / 1000.0))"
+    " AND ($9::bigint = 0 OR m.produced_at < to_timestamp($9 / 1000.0))" FERRY_SEGMENT_FLOOR(
+        "$2", "$3") " ORDER BY m.msg_offset LIMIT $4"};
+
 constexpr pg::Statement kGetMessage{
     "broker_get_message",
     "SELECT " FERRY_STORED_COLUMNS
@@ -111,9 +123,9 @@ absl::Status NoQueue(const TopicInfo& t, uint32_t queue) {
 namespace store_internal {
 
 std::vector<pg::Statement> TopicsStatements() {
-  return {kInsertTopic,  kInsertQueues, kListTopics,          kDescribeQueues,
-          kCountDelayed, kDeleteTopic,  kDeleteTopicMessages, kUpdateTopic,
-          kQueueBounds,  kPeekMessages, kGetMessage,          kMessageStatus};
+  return {kInsertTopic, kInsertQueues,        kListTopics,  kDescribeQueues, kCountDelayed,
+          kDeleteTopic, kDeleteTopicMessages, kUpdateTopic, kQueueBounds,    kPeekMessages,
+          kGetMessage,  kMessageStatus,       kPeekFiltered};
 }
 
 }  // namespace store_internal
@@ -200,7 +212,8 @@ absl::StatusOr<TopicInfo> PgStore::UpdateTopic(const std::string& name,
 }
 
 absl::StatusOr<PeekResult> PgStore::PeekMessages(const std::string& topic, uint32_t queue,
-                                                 int64_t from, int64_t max) {
+                                                 int64_t from, int64_t max,
+                                                 const PeekFilter& filter) {
   PeekResult out;
   absl::Status status = pg::WithConnection(pool_, "peek messages", [&](pqxx::connection& c) {
     out = PeekResult{};
@@ -216,10 +229,24 @@ absl::StatusOr<PeekResult> PgStore::PeekMessages(const std::string& topic, uint3
     out.end_offset = b[0][1].as<int64_t>();
     const int64_t start = std::max(from, out.first_offset);
     out.next_offset = std::min(start, out.end_offset);
-    for (const auto& row : tx.exec_prepared(kPeekMessages.name, info.topic_id, queue, start, max)) {
-      out.messages.push_back(StoredFromRow(row));
-      out.next_offset = out.messages.back().offset + 1;
+    if (!filter.any()) {
+      for (const auto& row :
+           tx.exec_prepared(kPeekMessages.name, info.topic_id, queue, start, max)) {
+        out.messages.push_back(StoredFromRow(row));
+        out.next_offset = out.messages.back().offset + 1;
+      }
+      return absl::OkStatus();
     }
+    const int64_t scan_end = std::min(out.end_offset, start + kPeekScanLimit);
+    for (const auto& row : tx.exec_prepared(kPeekFiltered.name, info.topic_id, queue, start, max,
+                                            scan_end, filter.key, filter.dedup_id,
+                                            filter.produced_after_ms, filter.produced_before_ms)) {
+      out.messages.push_back(StoredFromRow(row));
+    }
+    // Fewer matches than asked: everything up to scan_end was read.
+    out.next_offset = static_cast<int64_t>(out.messages.size()) < max
+                          ? std::max(scan_end, out.next_offset)
+                          : out.messages.back().offset + 1;
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

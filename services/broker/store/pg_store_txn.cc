@@ -614,7 +614,8 @@ absl::StatusOr<std::vector<TxnRow>> PgStore::ListTransactions(std::optional<TxnS
   return out;
 }
 
-absl::Status PgStore::RearmChecks(const std::string& txn_id, const std::string& actor) {
+absl::Status PgStore::RearmChecks(const std::string& txn_id, const std::string& actor,
+                                  const std::string& reason) {
   return pg::WithConnection(pool_, "rearm checks", [&](pqxx::connection& c) {
     pqxx::work tx(c);
     auto locked = LockTxn(tx, txn_id);
@@ -624,7 +625,9 @@ absl::Status PgStore::RearmChecks(const std::string& txn_id, const std::string& 
           absl::StrCat("transaction ", txn_id, " is ", StateName(std::get<0>(*locked)),
                        "; only a CHECK_EXHAUSTED transaction can be re-armed"));
     }
-    tx.exec_prepared(kTxnEvent.name, txn_id, "rearm", actor, "back-checks start again");
+    tx.exec_prepared(kTxnEvent.name, txn_id, "rearm", actor,
+                     reason.empty() ? std::string("back-checks start again")
+                                    : "back-checks start again: " + reason);
     tx.commit();
     return absl::OkStatus();
   });

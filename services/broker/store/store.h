@@ -42,8 +42,12 @@ class Store {
                                                 std::optional<int64_t> retention_ms,
                                                 std::optional<int64_t> dedup_window_ms) = 0;
   // Up to `max` stored messages of a queue from `from` (the oldest if below it); no lease.
+  // With a filter, reads at most kPeekScanLimit messages and returns the matches among them;
+  // next_offset is past the last one read.
+  static constexpr int64_t kPeekScanLimit = 100000;
   virtual absl::StatusOr<PeekResult> PeekMessages(const std::string& topic, uint32_t queue,
-                                                  int64_t from, int64_t max) = 0;
+                                                  int64_t from, int64_t max,
+                                                  const PeekFilter& filter) = 0;
   // One stored message and its state for every group with a position on its queue.
   virtual absl::StatusOr<MessageWhereabouts> GetMessage(const std::string& topic, uint32_t queue,
                                                         int64_t offset) = 0;
@@ -98,8 +102,10 @@ class Store {
   virtual absl::StatusOr<std::vector<std::pair<GroupPolicy, std::vector<std::string>>>>
   ListGroups() = 0;
   virtual absl::Status DeleteGroup(const std::string& name) = 0;  // NOT_FOUND if absent
-  virtual absl::StatusOr<std::vector<std::pair<uint32_t, int64_t>>> ResetGroup(
-      const std::string& group, const std::string& topic, const ResetTarget& target) = 0;
+  // With target.dry_run, returns the moves and changes nothing (the console's preview).
+  virtual absl::StatusOr<std::vector<QueueMove>> ResetGroup(const std::string& group,
+                                                            const std::string& topic,
+                                                            const ResetTarget& target) = 0;
   // Per queue progress of `group` on every topic it reads (or only `topic` if not empty).
   // NOT_FOUND if the group (or the topic) does not exist.
   virtual absl::StatusOr<GroupLagReport> GroupLag(const std::string& group,
@@ -163,7 +169,8 @@ class Store {
                                                                const std::string& producer_group,
                                                                int64_t limit) = 0;
   // CHECK_EXHAUSTED -> PREPARED, checks reset. FAILED_PRECONDITION from another state.
-  virtual absl::Status RearmChecks(const std::string& txn_id, const std::string& actor) = 0;
+  virtual absl::Status RearmChecks(const std::string& txn_id, const std::string& actor,
+                                   const std::string& reason) = 0;
 
   // ---- principals and grants (pg_store_auth.cc) ----
 
@@ -200,6 +207,22 @@ class Store {
   // Gauges for /metrics: queue ends, per group lag / in flight / retrying / oldest unsettled
   // age, dead letters, delayed messages, transactions and half messages by state.
   virtual absl::StatusOr<std::vector<metrics::GaugeFamily>> MetricGauges() = 0;
+
+  // ---- the console's reports (pg_store_console.cc) ----
+
+  // Inserts or refreshes this broker's row in `brokers`.
+  virtual absl::Status Heartbeat(const BrokerInstanceRow& self) = 0;
+  // One stats sample unless another broker took one within 0.9 interval; drops samples older
+  // than keep_ms. Returns the rows written.
+  virtual absl::StatusOr<int64_t> RecordStats(int64_t interval_ms, int64_t keep_ms) = 0;
+  virtual absl::StatusOr<ClusterStatusRow> ClusterStatus() = 0;
+  // Samples of `group` (topic "" = all its topics) or, with group "", of `topic`, in
+  // [since_ms, until_ms), at most max_points per topic (evenly thinned). NOT_FOUND: no such
+  // group or topic.
+  virtual absl::StatusOr<std::vector<HistorySample>> History(const std::string& group,
+                                                             const std::string& topic,
+                                                             int64_t since_ms, int64_t until_ms,
+                                                             int64_t max_points) = 0;
 };
 
 }  // namespace ferry::broker

@@ -523,6 +523,19 @@ TEST_CASE("ResetGroup: earliest - latest - timestamp - offsets", "[integration][
     }
     return out;
   };
+  // A dry run says where the queue would move and from where, and changes nothing.
+  const v1::ResetGroupResponse preview = reset([](auto& r) {
+    r.set_position(v1::START_POSITION_EARLIEST);
+    r.set_dry_run(true);
+  });
+  REQUIRE(preview.positions_size() == 1);
+  REQUIRE(preview.previous_size() == 1);
+  CHECK(preview.positions(0).offset() == 0);
+  CHECK(preview.previous(0).offset() == 5);
+  auto lag = f.client->GetGroupLag("g", "t");
+  REQUIRE(lag.ok());
+  CHECK(lag->queues(0).delivered_offset() == 5);
+  CHECK(f.Consume("g", "t", 10).messages_size() == 0);
   reset([](auto& r) { r.set_position(v1::START_POSITION_EARLIEST); });
   CHECK(payloads() == std::vector<std::string>{"0", "1", "2", "3", "4"});
   reset([&](auto& r) { r.set_timestamp_ms(static_cast<uint64_t>(middle)); });
@@ -871,4 +884,118 @@ TEST_CASE(
   hold.commit();
   consumer.join();
   CHECK(got.load() == 10);
+}
+
+TEST_CASE("PeekMessages filters by key - dedup id - time, and pages through what it searched",
+          "[integration][delivery][peek]") {
+  BrokerFixture f;
+  f.CreateTopic("t", 1);
+  auto produce = [&](const std::string& key, const std::string& dedup) {
+    v1::ProduceRequest req;
+    req.set_topic("t");
+    auto* m = req.add_messages();
+    m->set_key(key);
+    m->set_dedup_id(dedup);
+    m->set_payload(key);
+    REQUIRE(f.client->Produce(req).ok());
+  };
+  for (int i = 0; i < 10; ++i) produce(i % 3 == 0 ? "a" : "b", "d" + std::to_string(i));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const int64_t middle = NowMs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 10; i < 12; ++i) produce("a", "d" + std::to_string(i));
+  auto peek = [&](const std::function<void(v1::PeekMessagesRequest&)>& set) {
+    v1::PeekMessagesRequest req;
+    req.set_topic("t");
+    set(req);
+    v1::PeekMessagesResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = Admin(f)->PeekMessages(&ctx, req, &resp);
+    if (!s.ok()) throw std::runtime_error(s.error_message());
+    return resp;
+  };
+  auto offsets = [](const v1::PeekMessagesResponse& r) {
+    std::vector<uint64_t> out;
+    for (const auto& m : r.messages()) out.push_back(m.offset());
+    return out;
+  };
+  // Key a: offsets 0 3 6 9 10 11; two per page, each page going on from the last.
+  auto page = peek([](auto& r) {
+    r.set_key("a");
+    r.set_max_messages(2);
+  });
+  CHECK(offsets(page) == std::vector<uint64_t>{0, 3});
+  CHECK(page.next_offset() == 4);
+  page = peek([&](auto& r) {
+    r.set_key("a");
+    r.set_max_messages(10);
+    r.set_from_offset(page.next_offset());
+  });
+  CHECK(offsets(page) == std::vector<uint64_t>{6, 9, 10, 11});
+  CHECK(page.next_offset() == page.end_offset());  // searched to the end
+  // Dedup id (the relay's outbox id): one message.
+  CHECK(offsets(peek([](auto& r) { r.set_dedup_id("d7"); })) == std::vector<uint64_t>{7});
+  CHECK(peek([](auto& r) { r.set_dedup_id("nope"); }).messages_size() == 0);
+  // Produce time: after the middle, only the last two; before it, the first ten.
+  CHECK(offsets(peek([&](auto& r) {
+          r.set_produced_after_unix_ms(static_cast<uint64_t>(middle));
+        })) == std::vector<uint64_t>{10, 11});
+  CHECK(peek([&](auto& r) {
+          r.set_produced_before_unix_ms(static_cast<uint64_t>(middle));
+        }).messages_size() == 10);
+  // An empty key is a filter too (messages produced without one), not "no filter".
+  CHECK(peek([](auto& r) { r.set_key(""); }).messages_size() == 0);
+}
+
+TEST_CASE("history: samples of every group and topic are recorded once per interval",
+          "[integration][console]") {
+  BrokerFixture f([](broker::BrokerOptions& o) { o.stats_interval_ms = 1000; });
+  f.CreateTopic("t", 2);
+  f.Produce("t", {"1", "2", "3"});
+  auto got = f.Consume("g", "t", 1);
+  REQUIRE(got.messages_size() == 1);
+  v1::GetHistoryResponse history;
+  for (int i = 0; i < 60 && history.points_size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    v1::GetHistoryRequest req;
+    req.set_group("g");
+    grpc::ClientContext ctx;
+    REQUIRE(Admin(f)->GetHistory(&ctx, req, &history).ok());
+  }
+  REQUIRE(history.points_size() >= 2);
+  const auto& last = history.points(history.points_size() - 1);
+  CHECK(last.topic() == "t");
+  CHECK(last.end_offset() == 3);
+  CHECK(last.backlog() == 2);
+  CHECK(last.in_flight() == 1);
+  CHECK(last.unsettled() == 1);
+  CHECK(history.interval_ms() == 1000);
+  // Samples are at least ~0.9 interval apart (one broker records each).
+  for (int i = 1; i < history.points_size(); ++i) {
+    CHECK(history.points(i).at_unix_ms() - history.points(i - 1).at_unix_ms() >= 900);
+  }
+  // The topic's own row, and an unknown group.
+  v1::GetHistoryRequest topic;
+  topic.set_topic("t");
+  v1::GetHistoryResponse topic_history;
+  grpc::ClientContext ctx;
+  REQUIRE(Admin(f)->GetHistory(&ctx, topic, &topic_history).ok());
+  REQUIRE(topic_history.points_size() >= 1);
+  CHECK(topic_history.points(0).end_offset() == 3);
+  v1::GetHistoryRequest unknown;
+  unknown.set_group("nobody");
+  grpc::ClientContext ctx2;
+  CHECK(Admin(f)->GetHistory(&ctx2, unknown, &topic_history).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+  // The cluster's status names this broker and the database.
+  v1::GetClusterStatusResponse cluster;
+  for (int i = 0; i < 60 && cluster.brokers_size() == 0; ++i) {
+    grpc::ClientContext c;
+    REQUIRE(Admin(f)->GetClusterStatus(&c, {}, &cluster).ok());
+    if (cluster.brokers_size() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  REQUIRE(cluster.brokers_size() == 1);
+  CHECK(cluster.brokers(0).alive());
+  CHECK(cluster.database().server_version().rfind("15", 0) == 0);
+  CHECK_FALSE(cluster.database().in_recovery());
 }

@@ -50,9 +50,33 @@ TEST_CASE("doors: bad requests and missing permissions are refused before the st
   resolve.set_transaction_id("not-a-uuid");
   CHECK(d.admin.ResolveTransaction(cart, resolve, &resolved).code() ==
         absl::StatusCode::kInvalidArgument);
-  v1::ListTopicsResponse topics;
-  CHECK(d.admin.ListTopics(cart, {}, &topics).code() == absl::StatusCode::kPermissionDenied);
+  v1::GetClusterStatusResponse cluster;
+  CHECK(d.admin.GetClusterStatus(cart, {}, &cluster).code() == absl::StatusCode::kPermissionDenied);
+  v1::GetHistoryRequest history;
+  v1::GetHistoryResponse points;
+  history.set_group("billing");
+  CHECK(d.admin.GetHistory(cart, history, &points).code() == absl::StatusCode::kPermissionDenied);
+  history.clear_group();
+  CHECK(d.admin.GetHistory(cart, history, &points).code() == absl::StatusCode::kInvalidArgument);
+  v1::PeekMessagesRequest peek;
+  v1::PeekMessagesResponse peeked;
+  peek.set_topic("orders");
+  peek.set_produced_after_unix_ms(2000);
+  peek.set_produced_before_unix_ms(1000);
+  CHECK(d.admin.PeekMessages(cart, peek, &peeked).code() == absl::StatusCode::kInvalidArgument);
+  v1::RearmTransactionChecksRequest rearm;
+  v1::RearmTransactionChecksResponse rearmed;
+  rearm.set_transaction_id("00000000-0000-0000-0000-000000000001");
+  rearm.set_reason(std::string(5000, 'x'));
+  CHECK(d.admin.RearmTransactionChecks(cart, rearm, &rearmed).code() ==
+        absl::StatusCode::kInvalidArgument);
   CHECK(d.store.calls == 0);
+  // WhoAmI needs no grant and reads nothing: the console asks it first.
+  v1::WhoAmIResponse who;
+  REQUIRE(d.admin.WhoAmI(cart, {}, &who).ok());
+  CHECK(who.principal() == "cart");
+  CHECK(who.auth_enabled());
+  CHECK(who.grants_size() == 2);
 }
 
 TEST_CASE("doors: joining a transaction asks for its producer group - a failed lookup refuses",
