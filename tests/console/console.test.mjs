@@ -191,6 +191,7 @@ test('a reset shows what it redelivers before it moves the position', async () =
   await page.waitForSelector('#reset-preview');
   const text = await page.locator('.modal').innerText();
   assert.match(text, /redelivers/);
+  assert.match(await page.locator('#reset-summary').innerText(), /^\d+ messages delivered again, 0 skipped\.$/);
   await shot(page, 'group-reset');
   // The preview changed nothing.
   const lagBefore = JSON.parse(ferryctl(broker, admin, ['--json', 'lag', '--group', 'billing']));

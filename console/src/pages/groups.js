@@ -177,8 +177,7 @@ function Reset({ name, topics, onDone }) {
           (m) => html`<tr><td>${m.queue}</td><td>${fmtNum(m.before)}</td><td>${fmtNum(m.after)}</td>
             <td>${m.redeliver ? `redelivers ${fmtNum(m.redeliver)}` : m.skip ? `skips ${fmtNum(m.skip)}` : 'no change'}</td></tr>`,
         )}</tbody></table>
-      <p><strong>${fmtNum(moves.reduce((a, m) => a + m.redeliver, 0))}</strong> messages delivered again,
-        <strong>${fmtNum(moves.reduce((a, m) => a + m.skip, 0))}</strong> skipped.</p>
+      <p id="reset-summary">${`${fmtNum(moves.reduce((a, m) => a + m.redeliver, 0))} messages delivered again, ${fmtNum(moves.reduce((a, m) => a + m.skip, 0))} skipped.`}</p>
     </${Confirm}>`}
   </form>`;
 }
