@@ -282,6 +282,24 @@ absl::Status Admin::ListTransactions(const Caller& c, const v1::ListTransactions
   return absl::OkStatus();
 }
 
+absl::Status Admin::GetTransaction(const Caller& c, const v1::GetTransactionRequest& req,
+                                   v1::GetTransactionResponse* resp) {
+  FERRY_RETURN_IF_ERROR(ValidateTransactionId("transaction_id", req.transaction_id()));
+  FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, TransactionGroup(req.transaction_id())));
+  auto d = store_.GetTransaction(req.transaction_id());
+  if (!d.ok()) return d.status();
+  ToProto(d->txn, resp->mutable_transaction());
+  for (const auto& [topic, m] : d->messages) ToProto(m, topic, resp->add_messages());
+  for (const auto& a : d->acks) {
+    auto* out = resp->add_acks();
+    out->set_group(a.group);
+    out->set_topic(a.topic);
+    out->set_queue(a.queue);
+    out->set_offset(static_cast<uint64_t>(a.offset));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Admin::ResolveTransaction(const Caller& c, const v1::ResolveTransactionRequest& req,
                                        v1::ResolveTransactionResponse* resp) {
   FERRY_RETURN_IF_ERROR(ValidateResolveTransaction(req));

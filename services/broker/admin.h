@@ -8,9 +8,10 @@
 // (GetGroupLag, DescribeGroup, GetHistory of a group), consume on the topic (DescribeTopic,
 // PeekMessages, GetMessage: reading never consumes; GetHistory of a topic), consume on the
 // cluster (GetClusterStatus), admin on the cluster (ListTransactions, principals), admin on the
-// transaction's producer group (ResolveTransaction, RearmTransactionChecks). ListTopics and
-// ListGroups answer everyone with the topics and groups the caller holds any grant on (all of
-// them with consume on the cluster); WhoAmI needs no grant. Admin implies consume and produce.
+// transaction's producer group (GetTransaction, ResolveTransaction, RearmTransactionChecks).
+// ListTopics and ListGroups answer everyone with the topics and groups the caller holds any grant
+// on (all of them with consume on the cluster); WhoAmI needs no grant. Admin implies consume and
+// produce.
 //
 // Blocking (database I/O): call it from the executor. Thread-safe.
 #pragma once
@@ -67,6 +68,8 @@ class Admin {
                              v1::CancelDelayedResponse* resp);
   absl::Status ListTransactions(const Caller& c, const v1::ListTransactionsRequest& req,
                                 v1::ListTransactionsResponse* resp);
+  absl::Status GetTransaction(const Caller& c, const v1::GetTransactionRequest& req,
+                              v1::GetTransactionResponse* resp);
   // An administrator's decision; the only door that may decide a CHECK_EXHAUSTED transaction.
   absl::Status ResolveTransaction(const Caller& c, const v1::ResolveTransactionRequest& req,
                                   v1::ResolveTransactionResponse* resp);

@@ -409,4 +409,13 @@ grpc::ServerUnaryReactor* AdminService::GetHistory(grpc::CallbackServerContext* 
       });
 }
 
+grpc::ServerUnaryReactor* AdminService::GetTransaction(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* in,
+                                                       grpc::ByteBuffer* out) {
+  return edge_.Unary<v1::GetTransactionRequest, v1::GetTransactionResponse>(
+      ctx, in, out, "GetTransaction", [this](const Caller& c, const auto& req, auto* resp) {
+        return admin_.GetTransaction(c, req, resp);
+      });
+}
+
 }  // namespace ferry::broker

@@ -53,8 +53,8 @@ using RawAdminService = AllRaw<
     v1::Admin::WithRawCallbackMethod_DeletePrincipal,
     v1::Admin::WithRawCallbackMethod_ListPrincipals, v1::Admin::WithRawCallbackMethod_Grant,
     v1::Admin::WithRawCallbackMethod_Revoke, v1::Admin::WithRawCallbackMethod_WhoAmI,
-    v1::Admin::WithRawCallbackMethod_GetClusterStatus,
-    v1::Admin::WithRawCallbackMethod_GetHistory>::type;
+    v1::Admin::WithRawCallbackMethod_GetClusterStatus, v1::Admin::WithRawCallbackMethod_GetHistory,
+    v1::Admin::WithRawCallbackMethod_GetTransaction>::type;
 
 class BrokerService final : public RawBrokerService {
  public:
@@ -164,6 +164,9 @@ class AdminService final : public RawAdminService {
   grpc::ServerUnaryReactor* GetClusterStatus(grpc::CallbackServerContext* ctx,
                                              const grpc::ByteBuffer* in,
                                              grpc::ByteBuffer* out) override;
+  grpc::ServerUnaryReactor* GetTransaction(grpc::CallbackServerContext* ctx,
+                                           const grpc::ByteBuffer* in,
+                                           grpc::ByteBuffer* out) override;
   grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* in,
                                        grpc::ByteBuffer* out) override;
 

@@ -297,6 +297,18 @@ struct TxnRow {
   std::vector<TxnEventRow> events;
 };
 
+struct AttachedAckRow {
+  std::string group, topic;
+  uint32_t queue = 0;
+  int64_t offset = 0;
+};
+
+struct TxnDetail {
+  TxnRow txn;
+  std::vector<std::pair<std::string, StoredMessageRow>> messages;  // topic, message
+  std::vector<AttachedAckRow> acks;
+};
+
 // ---- principals and grants (--auth) ----
 
 struct GrantRecord {

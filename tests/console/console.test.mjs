@@ -207,6 +207,10 @@ test('an undecided transaction is committed with a required reason, kept in its 
   const page = await signedIn(admin, 'transactions');
   await page.click('button:has-text("undecided")');
   await page.waitForSelector('#transactions td:has-text("shop")');
+  // Opened: what committing would make visible, before deciding.
+  await page.click('#transactions tbody button.link');
+  await page.waitForSelector('.txn-messages td:has-text("txn-order")');
+  assert.match(await page.locator('.txn-messages').innerText(), /orders\s+txn-order\s+held/);
   await shot(page, 'transactions');
   await page.click('#transactions button:has-text("Commit…")');
   assert.equal(await page.isDisabled('.modal button[type=submit]'), true);  // no reason yet

@@ -185,6 +185,10 @@ class UnimplementedStore : public broker::Store {
     ++calls;
     return absl::UnimplementedError("TouchCheckers");
   }
+  absl::StatusOr<broker::TxnDetail> GetTransaction(const std::string& /*txn_id*/) override {
+    ++calls;
+    return absl::UnimplementedError("GetTransaction");
+  }
   absl::StatusOr<std::vector<broker::TxnRow>> ListTransactions(
       std::optional<broker::TxnState> /*state*/, const std::string& /*producer_group*/,
       int64_t /*limit*/) override {

@@ -3,7 +3,28 @@
 import { useState } from 'preact/hooks';
 import { call } from '../api.js';
 import { html, usePoll, ErrorBox, Notice, Confirm } from '../ui.js';
-import { fmtTime } from '../format.js';
+import { fmtTime, preview } from '../format.js';
+
+// What a decision would make visible (its half messages) or release (the ACKs attached to it).
+function TxnContents({ id }) {
+  const { data, error } = usePoll(() => call('GetTransaction', { transaction_id: id }), [id], 0);
+  if (error) return html`<${ErrorBox} error=${error} />`;
+  if (!data) return html`<p class="muted">Loading…</p>`;
+  const messages = data.messages ?? [];
+  const acks = data.acks ?? [];
+  return html`<div class="txn-contents">
+    <h4>Messages (${messages.length})</h4>
+    ${messages.length === 0
+      ? html`<p class="muted">None held: ${data.transaction.state === 'TXN_PREPARED' || data.transaction.state === 'TXN_CHECK_EXHAUSTED' ? 'it has produced nothing yet' : 'a decided transaction\'s messages are in their queues or gone'}.</p>`
+      : html`<table class="grid txn-messages"><thead><tr><th>Topic</th><th>Key</th><th>Dedup id</th><th>Payload</th></tr></thead>
+          <tbody>${messages.map((m) => html`<tr><td>${m.topic}</td><td>${m.key}</td><td>${m.dedup_id}</td>
+            <td class="payload-preview">${preview(m.payload, 100)}</td></tr>`)}</tbody></table>`}
+    ${acks.length > 0 &&
+    html`<h4>ACKs attached (${acks.length})</h4>
+      <table class="grid txn-acks"><thead><tr><th>Group</th><th>Topic</th><th>Queue</th><th>Offset</th></tr></thead>
+        <tbody>${acks.map((a) => html`<tr><td>${a.group}</td><td>${a.topic}</td><td>${a.queue}</td><td>${a.offset}</td></tr>`)}</tbody></table>`}
+  </div>`;
+}
 
 const STATES = [
   ['', 'all'],
@@ -70,6 +91,8 @@ export function Transactions({ perms, query }) {
           html`<tr class="detail"><td colspan="10">
             <p>check ref <code>${t.check_ref || '—'}</code> · ended ${fmtTime(t.ended_at_unix_ms)} ·
               next check ${fmtTime(t.next_check_at_unix_ms)}</p>
+            ${perms.can('admin', 'group', t.producer_group) && html`<${TxnContents} id=${t.transaction_id} />`}
+            <h4>Audit trail</h4>
             <table class="grid events"><thead><tr><th>At</th><th>Event</th><th>By</th><th>Detail</th></tr></thead>
               <tbody>${(t.events ?? []).map(
                 (e) => html`<tr><td>${fmtTime(e.at_unix_ms)}</td><td>${e.kind}</td><td>${e.actor}</td><td>${e.detail}</td></tr>`,

@@ -105,6 +105,7 @@ class PgStore final : public Store {
   absl::Status AnswerCheck(const CheckAnswer& answer) override;
   absl::Status TouchCheckers(const std::string& broker_id,
                              const std::vector<std::pair<std::string, int>>& checkers) override;
+  absl::StatusOr<TxnDetail> GetTransaction(const std::string& txn_id) override;
   absl::StatusOr<std::vector<TxnRow>> ListTransactions(std::optional<TxnState> state,
                                                        const std::string& producer_group,
                                                        int64_t limit) override;

@@ -161,7 +161,20 @@ constexpr pg::Statement kListTxns{
     " EXISTS (SELECT 1 FROM txn_checkers c WHERE c.producer_group = t.producer_group"
     "   AND c.checkers > 0 AND c.seen_at > now() - interval '15 seconds')"
     " FROM transactions t WHERE ($1 = '' OR t.state = $1)"
-    " AND ($2 = '' OR t.producer_group = $2) ORDER BY t.created_at DESC LIMIT $3"};
+    " AND ($2 = '' OR t.producer_group = $2) AND ($4 = '' OR t.txn_id::text = $4)"
+    " ORDER BY t.created_at DESC LIMIT $3"};
+
+constexpr pg::Statement kHalfMessages{
+    "broker_half_messages",
+    "SELECT tp.name, h.key, h.payload, h.headers::text, COALESCE(h.dedup_id, '')"
+    " FROM half_messages h JOIN topics tp USING (topic_id) WHERE h.txn_id = $1::uuid"
+    " ORDER BY h.seq"};
+
+constexpr pg::Statement kTxnAcks{
+    "broker_txn_acks",
+    "SELECT g.name, tp.name, a.queue_id, a.msg_offset FROM txn_acks a"
+    " JOIN consumer_groups g USING (group_id) JOIN topics tp ON tp.topic_id = a.topic_id"
+    " WHERE a.txn_id = $1::uuid ORDER BY 1, 2, 3, 4"};
 
 constexpr pg::Statement kTxnEvents{
     "broker_txn_events",
@@ -288,7 +301,8 @@ std::vector<pg::Statement> TxnStatements() {
           kTakeHalf,       kDeleteHalf,    kPinLeases,      kInsertTxnAcks, kApplyTxnAcks,
           kReleaseTxnAcks, kDeleteTxnAcks, kFinishTxn,      kClaimChecks,   kCheckSummary,
           kCheckSample,    kUnclaimCheck,  kExhaustIfSpent, kTouchCheckers, kForgetCheckers,
-          kListTxns,       kTxnEvents,     kRearmTxn,       kTxnGroup,      kCheckWasSent};
+          kListTxns,       kTxnEvents,     kRearmTxn,       kTxnGroup,      kCheckWasSent,
+          kHalfMessages,   kTxnAcks};
 }
 
 }  // namespace store_internal
@@ -570,43 +584,79 @@ absl::Status PgStore::TouchCheckers(const std::string& broker_id,
   });
 }
 
+namespace {
+
+// Transactions by state / producer group / id, newest first, with their audit trails.
+std::vector<TxnRow> ReadTransactions(pqxx::transaction_base& tx, const std::string& state,
+                                     const std::string& group, int64_t limit,
+                                     const std::string& txn_id) {
+  std::vector<TxnRow> out;
+  std::map<std::string, size_t> index;
+  for (const auto& row : tx.exec_prepared(kListTxns.name, state, group, limit, txn_id)) {
+    TxnRow r;
+    r.txn_id = row[0].as<std::string>();
+    r.producer_group = row[1].as<std::string>();
+    r.check_ref = row[2].as<std::string>();
+    r.state = StateFrom(row[3].as<std::string>());
+    r.began_at_ms = row[4].as<int64_t>();
+    r.ended_at_ms = row[5].as<int64_t>();
+    r.checks_sent = row[6].as<int32_t>();
+    r.next_check_at_ms = row[7].as<int64_t>();
+    r.messages = row[8].as<int64_t>();
+    r.attached_acks = row[9].as<int64_t>();
+    for (absl::string_view t : absl::StrSplit(row[10].as<std::string>(), ',', absl::SkipEmpty())) {
+      r.topics.emplace_back(t);
+    }
+    r.checker_connected = row[11].as<bool>();
+    index[r.txn_id] = out.size();
+    out.push_back(std::move(r));
+  }
+  if (!out.empty()) {
+    std::vector<std::string> ids;
+    for (const auto& r : out) ids.push_back(r.txn_id);
+    for (const auto& row : tx.exec_prepared(kTxnEvents.name, TextArray(ids))) {
+      out[index[row[0].as<std::string>()]].events.push_back(
+          TxnEventRow{row[1].as<int64_t>(), row[2].as<std::string>(), row[3].as<std::string>(),
+                      row[4].as<std::string>()});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<TxnRow>> PgStore::ListTransactions(std::optional<TxnState> state,
                                                               const std::string& group,
                                                               int64_t limit) {
   std::vector<TxnRow> out;
   absl::Status status = pg::WithConnection(pool_, "list transactions", [&](pqxx::connection& c) {
-    out.clear();
     pqxx::read_transaction tx(c);
-    std::map<std::string, size_t> index;
-    for (const auto& row :
-         tx.exec_prepared(kListTxns.name, state ? StateName(*state) : "", group, limit)) {
-      TxnRow r;
-      r.txn_id = row[0].as<std::string>();
-      r.producer_group = row[1].as<std::string>();
-      r.check_ref = row[2].as<std::string>();
-      r.state = StateFrom(row[3].as<std::string>());
-      r.began_at_ms = row[4].as<int64_t>();
-      r.ended_at_ms = row[5].as<int64_t>();
-      r.checks_sent = row[6].as<int32_t>();
-      r.next_check_at_ms = row[7].as<int64_t>();
-      r.messages = row[8].as<int64_t>();
-      r.attached_acks = row[9].as<int64_t>();
-      for (absl::string_view t :
-           absl::StrSplit(row[10].as<std::string>(), ',', absl::SkipEmpty())) {
-        r.topics.emplace_back(t);
-      }
-      r.checker_connected = row[11].as<bool>();
-      index[r.txn_id] = out.size();
-      out.push_back(std::move(r));
+    out = ReadTransactions(tx, state ? StateName(*state) : "", group, limit, "");
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<TxnDetail> PgStore::GetTransaction(const std::string& txn_id) {
+  TxnDetail out;
+  absl::Status status = pg::WithConnection(pool_, "get transaction", [&](pqxx::connection& c) {
+    out = TxnDetail{};
+    pqxx::read_transaction tx(c);
+    std::vector<TxnRow> rows = ReadTransactions(tx, "", "", 1, txn_id);
+    if (rows.empty()) return absl::NotFoundError("transaction " + txn_id + " does not exist");
+    out.txn = std::move(rows[0]);
+    for (const auto& row : tx.exec_prepared(kHalfMessages.name, txn_id)) {
+      StoredMessageRow m;
+      if (!row[1].is_null()) m.key = row[1].as<std::string>();
+      m.payload = pqxx::binarystring(row[2]).str();
+      m.headers_json = row[3].as<std::string>();
+      m.dedup_id = row[4].as<std::string>();
+      out.messages.emplace_back(row[0].as<std::string>(), std::move(m));
     }
-    if (!out.empty()) {
-      std::vector<std::string> ids;
-      for (const auto& r : out) ids.push_back(r.txn_id);
-      for (const auto& row : tx.exec_prepared(kTxnEvents.name, TextArray(ids))) {
-        out[index[row[0].as<std::string>()]].events.push_back(
-            TxnEventRow{row[1].as<int64_t>(), row[2].as<std::string>(), row[3].as<std::string>(),
-                        row[4].as<std::string>()});
-      }
+    for (const auto& row : tx.exec_prepared(kTxnAcks.name, txn_id)) {
+      out.acks.push_back(AttachedAckRow{row[0].as<std::string>(), row[1].as<std::string>(),
+                                        row[2].as<uint32_t>(), row[3].as<int64_t>()});
     }
     return absl::OkStatus();
   });

@@ -165,6 +165,8 @@ class Store {
   // This broker has `checkers` connected per producer group (for "no checker" in the admin view).
   virtual absl::Status TouchCheckers(const std::string& broker_id,
                                      const std::vector<std::pair<std::string, int>>& checkers) = 0;
+  // One transaction with its half messages and attached ACKs. NOT_FOUND.
+  virtual absl::StatusOr<TxnDetail> GetTransaction(const std::string& txn_id) = 0;
   virtual absl::StatusOr<std::vector<TxnRow>> ListTransactions(std::optional<TxnState> state,
                                                                const std::string& producer_group,
                                                                int64_t limit) = 0;

@@ -70,6 +70,11 @@ TEST_CASE("doors: bad requests and missing permissions are refused before the st
   rearm.set_reason(std::string(5000, 'x'));
   CHECK(d.admin.RearmTransactionChecks(cart, rearm, &rearmed).code() ==
         absl::StatusCode::kInvalidArgument);
+  v1::GetTransactionRequest get_txn;
+  v1::GetTransactionResponse got_txn;
+  get_txn.set_transaction_id("not-a-uuid");
+  CHECK(d.admin.GetTransaction(cart, get_txn, &got_txn).code() ==
+        absl::StatusCode::kInvalidArgument);
   CHECK(d.store.calls == 0);
   // WhoAmI needs no grant and reads nothing: the console asks it first.
   v1::WhoAmIResponse who;
