@@ -13,7 +13,7 @@ CREATE TABLE brokers (
 COMMENT ON TABLE brokers IS 'Brokers connected to this database; seen_at is refreshed every few seconds while one runs.';
 
 -- One row per (group, topic) and one per topic (group_name = '') every sampling interval (one
--- broker samples, whichever takes the lock first). Totals over the topic's queues: rates are the
+-- broker samples, whichever takes the lock first); past a day, one per ten minutes is kept. Totals over the topic's queues: rates are the
 -- difference of two samples' end_offset (produced) or position (consumed) over their distance.
 CREATE TABLE stats_samples (
   sampled_at        timestamptz NOT NULL,
@@ -86,6 +86,15 @@ BEGIN
   )
   INSERT INTO stats_samples SELECT * FROM rows;
   GET DIAGNOSTICS written = ROW_COUNT;
+  -- Past a day, one sample in ten minutes is enough for a chart over days: the samples that
+  -- have just aged past a day keep only those taken in a minute divisible by 10 (with the
+  -- default 60 s interval: a week is 1,440 + 864 rows per series instead of 10,080).
+  IF interval_ms < 600000 THEN
+    DELETE FROM stats_samples
+    WHERE sampled_at < now() - interval '1 day'
+      AND sampled_at >= now() - interval '1 day' - make_interval(secs => 3 * interval_ms / 1000.0)
+      AND extract(minute FROM sampled_at)::int % 10 <> 0;
+  END IF;
   DELETE FROM stats_samples WHERE sampled_at < now() - make_interval(secs => keep_ms / 1000.0);
   DELETE FROM brokers WHERE seen_at < now() - interval '1 day';
   RETURN written;

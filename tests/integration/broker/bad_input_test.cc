@@ -278,6 +278,35 @@ TEST_CASE(
     p.set_queue(7);
     cases.push_back({"PeekMessages of queue 7 of 2",
                      AdminCall(c, &v1::Admin::Stub::PeekMessages, p), kInvalid, "no queue 7"});
+    p.set_queue(0);
+    p.set_key(std::string(2000, 'k'));
+    cases.push_back({"PeekMessages by a 2000-byte key",
+                     AdminCall(c, &v1::Admin::Stub::PeekMessages, p), kInvalid, "key is 2000"});
+    p.clear_key();
+    p.set_produced_after_unix_ms(2000);
+    p.set_produced_before_unix_ms(1000);
+    cases.push_back({"PeekMessages before < after", AdminCall(c, &v1::Admin::Stub::PeekMessages, p),
+                     kInvalid, "must be after produced_after_unix_ms"});
+    v1::GetHistoryRequest h;
+    cases.push_back({"GetHistory of nothing", AdminCall(c, &v1::Admin::Stub::GetHistory, h),
+                     kInvalid, "name a group, a topic, or both"});
+    h.set_group("g");
+    h.set_max_points(20000);
+    cases.push_back({"GetHistory of 20000 points", AdminCall(c, &v1::Admin::Stub::GetHistory, h),
+                     kInvalid, "max_points is 20000"});
+    v1::ResetGroupRequest dry;
+    dry.set_group("nobody");
+    dry.set_topic("t");
+    dry.set_position(v1::START_POSITION_EARLIEST);
+    dry.set_dry_run(true);
+    cases.push_back({"ResetGroup dry run of an unknown group",
+                     AdminCall(c, &v1::Admin::Stub::ResetGroup, dry), absl::StatusCode::kNotFound,
+                     "nobody"});
+    v1::GetTransactionRequest gt;
+    gt.set_transaction_id("00000000-0000-0000-0000-000000000009");
+    cases.push_back({"GetTransaction of an unknown transaction",
+                     AdminCall(c, &v1::Admin::Stub::GetTransaction, gt),
+                     absl::StatusCode::kNotFound, "does not exist"});
     v1::GetMessageRequest g;
     g.set_topic("t'; DROP TABLE messages; --");
     cases.push_back({"GetMessage with SQL in the topic",

@@ -987,6 +987,26 @@ TEST_CASE("history: samples of every group and topic are recorded once per inter
   grpc::ClientContext ctx2;
   CHECK(Admin(f)->GetHistory(&ctx2, unknown, &topic_history).error_code() ==
         grpc::StatusCode::NOT_FOUND);
+  // Past a day, one sample per ten minutes is kept (those taken in a minute divisible by 10);
+  // older ones, and the last day, are left alone until retention.
+  f.Exec(
+      "INSERT INTO stats_samples SELECT now() - interval '1 day' - make_interval(secs => s),"
+      " 'old', 't', 0, 0, 0, 0, 0, 0, 0, 0, 0 FROM generate_series(10, 350, 10) s");
+  f.Exec(
+      "INSERT INTO stats_samples VALUES (now() - interval '2 days', 'ancient', 't', 0, 0, 0, 0, 0,"
+      " 0, 0, 0, 0), (now() - interval '2 hours', 'recent', 't', 0, 0, 0, 0, 0, 0, 0, 0, 0)");
+  f.Exec(
+      "DELETE FROM stats_samples WHERE sampled_at > now() - interval '1 hour'; "
+      "SELECT ferry_record_stats(120000, 604800000)");
+  const int kept =
+      std::stoi(f.Query("SELECT count(*) FROM stats_samples WHERE group_name = 'old'")[0]);
+  CHECK(kept > 0);
+  CHECK(kept < 35);
+  CHECK(f.Query("SELECT count(*) FROM stats_samples WHERE group_name = 'old'"
+                " AND extract(minute FROM sampled_at)::int % 10 <> 0")[0] == "0");
+  CHECK(
+      f.Query("SELECT count(*) FROM stats_samples WHERE group_name IN ('ancient', 'recent')")[0] ==
+      "2");
   // The cluster's status names this broker and the database.
   v1::GetClusterStatusResponse cluster;
   for (int i = 0; i < 60 && cluster.brokers_size() == 0; ++i) {
