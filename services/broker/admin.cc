@@ -96,6 +96,7 @@ absl::Status Admin::PeekMessages(const Caller& c, const v1::PeekMessagesRequest&
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Topic(req.topic())));
   PeekFilter filter;
   if (req.has_key()) filter.key = req.key();
+  filter.queue_from_key = req.has_key() && !req.has_queue();
   if (req.has_dedup_id()) filter.dedup_id = req.dedup_id();
   filter.produced_after_ms = static_cast<int64_t>(req.produced_after_unix_ms());
   filter.produced_before_ms = static_cast<int64_t>(req.produced_before_unix_ms());
@@ -107,6 +108,7 @@ absl::Status Admin::PeekMessages(const Caller& c, const v1::PeekMessagesRequest&
   resp->set_first_offset(static_cast<uint64_t>(r->first_offset));
   resp->set_end_offset(static_cast<uint64_t>(r->end_offset));
   resp->set_queues(r->queue_count);
+  resp->set_queue(r->queue);
   return absl::OkStatus();
 }
 

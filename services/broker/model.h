@@ -164,6 +164,7 @@ struct PeekFilter {
   std::optional<std::string> dedup_id;
   int64_t produced_after_ms = 0;   // 0: none (inclusive)
   int64_t produced_before_ms = 0;  // 0: none (exclusive)
+  bool queue_from_key = false;     // read the queue `key` is routed to, not the one asked
   bool any() const { return key || dedup_id || produced_after_ms > 0 || produced_before_ms > 0; }
 };
 
@@ -173,6 +174,7 @@ struct PeekResult {
   int64_t first_offset = 0;
   int64_t end_offset = 0;
   uint32_t queue_count = 0;  // the topic's
+  uint32_t queue = 0;        // the queue read
 };
 
 // Where one message is for one group (view message_status).

@@ -10,6 +10,8 @@ struct Options {
   std::string position;
   uint32_t peek_queue = 0;
   uint64_t peek_from = 0;
+  std::optional<std::string> peek_key, peek_dedup_id;
+  std::string peek_after, peek_before;
   std::string name, key, dedup_id, value, deliver_at, txn_group, check_ref, txn_id, group,
       dead_letter;
   std::vector<std::string> headers, receipts;
@@ -90,6 +92,12 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
   auto* peek_queue_opt = peek->add_option("--queue", o->peek_queue, "only this queue");
   peek->add_option("--from", o->peek_from, "from this offset (default: the oldest stored)");
   peek->add_option("--max", o->max, "at most this many per queue (1-1000)")->capture_default_str();
+  peek->add_option("--key", o->peek_key,
+                   "only messages with this key (without --queue: the key's own queue)");
+  peek->add_option("--dedup-id", o->peek_dedup_id,
+                   "only the message with this dedup id (the relay's outbox id)");
+  peek->add_option("--after", o->peek_after, "only messages produced at or after (RFC 3339)");
+  peek->add_option("--before", o->peek_before, "only messages produced before (RFC 3339)");
 
   // lag
   auto* lag = app.add_subcommand("lag", "a group's progress per queue");
@@ -306,17 +314,35 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
   peek->callback([o, &ctx, peek_queue_opt] {
     if (o->max < 1 || o->max > 1000) throw Failure{"--max must be between 1 and 1000"};
     // One queue, or every queue of the topic (the first answer says how many there are).
-    const bool one = peek_queue_opt->count() > 0;
+    // With --key and no --queue: the queue the broker routes the key to.
+    const bool one = peek_queue_opt->count() > 0 || o->peek_key.has_value();
+    const uint64_t after = o->peek_after.empty() ? 0 : ParseTimeMs(o->peek_after, "--after");
+    const uint64_t before = o->peek_before.empty() ? 0 : ParseTimeMs(o->peek_before, "--before");
     uint32_t queues = 1;
     for (uint32_t i = 0; i < queues; ++i) {
-      ferry::v1::PeekMessagesRequest req;
-      req.set_topic(o->name);
-      req.set_queue(one ? o->peek_queue : i);
-      req.set_from_offset(o->peek_from);
-      req.set_max_messages(o->max);
-      auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::PeekMessages, req, "peek");
-      if (!one) queues = r.queues();
-      for (const auto& m : r.messages()) std::cout << Dump(StoredJson(m)) << "\n";
+      // A filtered page reads a bounded stretch of offsets and may find fewer than asked:
+      // go on from where it stopped until --max are found or the queue's end is reached.
+      uint64_t from = o->peek_from;
+      uint32_t found = 0;
+      for (;;) {
+        ferry::v1::PeekMessagesRequest req;
+        req.set_topic(o->name);
+        if (peek_queue_opt->count() > 0 || !o->peek_key) req.set_queue(one ? o->peek_queue : i);
+        if (o->peek_key) req.set_key(*o->peek_key);
+        if (o->peek_dedup_id) req.set_dedup_id(*o->peek_dedup_id);
+        req.set_produced_after_unix_ms(after);
+        req.set_produced_before_unix_ms(before);
+        req.set_from_offset(from);
+        req.set_max_messages(o->max - found);
+        auto r = AdminCall(ctx.client(), &ferry::v1::Admin::Stub::PeekMessages, req, "peek");
+        if (!one) queues = r.queues();
+        for (const auto& m : r.messages()) std::cout << Dump(StoredJson(m)) << "\n";
+        found += static_cast<uint32_t>(r.messages_size());
+        if (found >= o->max || r.next_offset() >= r.end_offset() || r.next_offset() <= from) {
+          break;
+        }
+        from = r.next_offset();
+      }
     }
   });
   lag->callback([o, &ctx] {

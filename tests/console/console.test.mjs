@@ -126,11 +126,13 @@ test('the message browser pages by offset, filters by key and dedup id, and neve
   const expected = Object.entries(placed).filter(([, p]) => p.queue === queue).map(([k]) => k);
   assert.deepEqual(keys.sort(), expected.sort());
   await shot(page, 'messages');
-  // By key: only that key's messages.
+  // By key, without naming a queue: the broker reads the queue the key is routed to.
+  await page.fill('input[name=queue]', '');
   await page.fill('input[name=key]', 'order-1');
   await page.click('button:has-text("Show messages")');
   await page.waitForFunction(() => document.querySelectorAll('#messages tbody tr').length === 1);
   assert.equal(await page.locator('#messages tbody tr td:nth-child(2)').innerText(), 'order-1');
+  assert.match(await page.locator('#page-info').innerText(), new RegExp(`^Queue ${queue} of 2`));
   // Small pages: "Next page" goes on from where the last one ended.
   const r = await api(broker, admin, 'PeekMessages', { topic: 'orders', queue, from_offset: '0', max_messages: 1 });
   assert.equal(r.body.messages.length, 1);

@@ -463,6 +463,17 @@ TEST_CASE(
     seen.insert(nlohmann::json::parse(line).at("value").get<std::string>());
   }
   CHECK(seen == std::set<std::string>{"a", "b", "c", "d", "e", "f"});
+  // Filters: a key finds its own queue; a dedup id (the relay's outbox id) any queue; a time.
+  REQUIRE(Run(b, "produce multi --key order-7 --dedup-id outbox-7 --value seven").exit_code == 0);
+  auto by_key = Run(b, "peek multi --key order-7");
+  REQUIRE(by_key.out.size() == 1);
+  CHECK(nlohmann::json::parse(by_key.out[0]).at("value") == "seven");
+  auto by_dedup = Run(b, "peek multi --dedup-id outbox-7");
+  REQUIRE(by_dedup.out.size() == 1);
+  CHECK(nlohmann::json::parse(by_dedup.out[0]).at("key") == "order-7");
+  CHECK(Run(b, "peek multi --after 2999-01-01T00:00:00Z").out.empty());
+  CHECK(Run(b, "peek multi --before 2999-01-01T00:00:00Z").out.size() == 7);
+  CHECK(Run(b, "peek multi --after yesterday").exit_code != 0);
 
   auto got = Run(b, "message get st 0:0 --json");
   REQUIRE(got.exit_code == 0);

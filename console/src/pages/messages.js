@@ -16,7 +16,7 @@ export function Messages({ query }) {
   const topics = usePoll(() => call('ListTopics'), [], 0);
   const [f, setF] = useState({
     topic: query.get('topic') ?? '',
-    queue: query.get('queue') ?? '0',
+    queue: query.get('queue') ?? '',
     from: query.get('from') ?? '0',
     key: query.get('key') ?? '',
     dedup: query.get('dedup_id') ?? '',
@@ -32,12 +32,12 @@ export function Messages({ query }) {
     try {
       const req = {
         topic: f.topic,
-        queue: num(f.queue),
         from_offset: String(from),
         max_messages: PAGE,
         produced_after_unix_ms: toMs(f.after),
         produced_before_unix_ms: toMs(f.before),
       };
+      if (f.queue !== '') req.queue = num(f.queue);  // empty with a key: the key's queue
       if (f.key !== '') req.key = f.key;
       if (f.dedup !== '') req.dedup_id = f.dedup;
       const r = await call('PeekMessages', req);
@@ -66,7 +66,7 @@ export function Messages({ query }) {
       <div class="row">
         <label class="field"><span>Topic</span><select name="topic" value=${f.topic} onChange=${set('topic')}>
           ${(topics.data?.topics ?? []).map((t) => html`<option value=${t.name}>${t.name}</option>`)}</select></label>
-        <label class="field"><span>Queue</span><input name="queue" type="number" min="0" value=${f.queue} onInput=${set('queue')} /></label>
+        <label class="field"><span>Queue</span><input name="queue" type="number" min="0" placeholder="the key's (or 0)" value=${f.queue} onInput=${set('queue')} /></label>
         <label class="field"><span>From offset</span><input name="from" type="number" min="0" value=${f.from} onInput=${set('from')} /></label>
       </div>
       <div class="row">
@@ -80,7 +80,7 @@ export function Messages({ query }) {
     <${ErrorBox} error=${error} />
     ${page &&
     html`<div>
-      <p class="muted" id="page-info">Queue ${f.queue} of ${page.queues}: stored offsets ${fmtNum(page.first_offset)} to
+      <p class="muted" id="page-info">Queue ${page.queue} of ${page.queues}: stored offsets ${fmtNum(page.first_offset)} to
         ${fmtNum(num(page.end_offset) - 1)}. ${filtered ? `Searched ${fmtNum(page.from)} to ${fmtNum(num(page.next_offset) - 1)}: ` : ''}
         ${page.messages.length} shown.</p>
       <table class="grid" id="messages">

@@ -221,8 +221,14 @@ absl::StatusOr<PeekResult> PgStore::PeekMessages(const std::string& topic, uint3
     pqxx::result t = tx.exec_prepared(kSelectTopic.name, topic);
     if (t.empty()) return TopicNotFound(topic);
     const TopicInfo info = TopicFromRow(t[0]);
+    if (filter.queue_from_key && filter.key) {
+      NewMessage routed;
+      routed.key = filter.key;
+      queue = choose_queue_(routed, info.queue_count);
+    }
     if (queue >= info.queue_count) return NoQueue(info, queue);
     out.queue_count = info.queue_count;
+    out.queue = queue;
     pqxx::result b = tx.exec_prepared(kQueueBounds.name, info.topic_id, queue);
     if (b.empty()) return TopicNotFound(topic);
     out.first_offset = b[0][0].as<int64_t>();

@@ -945,6 +945,19 @@ TEST_CASE("PeekMessages filters by key - dedup id - time, and pages through what
         }).messages_size() == 10);
   // An empty key is a filter too (messages produced without one), not "no filter".
   CHECK(peek([](auto& r) { r.set_key(""); }).messages_size() == 0);
+
+  // A key without a queue reads the queue the key is routed to.
+  f.CreateTopic("wide", 8);
+  const v1::ProduceResponse stored = f.Produce("wide", {"x"}, "order-42");
+  v1::PeekMessagesRequest by_key;
+  by_key.set_topic("wide");
+  by_key.set_key("order-42");
+  v1::PeekMessagesResponse found;
+  grpc::ClientContext ctx;
+  REQUIRE(Admin(f)->PeekMessages(&ctx, by_key, &found).ok());
+  CHECK(found.queue() == stored.results(0).queue());
+  REQUIRE(found.messages_size() == 1);
+  CHECK(found.messages(0).payload() == "x");
 }
 
 TEST_CASE("history: samples of every group and topic are recorded once per interval",
