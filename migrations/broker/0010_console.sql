@@ -31,6 +31,14 @@ CREATE TABLE stats_samples (
   PRIMARY KEY (group_name, topic, sampled_at)
 );
 CREATE INDEX stats_samples_time ON stats_samples (sampled_at);
+COMMENT ON COLUMN brokers.seen_at IS 'refreshed every 5 s while the broker runs: older than 30 s means it is gone';
+COMMENT ON COLUMN stats_samples.group_name IS 'the consumer group; empty for the topic''s own row';
+COMMENT ON COLUMN stats_samples.end_offset IS 'messages ever stored in the topic (sum over queues); produce rate = difference / time';
+COMMENT ON COLUMN stats_samples.position IS 'the group''s committed positions summed; consume rate = difference / time';
+COMMENT ON COLUMN stats_samples.backlog IS 'stored and never delivered to the group';
+COMMENT ON COLUMN stats_samples.unsettled IS 'delivered and not settled: in flight + retrying';
+COMMENT ON COLUMN stats_samples.oldest_unacked_ms IS 'age of the oldest unsettled delivery (0: none)';
+COMMENT ON COLUMN stats_samples.delayed IS 'topic rows: delayed messages waiting to be due';
 COMMENT ON TABLE stats_samples IS 'Lag and end offsets over time (the console''s charts); kept for --stats-retention-hours.';
 
 -- Records one sample unless another broker recorded one within the last 0.9 interval; removes

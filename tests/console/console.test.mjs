@@ -109,6 +109,13 @@ test('the overview shows topics, groups, brokers and the database, and updates l
     return row && row.querySelectorAll('td')[2].textContent === '8';
   }, null, { timeout: 15000 });
   assert.equal(await cell(page, '#overview-groups', 'billing', 2).innerText(), '2');  // backlog now
+  // ... and falls once billing consumes them.
+  const got = ferryctl(broker, admin, ['consume', 'orders', '--group', 'billing', '--max', '10', '--wait-ms', '2000']);
+  assert.match(got, /"key":"order-5"/);
+  await page.waitForFunction(() => {
+    const row = [...document.querySelectorAll('#overview-groups tbody tr')].find((r) => r.textContent.includes('billing'));
+    return row && row.querySelectorAll('td')[2].textContent === '0';
+  }, null, { timeout: 15000 });
   await page.close();
 });
 
@@ -228,6 +235,8 @@ test('an undecided transaction is committed with a required reason, kept in its 
 
 test('topics: create, change retention, produce a test message, delete after typing the name', async () => {
   const page = await signedIn(admin, 'topics');
+  await page.waitForSelector('#topics td:has-text("orders")');
+  await shot(page, 'topics');
   await page.fill('#create-topic input[name=name]', 'scratch');
   await page.fill('#create-topic input[name=queues]', '3');
   await page.click('button:has-text("Create topic")');
@@ -282,6 +291,14 @@ test('a read-only principal sees everything and is offered no change; the API re
   await page.close();
 });
 
+test('the groups page lists every group with its policy', async () => {
+  const page = await signedIn(admin, 'groups');
+  await page.waitForSelector('#groups td:has-text("billing")');
+  assert.match(await page.locator('#groups tbody tr').filter({ hasText: 'billing' }).innerText(), /orders\s+16\s+no\s+earliest/);
+  await shot(page, 'groups');
+  await page.close();
+});
+
 test('lag history is recorded in PostgreSQL and drawn for the group', async () => {
   // Samples every second (--stats-interval-ms 1000): wait for a few.
   let points = [];
@@ -300,7 +317,8 @@ test('lag history is recorded in PostgreSQL and drawn for the group', async () =
   await page.close();
 });
 
-test('bad requests get a precise status and message', async () => {
+test('bad requests get a precise status and message, and change nothing', async () => {
+  const before = [await api(broker, admin, 'ListTopics'), await api(broker, admin, 'GetGroupLag', { group: 'billing' })];
   const cases = [
     ['PeekMessages', { topic: 'orders', queue: 9 }, 400, /has 2 queues/],
     ['PeekMessages', { topic: 'orders', max_messages: 5000 }, 400, /max_messages/],
@@ -316,6 +334,14 @@ test('bad requests get a precise status and message', async () => {
   }
   const consume = await api(broker, admin, 'Consume', { group: 'g', topic: 'orders' }, 'ferry.v1.Broker');
   assert.equal(consume.status, 404);  // the console never takes a lease
+  const notJson = await fetch(`http://127.0.0.1:${broker.consolePort}/api/ferry.v1.Admin/ListTopics`, {
+    method: 'POST', headers: { Authorization: 'Bearer ' + admin }, body: '{"topic": ',
+  });
+  assert.equal(notJson.status, 400);
+  assert.match((await notJson.json()).message, /not a ferry.v1.ListTopicsRequest in JSON/);
+  const after = [await api(broker, admin, 'ListTopics'), await api(broker, admin, 'GetGroupLag', { group: 'billing' })];
+  assert.deepEqual(after.map((r) => r.body.topics ?? r.body.queues.map((q) => [q.end_offset, q.delivered_offset])),
+    before.map((r) => r.body.topics ?? r.body.queues.map((q) => [q.end_offset, q.delivered_offset])));
 });
 
 test('over TLS: the console is served with the broker\'s certificate, and only over TLS', async () => {
