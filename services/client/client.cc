@@ -2,6 +2,11 @@
 
 #include <grpcpp/support/client_interceptor.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <thread>
+
 #include "common/config.h"
 #include "common/status.h"
 
@@ -97,6 +102,15 @@ bool Client::WaitConnected(std::chrono::milliseconds wait) {
 
 namespace {
 
+// 128 random bits as 32 hex digits: a dedup id nobody else produces.
+std::string RandomDedupId() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  char out[33];
+  snprintf(out, sizeof(out), "%016llx%016llx", static_cast<unsigned long long>(rng()),
+           static_cast<unsigned long long>(rng()));
+  return std::string("auto-") + out;
+}
+
 // One unary call with a deadline of `timeout` from now; the gRPC status as an absl::Status.
 template <typename Stub, typename Req, typename Resp>
 absl::StatusOr<Resp> Call(Stub& stub,
@@ -114,6 +128,40 @@ absl::StatusOr<Resp> Call(Stub& stub,
 
 absl::StatusOr<v1::ProduceResponse> Client::Produce(const v1::ProduceRequest& req) {
   return Call(*broker_, &v1::Broker::Stub::Produce, req, timeout_);
+}
+
+absl::StatusOr<v1::ProduceResponse> Client::ProduceWithRetry(v1::ProduceRequest req,
+                                                             std::chrono::milliseconds retry_for) {
+  if (!req.transaction_id().empty() || req.has_transactional()) return Produce(req);
+  std::vector<bool> generated(static_cast<size_t>(req.messages_size()), false);
+  for (int i = 0; i < req.messages_size(); ++i) {
+    auto* m = req.mutable_messages(i);
+    if (m->dedup_id().empty()) {
+      m->set_dedup_id(RandomDedupId());
+      generated[static_cast<size_t>(i)] = true;
+    }
+  }
+  const auto give_up = std::chrono::steady_clock::now() + retry_for;
+  std::mt19937_64 rng(std::random_device{}());
+  std::chrono::milliseconds backoff(50);
+  for (;;) {
+    absl::StatusOr<v1::ProduceResponse> r = Produce(req);
+    const bool retryable =
+        !r.ok() && (absl::IsUnavailable(r.status()) || absl::IsDeadlineExceeded(r.status()) ||
+                    absl::IsResourceExhausted(r.status()));
+    if (!retryable || std::chrono::steady_clock::now() + backoff > give_up) {
+      if (r.ok()) {
+        for (int i = 0; i < r->results_size() && i < req.messages_size(); ++i) {
+          if (generated[static_cast<size_t>(i)]) r->mutable_results(i)->set_duplicate(false);
+        }
+      }
+      return r;
+    }
+    // Full jitter: somewhere in [backoff/2, backoff], so that clients do not retry in step.
+    std::uniform_int_distribution<int64_t> jitter(backoff.count() / 2, backoff.count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(2));
+  }
 }
 
 absl::StatusOr<v1::ConsumeResponse> Client::Consume(const v1::ConsumeRequest& req) {

@@ -29,6 +29,16 @@ class Client {
   bool WaitConnected(std::chrono::milliseconds wait);
 
   absl::StatusOr<v1::ProduceResponse> Produce(const v1::ProduceRequest& req);
+
+  // Produce that survives a broker restart or a database failover: every message without a
+  // dedup_id gets a random one, and the call is retried with the same ids on UNAVAILABLE,
+  // DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (exponential backoff with jitter, 50 ms to 2 s)
+  // until `retry_for` has passed. A message stored by an attempt whose answer was lost is
+  // answered by the retry as a duplicate; for the ids generated here that is this call's own
+  // message, so its `duplicate` is cleared. Requests in a transaction (transaction_id or
+  // transactional) are sent once: a retried begin would open a second transaction.
+  absl::StatusOr<v1::ProduceResponse> ProduceWithRetry(
+      v1::ProduceRequest req, std::chrono::milliseconds retry_for = std::chrono::seconds(30));
   absl::StatusOr<v1::ConsumeResponse> Consume(const v1::ConsumeRequest& req);
   absl::StatusOr<v1::CommitResponse> Commit(const v1::CommitRequest& req);
   absl::StatusOr<v1::ExtendLeaseResponse> ExtendLease(const v1::ExtendLeaseRequest& req);

@@ -16,6 +16,7 @@ struct Options {
       dead_letter;
   std::vector<std::string> headers, receipts;
   size_t batch = 100;
+  double retry_for_s = 30;
   uint64_t delay_ms = 0;
   CLI::Option* value_opt = nullptr;
   uint32_t max = 10, wait_ms = 1000, visibility_ms = 30000;
@@ -34,6 +35,11 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
   produce->add_option("--dedup-id", o->dedup_id, "dedup id (only with --value)");
   produce->add_option("--header", o->headers, "header k=v (repeatable)");
   o->value_opt = produce->add_option("--value", o->value, "the payload");
+  produce
+      ->add_option("--retry-for", o->retry_for_s,
+                   "seconds to keep retrying a batch while the broker or its database is "
+                   "unreachable (same dedup ids: stored once); 0: no retry")
+      ->capture_default_str();
   produce->add_option("--batch", o->batch, "messages per Produce call from stdin (1-1000)")
       ->capture_default_str();
   auto* delay_opt = produce->add_option("--delay-ms", o->delay_ms, "deliver no earlier than this");
@@ -124,7 +130,12 @@ void AddMessageCommands(CLI::App& app, Context& ctx) {
           ParseTimeMs(o->deliver_at, "--deliver-at"));
     }
     auto send = [&](ferry::v1::ProduceRequest& req) {
-      auto r = Check(ctx.client().Produce(req), "produce");
+      // Retried with the same dedup ids (generated for lines without one) while the broker or
+      // its database is unreachable: a batch is stored once even if an answer was lost.
+      auto r =
+          Check(ctx.client().ProduceWithRetry(
+                    req, std::chrono::milliseconds(static_cast<int64_t>(o->retry_for_s * 1000))),
+                "produce");
       if (!r.transaction_id().empty()) {
         // Half messages: one line with the transaction; later batches join it.
         if (req.has_transactional()) {

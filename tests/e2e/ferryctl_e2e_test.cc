@@ -2,13 +2,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "support/broker_process.h"
 #include "support/test_db.h"
@@ -549,4 +552,50 @@ TEST_CASE(
   }
   CHECK(lines > 3);
   CHECK(deleted == 1);
+}
+
+TEST_CASE("ferryctl produce rides out a broker SIGKILL and restart: every line stored once",
+          "[e2e][ferryctl]") {
+  ferry::test::TempDatabase db;
+  ferry::test::BrokerProcess broker(db.conninfo(), ferry::test::FreePort(),
+                                    "/tmp/ferry-e2e-ferryctl-restart.log");
+  const std::string b = broker.address();
+  REQUIRE(Run(b, "topic create steady --queues 2").exit_code == 0);
+  // 2,000 lines over ~2 s, in batches of 10: the broker dies in the middle of the stream.
+  char out_path[] = "/tmp/ferryctl-e2e-restart.XXXXXX";
+  const int fd = mkstemp(out_path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  const std::string cmd =
+      "for i in $(seq 1 2000); do echo $i; [ $((i % 100)) = 0 ] && sleep 0.1; done | "
+      "FERRY_BROKER=" +
+      b + " " + FERRYCTL_BIN + " --json produce steady --batch 10 > " + out_path + " 2>&1";
+  std::atomic<int> exit_code{-1};
+  std::thread producer([&] { exit_code = std::system(cmd.c_str()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  broker.Kill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  broker.Start();
+  producer.join();
+  std::ifstream in(out_path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::remove(out_path);
+  CHECK(exit_code == 0);
+  REQUIRE(lines.size() == 2000);
+  for (const auto& line : lines) CHECK(nlohmann::json::parse(line).at("duplicate") == false);
+  // Stored exactly once each: 2,000 messages, every value once.
+  std::multiset<std::string> values;
+  for (int q = 0; q < 2; ++q) {
+    for (int from = 0; from < 3000; from += 1000) {
+      for (const auto& line : Run(b, "peek steady --queue " + std::to_string(q) + " --from " +
+                                         std::to_string(from) + " --max 1000")
+                                  .out) {
+        values.insert(nlohmann::json::parse(line).at("value").get<std::string>());
+      }
+    }
+  }
+  CHECK(values.size() == 2000);
+  std::set<std::string> distinct(values.begin(), values.end());
+  CHECK(distinct.size() == 2000);
 }

@@ -178,9 +178,11 @@ absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::st
   auto logger = ferry::log::Get("pg");
   if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
     logger->error("op={} event=commit_in_doubt error={}", operation, ferry::log::Quote(e.what()));
-    return absl::UnavailableError(operation +
-                                  ": the database connection broke during commit; the outcome is "
-                                  "unknown, retry (dedup_id makes a retried produce safe)");
+    return absl::UnavailableError(
+        operation +
+        ": the database connection broke during commit; the outcome is "
+        "unknown: retry with the same dedup ids (a message that was stored is "
+        "answered as a duplicate, never stored twice)");
   }
   if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
     logger->warn("op={} event=connection_lost error={}", operation, ferry::log::Quote(e.what()));
