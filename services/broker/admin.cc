@@ -290,15 +290,7 @@ absl::Status Admin::GetTransaction(const Caller& c, const v1::GetTransactionRequ
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kAdmin, TransactionGroup(req.transaction_id())));
   auto d = store_.GetTransaction(req.transaction_id());
   if (!d.ok()) return d.status();
-  ToProto(d->txn, resp->mutable_transaction());
-  for (const auto& [topic, m] : d->messages) ToProto(m, topic, resp->add_messages());
-  for (const auto& a : d->acks) {
-    auto* out = resp->add_acks();
-    out->set_group(a.group);
-    out->set_topic(a.topic);
-    out->set_queue(a.queue);
-    out->set_offset(static_cast<uint64_t>(a.offset));
-  }
+  ToProto(*d, resp);
   return absl::OkStatus();
 }
 
@@ -401,12 +393,7 @@ absl::Status Admin::WhoAmI(const Caller& c, const v1::WhoAmIRequest& /*req*/,
   resp->set_auth_enabled(!c.open());
   resp->set_principal(c.name());
   if (c.open()) return absl::OkStatus();
-  for (const auto& g : c.principal()->grants) {
-    auto* out = resp->add_grants();
-    out->set_permission(g.permission);
-    out->set_resource_type(g.resource_type);
-    out->set_resource_name(g.resource_name);
-  }
+  for (const auto& g : c.principal()->grants) ToProto(g, resp->add_grants());
   return absl::OkStatus();
 }
 
@@ -415,30 +402,7 @@ absl::Status Admin::GetClusterStatus(const Caller& c, const v1::GetClusterStatus
   FERRY_RETURN_IF_ERROR(Allow(c, Permission::kConsume, Cluster()));
   auto s = store_.ClusterStatus();
   if (!s.ok()) return s.status();
-  for (const auto& b : s->brokers) {
-    auto* out = resp->add_brokers();
-    out->set_broker_id(b.broker_id);
-    out->set_version(b.version);
-    out->set_listen(b.listen);
-    out->set_started_at_unix_ms(static_cast<uint64_t>(b.started_at_ms));
-    out->set_seen_at_unix_ms(static_cast<uint64_t>(b.seen_at_ms));
-    out->set_alive(b.alive);
-  }
-  for (const auto& k : s->checkers) {
-    auto* out = resp->add_checkers();
-    out->set_producer_group(k.producer_group);
-    out->set_broker_id(k.broker_id);
-    out->set_checkers(static_cast<uint32_t>(k.checkers));
-    out->set_seen_at_unix_ms(static_cast<uint64_t>(k.seen_at_ms));
-  }
-  auto* db = resp->mutable_database();
-  db->set_server_version(s->server_version);
-  db->set_size_bytes(static_cast<uint64_t>(s->size_bytes));
-  db->set_connections(static_cast<uint32_t>(s->connections));
-  db->set_max_connections(static_cast<uint32_t>(s->max_connections));
-  db->set_in_recovery(s->in_recovery);
-  db->set_messages_bytes(static_cast<uint64_t>(s->messages_bytes));
-  resp->set_now_unix_ms(static_cast<uint64_t>(s->now_ms));
+  ToProto(*s, resp);
   return absl::OkStatus();
 }
 
@@ -460,20 +424,7 @@ absl::Status Admin::GetHistory(const Caller& c, const v1::GetHistoryRequest& req
   auto points = store_.History(req.group(), req.topic(), since, until,
                                req.max_points() == 0 ? 1440 : req.max_points());
   if (!points.ok()) return points.status();
-  for (const auto& p : *points) {
-    auto* out = resp->add_points();
-    out->set_at_unix_ms(static_cast<uint64_t>(p.at_ms));
-    out->set_topic(p.topic);
-    out->set_end_offset(static_cast<uint64_t>(p.end_offset));
-    out->set_position(static_cast<uint64_t>(p.position));
-    out->set_backlog(static_cast<uint64_t>(p.backlog));
-    out->set_unsettled(static_cast<uint64_t>(p.unsettled));
-    out->set_in_flight(static_cast<uint64_t>(p.in_flight));
-    out->set_retrying(static_cast<uint64_t>(p.retrying));
-    out->set_dead_letters(static_cast<uint64_t>(p.dead_letters));
-    out->set_oldest_unacked_ms(static_cast<uint64_t>(p.oldest_unacked_ms));
-    out->set_delayed(static_cast<uint64_t>(p.delayed));
-  }
+  for (const auto& p : *points) ToProto(p, resp->add_points());
   resp->set_interval_ms(static_cast<uint64_t>(stats_interval_ms_));
   return absl::OkStatus();
 }

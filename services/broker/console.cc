@@ -3,11 +3,9 @@
 
 #include <absl/status/status.h>
 #include <google/protobuf/descriptor.h>
-#include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <httplib.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>

@@ -338,14 +338,68 @@ GrantRecord FromProto(const v1::AccessGrant& g) {
                      g.resource_type() == "cluster" ? "*" : g.resource_name()};
 }
 
+void ToProto(const GrantRecord& g, v1::AccessGrant* out) {
+  out->set_permission(g.permission);
+  out->set_resource_type(g.resource_type);
+  out->set_resource_name(g.resource_name);
+}
+
 void ToProto(const PrincipalRecord& p, v1::Principal* out) {
   out->set_name(p.name);
   out->set_created_at_unix_ms(static_cast<uint64_t>(p.created_at_ms));
-  for (const auto& g : p.grants) {
-    auto* og = out->add_grants();
-    og->set_permission(g.permission);
-    og->set_resource_type(g.resource_type);
-    og->set_resource_name(g.resource_name);
+  for (const auto& g : p.grants) ToProto(g, out->add_grants());
+}
+
+void ToProto(const ClusterStatusRow& s, v1::GetClusterStatusResponse* out) {
+  for (const auto& b : s.brokers) {
+    auto* o = out->add_brokers();
+    o->set_broker_id(b.broker_id);
+    o->set_version(b.version);
+    o->set_listen(b.listen);
+    o->set_started_at_unix_ms(static_cast<uint64_t>(b.started_at_ms));
+    o->set_seen_at_unix_ms(static_cast<uint64_t>(b.seen_at_ms));
+    o->set_alive(b.alive);
+  }
+  for (const auto& k : s.checkers) {
+    auto* o = out->add_checkers();
+    o->set_producer_group(k.producer_group);
+    o->set_broker_id(k.broker_id);
+    o->set_checkers(static_cast<uint32_t>(k.checkers));
+    o->set_seen_at_unix_ms(static_cast<uint64_t>(k.seen_at_ms));
+  }
+  auto* db = out->mutable_database();
+  db->set_server_version(s.server_version);
+  db->set_size_bytes(static_cast<uint64_t>(s.size_bytes));
+  db->set_connections(static_cast<uint32_t>(s.connections));
+  db->set_max_connections(static_cast<uint32_t>(s.max_connections));
+  db->set_in_recovery(s.in_recovery);
+  db->set_messages_bytes(static_cast<uint64_t>(s.messages_bytes));
+  out->set_now_unix_ms(static_cast<uint64_t>(s.now_ms));
+}
+
+void ToProto(const HistorySample& p, v1::HistoryPoint* out) {
+  out->set_at_unix_ms(static_cast<uint64_t>(p.at_ms));
+  out->set_topic(p.topic);
+  out->set_end_offset(static_cast<uint64_t>(p.end_offset));
+  out->set_position(static_cast<uint64_t>(p.position));
+  out->set_backlog(static_cast<uint64_t>(p.backlog));
+  out->set_unsettled(static_cast<uint64_t>(p.unsettled));
+  out->set_in_flight(static_cast<uint64_t>(p.in_flight));
+  out->set_retrying(static_cast<uint64_t>(p.retrying));
+  out->set_dead_letters(static_cast<uint64_t>(p.dead_letters));
+  out->set_oldest_unacked_ms(static_cast<uint64_t>(p.oldest_unacked_ms));
+  out->set_delayed(static_cast<uint64_t>(p.delayed));
+}
+
+void ToProto(const TxnDetail& d, v1::GetTransactionResponse* out) {
+  ToProto(d.txn, out->mutable_transaction());
+  for (const auto& [topic, m] : d.messages) ToProto(m, topic, out->add_messages());
+  for (const auto& a : d.acks) {
+    auto* o = out->add_acks();
+    o->set_group(a.group);
+    o->set_topic(a.topic);
+    o->set_queue(a.queue);
+    o->set_offset(static_cast<uint64_t>(a.offset));
   }
 }
 

@@ -53,6 +53,12 @@ void ToProto(const DeadLetterRow& r, v1::DeadLetter* out);
 void ToProto(const RedriveReport& r, v1::RedriveDeadLettersResponse* out);
 
 GrantRecord FromProto(const v1::AccessGrant& g);
+void ToProto(const GrantRecord& g, v1::AccessGrant* out);
 void ToProto(const PrincipalRecord& p, v1::Principal* out);
+
+// The console's reports.
+void ToProto(const ClusterStatusRow& s, v1::GetClusterStatusResponse* out);
+void ToProto(const HistorySample& p, v1::HistoryPoint* out);
+void ToProto(const TxnDetail& d, v1::GetTransactionResponse* out);
 
 }  // namespace ferry::broker

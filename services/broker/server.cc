@@ -4,6 +4,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "broker/admin.h"
 #include "broker/auth.h"
 #include "broker/broker.h"
@@ -263,33 +265,27 @@ void BrokerServer::Report() {
   auto logger = ferry::log::Get("broker.stats");
   const BrokerInstanceRow self{broker_id_, Version(), options_.listen, started_at_ms_, 0, true};
   const int64_t keep_ms = int64_t{options_.stats_retention_hours} * 3600 * 1000;
-  auto next_sample = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::milliseconds(options_.stats_interval_ms);
+  auto next_sample = Clock::now();
   int wait_ms = 0;
   while (Sleep(wait_ms)) {
-    wait_ms = 5000;
     if (absl::Status s = store_->Heartbeat(self); !s.ok()) {
       logger->debug("event=heartbeat_failed error={}", ferry::log::Quote(std::string(s.message())));
-      continue;
     }
-    if (std::chrono::steady_clock::now() < next_sample) {
-      wait_ms = static_cast<int>(
-          std::min<int64_t>(5000, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      next_sample - std::chrono::steady_clock::now())
-                                          .count() +
-                                      1));
-      continue;
+    if (Clock::now() >= next_sample) {
+      next_sample = Clock::now() + interval;
+      auto written = store_->RecordStats(options_.stats_interval_ms, keep_ms);
+      if (!written.ok()) {
+        logger->warn("event=stats_failed error={}",
+                     ferry::log::Quote(std::string(written.status().message())));
+      } else if (*written > 0) {
+        logger->debug("event=stats_recorded rows={}", *written);
+      }
     }
-    next_sample += std::chrono::milliseconds(options_.stats_interval_ms);
-    if (next_sample < std::chrono::steady_clock::now())
-      next_sample = std::chrono::steady_clock::now();
-    auto written = store_->RecordStats(options_.stats_interval_ms, keep_ms);
-    if (!written.ok()) {
-      logger->warn("event=stats_failed error={}",
-                   ferry::log::Quote(std::string(written.status().message())));
-    } else if (*written > 0) {
-      logger->debug("event=stats_recorded rows={}", *written);
-    }
-    wait_ms = static_cast<int>(std::min<int64_t>(5000, options_.stats_interval_ms));
+    const auto until_sample =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_sample - Clock::now()).count();
+    wait_ms = static_cast<int>(std::clamp<int64_t>(until_sample, 1, 5000));
   }
 }
 

@@ -11,6 +11,22 @@ bool NameChar(char c) {
          c == '_' || c == '-';
 }
 
+// A [from, to) range of unix milliseconds, each 0 (unbounded) or up to year 9999.
+absl::Status ValidateTimeRange(const char* from_field, uint64_t from, const char* to_field,
+                               uint64_t to) {
+  for (const auto& [field, value] : {std::pair{from_field, from}, std::pair{to_field, to}}) {
+    if (value > kMaxTimestampMs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " is ", value, "; at most ", kMaxTimestampMs, " (year 9999)"));
+    }
+  }
+  if (to != 0 && to <= from) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(to_field, " (", to, ") must be after ", from_field, " (", from, ")"));
+  }
+  return absl::OkStatus();
+}
+
 // PostgreSQL text cannot hold NUL; protobuf already guarantees UTF-8 for string fields.
 absl::Status NoNul(const std::string& field, const std::string& value) {
   if (value.find('\0') != std::string::npos) {
@@ -381,21 +397,8 @@ absl::Status ValidatePeekMessages(const v1::PeekMessagesRequest& req) {
     }
     if (auto s = NoNul("dedup_id", req.dedup_id()); !s.ok()) return s;
   }
-  for (const auto& [field, value] :
-       {std::pair<const char*, uint64_t>{"produced_after_unix_ms", req.produced_after_unix_ms()},
-        {"produced_before_unix_ms", req.produced_before_unix_ms()}}) {
-    if (value > kMaxTimestampMs) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " is ", value, "; at most ", kMaxTimestampMs, " (year 9999)"));
-    }
-  }
-  if (req.produced_before_unix_ms() != 0 &&
-      req.produced_before_unix_ms() <= req.produced_after_unix_ms()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "produced_before_unix_ms (", req.produced_before_unix_ms(),
-        ") must be after produced_after_unix_ms (", req.produced_after_unix_ms(), ")"));
-  }
-  return absl::OkStatus();
+  return ValidateTimeRange("produced_after_unix_ms", req.produced_after_unix_ms(),
+                           "produced_before_unix_ms", req.produced_before_unix_ms());
 }
 
 absl::Status ValidateRearmTransactionChecks(const v1::RearmTransactionChecksRequest& req) {
@@ -417,18 +420,10 @@ absl::Status ValidateGetHistory(const v1::GetHistoryRequest& req) {
   if (!req.topic().empty()) {
     if (auto s = ValidateName("topic", req.topic()); !s.ok()) return s;
   }
-  for (const auto& [field, value] :
-       {std::pair<const char*, uint64_t>{"since_unix_ms", req.since_unix_ms()},
-        {"until_unix_ms", req.until_unix_ms()}}) {
-    if (value > kMaxTimestampMs) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " is ", value, "; at most ", kMaxTimestampMs, " (year 9999)"));
-    }
-  }
-  if (req.until_unix_ms() != 0 && req.until_unix_ms() <= req.since_unix_ms()) {
-    return absl::InvalidArgumentError(absl::StrCat("until_unix_ms (", req.until_unix_ms(),
-                                                   ") must be after since_unix_ms (",
-                                                   req.since_unix_ms(), ")"));
+  if (auto s = ValidateTimeRange("since_unix_ms", req.since_unix_ms(), "until_unix_ms",
+                                 req.until_unix_ms());
+      !s.ok()) {
+    return s;
   }
   if (req.max_points() > 10000) {
     return absl::InvalidArgumentError(

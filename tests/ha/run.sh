@@ -97,13 +97,13 @@ for q in 0 1; do
   done
 done
 python3 - "$dir" "${primaries[*]}" <<'PY'
-import json, sys
+import json, os, sys
 d, primaries = sys.argv[1], sys.argv[2].split()
 acked = {}
 for line in open(d + "/acked"):
     v, ms = line.split()
     acked[v] = int(ms)
-failed = [l.split()[0] for l in open(d + "/failed")] if __import__("os").path.exists(d + "/failed") else []
+failed = [l.split()[0] for l in open(d + "/failed")] if os.path.exists(d + "/failed") else []
 stored = [json.loads(l)["value"] for l in open(d + "/stored.json") if l.strip()]
 lost = sorted(set(acked) - set(stored), key=int)
 dups = len(stored) - len(set(stored))

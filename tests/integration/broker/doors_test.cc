@@ -444,3 +444,102 @@ TEST_CASE(
   const std::vector<v1::CommitStatus> gone(3, v1::TOPIC_NOT_FOUND);
   CHECK(statuses("g1") == gone);
 }
+
+TEST_CASE(
+    "with --auth the console's reads need their grants (cluster status - history - a "
+    "transaction's contents - a reset preview) and lists show only what the caller holds a grant "
+    "on",
+    "[integration][security][console]") {
+  broker::BrokerOptions opts;
+  BrokerFixture f([&](broker::BrokerOptions& o) {
+    o.auth = true;
+    o.auth_cache_ms = 0;
+    opts = o;
+  });
+  auto root_token = broker::CreateAdmin(opts, "root");
+  REQUIRE(root_token.ok());
+  auto root = WithToken(f, *root_token);
+  for (const char* name : {"orders", "secret"}) {
+    v1::TopicConfig t;
+    t.set_name(name);
+    t.set_queues(1);
+    REQUIRE(root->CreateTopic(t).ok());
+  }
+  v1::ProduceRequest one;
+  one.set_topic("orders");
+  one.add_messages()->set_payload("x");
+  REQUIRE(root->Produce(one).ok());
+  v1::ConsumeRequest take;
+  take.set_group("billing");
+  take.set_topic("orders");
+  take.set_max_messages(1);
+  auto got = root->Consume(take);
+  REQUIRE(got.ok());
+  REQUIRE(root->Ack("billing", {got->messages(0).receipt()}).ok());
+  const std::string txn = Transactional(*root, "orders", "shop", "held");
+  auto viewer = WithToken(
+      f, NewPrincipal(*root, "viewer",
+                      {G("consume", "topic", "orders"), G("consume", "group", "billing")}));
+  auto denied = [](const grpc::Status& s) {
+    return s.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+  };
+  auto call = [&](auto method, const auto& req, auto* resp) {
+    grpc::ClientContext ctx;
+    return (viewer->admin().*method)(&ctx, req, resp);
+  };
+
+  v1::WhoAmIResponse who;
+  REQUIRE(call(&v1::Admin::Stub::WhoAmI, v1::WhoAmIRequest{}, &who).ok());
+  CHECK(who.principal() == "viewer");
+  CHECK(who.grants_size() == 2);
+  v1::GetClusterStatusResponse cluster;
+  CHECK(denied(call(&v1::Admin::Stub::GetClusterStatus, v1::GetClusterStatusRequest{}, &cluster)));
+  v1::GetTransactionRequest get_txn;
+  get_txn.set_transaction_id(txn);
+  v1::GetTransactionResponse contents;
+  CHECK(denied(call(&v1::Admin::Stub::GetTransaction, get_txn, &contents)));
+  CHECK(contents.messages_size() == 0);
+  v1::GetHistoryRequest history;
+  history.set_topic("secret");
+  v1::GetHistoryResponse points;
+  CHECK(denied(call(&v1::Admin::Stub::GetHistory, history, &points)));
+  history.set_topic("orders");
+  CHECK(call(&v1::Admin::Stub::GetHistory, history, &points).ok());
+  v1::ResetGroupRequest reset;
+  reset.set_group("billing");
+  reset.set_topic("orders");
+  reset.set_position(v1::START_POSITION_EARLIEST);
+  reset.set_dry_run(true);
+  v1::ResetGroupResponse moved;
+  CHECK(denied(call(&v1::Admin::Stub::ResetGroup, reset, &moved)));
+  reset.set_dry_run(false);
+  CHECK(denied(call(&v1::Admin::Stub::ResetGroup, reset, &moved)));
+  auto lag = root->GetGroupLag("billing", "orders");
+  REQUIRE(lag.ok());
+  CHECK(lag->queues(0).delivered_offset() == 1);  // nothing moved
+  v1::ListTopicsResponse topics;
+  REQUIRE(call(&v1::Admin::Stub::ListTopics, v1::ListTopicsRequest{}, &topics).ok());
+  REQUIRE(topics.topics_size() == 1);
+  CHECK(topics.topics(0).name() == "orders");
+  v1::ListGroupsResponse groups;
+  REQUIRE(call(&v1::Admin::Stub::ListGroups, v1::ListGroupsRequest{}, &groups).ok());
+  REQUIRE(groups.groups_size() == 1);
+  CHECK(groups.groups(0).group().name() == "billing");
+
+  // Granted: consume on the cluster shows the cluster; admin on shop shows its transaction.
+  v1::GrantRequest grant;
+  grant.set_principal("viewer");
+  *grant.mutable_grant() = G("consume", "cluster", "*");
+  grpc::ClientContext gctx;
+  v1::GrantResponse granted;
+  REQUIRE(root->admin().Grant(&gctx, grant, &granted).ok());
+  *grant.mutable_grant() = G("admin", "group", "shop");
+  grpc::ClientContext gctx2;
+  REQUIRE(root->admin().Grant(&gctx2, grant, &granted).ok());
+  REQUIRE(call(&v1::Admin::Stub::GetClusterStatus, v1::GetClusterStatusRequest{}, &cluster).ok());
+  CHECK(cluster.database().server_version().rfind("15", 0) == 0);
+  REQUIRE(call(&v1::Admin::Stub::GetTransaction, get_txn, &contents).ok());
+  REQUIRE(contents.messages_size() == 1);
+  CHECK(contents.messages(0).payload() == "held");
+  CHECK(contents.transaction().state() == v1::TXN_PREPARED);
+}
