@@ -26,6 +26,8 @@ PACKAGES=(
   catch2
   # PostgreSQL server: tests and `make run` start their own cluster
   postgresql-15
+  # high availability: a pg_auto_failover formation (make run-ha, tests/ha)
+  postgresql-15-auto-failover pg-auto-failover-cli
   # tests (openssl: the TLS tests make a throwaway CA and certificates)
   openssl
   # fuzzing: clang with libFuzzer and the sanitizers' runtime (scripts/fuzz.sh)

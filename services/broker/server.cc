@@ -238,10 +238,11 @@ void BrokerServer::MoveDelayed() {
 
 void BrokerServer::WatchDatabase() {
   // On the store's own probe connection, so that a pool busy with long transactions does not
-  // read as an outage; with a short statement_timeout, so that a hung database reads as one.
+  // read as an outage; with a short statement_timeout (at least a second, so that one slow
+  // fsync under load does not read as one), so that a hung database reads as one.
   auto logger = ferry::log::Get("broker.health");
   while (Sleep(options_.health_interval_ms)) {
-    const absl::Status probe = store_->Probe(options_.health_interval_ms);
+    const absl::Status probe = store_->Probe(std::max<int64_t>(options_.health_interval_ms, 1000));
     const bool up = probe.ok();
     if (!up && database_up_.load()) {
       logger->warn("event=database_unreachable error={}",

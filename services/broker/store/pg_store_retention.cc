@@ -4,9 +4,11 @@
 #include <absl/strings/str_split.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 
@@ -232,12 +234,52 @@ absl::StatusOr<RetentionReport> PgStore::ApplyRetention(int64_t batch) {
 }
 
 absl::Status PgStore::Probe(int64_t timeout_ms) {
+  // Healthy means "can commit", not "answers SELECT 1": a primary cut off from its synchronous
+  // standbys (a partition, before its keeper demotes it) answers reads but every commit waits.
+  // So the probe commits a transaction that writes one WAL record (a logical message, no row:
+  // a transaction that writes no WAL does not wait for standbys) and so waits for the
+  // standby like a Produce would. statement_timeout does not reach that wait
+  // (PostgreSQL switches it off before committing), so a watchdog cancels the probe after
+  // `timeout_ms`; a cancelled wait is reported as a WARNING beside success.
   std::lock_guard<std::mutex> lock(probe_mu_);
   try {
     if (!probe_conn_ || !probe_conn_->is_open()) probe_conn_ = pool_.OpenDedicated("health");
-    pqxx::nontransaction tx(*probe_conn_);
-    tx.exec("SET statement_timeout = " + std::to_string(timeout_ms));
-    tx.exec("SELECT 1");
+    pqxx::connection& conn = *probe_conn_;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false, cancelled = false;
+    std::thread watchdog([&] {
+      std::unique_lock<std::mutex> l(mu);
+      if (cv.wait_for(l, std::chrono::milliseconds(timeout_ms), [&] { return done; })) return;
+      cancelled = true;
+      try {
+        conn.cancel_query();  // PQcancel: a separate connection, safe beside a running query
+      } catch (const std::exception&) {
+      }
+    });
+    auto finish = [&] {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        done = true;
+      }
+      cv.notify_one();
+      watchdog.join();
+    };
+    try {
+      pg::SyncRepCancelWatch watch(conn);
+      pqxx::nontransaction tx(conn);
+      tx.exec("SELECT pg_logical_emit_message(true, 'ferry.health', '')");
+      finish();
+      if (watch.seen() || cancelled) {
+        return absl::UnavailableError(
+            "database cannot commit: no synchronous standby confirmed "
+            "within " +
+            std::to_string(timeout_ms) + " ms");
+      }
+    } catch (...) {
+      if (watchdog.joinable()) finish();
+      throw;
+    }
     return absl::OkStatus();
   } catch (const std::exception& e) {
     probe_conn_.reset();

@@ -203,8 +203,9 @@ class Store {
   virtual absl::StatusOr<RetentionReport> ApplyRetention(int64_t batch) = 0;
   // Deletes up to `limit` dedup entries whose window has passed. Returns how many.
   virtual absl::StatusOr<int64_t> DeleteExpiredDedup(int64_t limit) = 0;
-  // OK when the database answers a trivial query within `timeout_ms` on a connection of its
-  // own (not the pool's), UNAVAILABLE otherwise. For the health watcher.
+  // OK when the database commits a trivial transaction (replicated to a synchronous standby
+  // when there is one) within `timeout_ms` on a connection of its own (not the pool's),
+  // UNAVAILABLE otherwise. For the health watcher.
   virtual absl::Status Probe(int64_t timeout_ms) = 0;
   // Gauges for /metrics: queue ends, per group lag / in flight / retrying / oldest unsettled
   // age, dead letters, delayed messages, transactions and half messages by state.

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <cstring>
 #include <thread>
 
 #include "common/log.h"
@@ -212,6 +213,11 @@ absl::Status StatusFromExceptionUncounted(const std::exception& e, const std::st
 
 }  // namespace
 
+bool SyncRepCancelWatch::operator()(const char msg[]) noexcept {
+  if (std::strstr(msg, "wait for synchronous replication") != nullptr) seen_ = true;
+  return true;
+}
+
 absl::Status StatusFromException(const std::exception& e, const std::string& operation) {
   absl::Status s = StatusFromExceptionUncounted(e, operation);
   Metrics().errors.With({absl::StatusCodeToString(s.code())}).Add();
@@ -232,8 +238,19 @@ absl::Status WithConnection(ConnectionPool& pool, const std::string& operation,
     if (!lease.ok()) return lease.status();
     absl::Status failed;
     bool connection_lost = false, conflict = false;
+    SyncRepCancelWatch watch(lease->conn());
     try {
-      return body(lease->conn());
+      absl::Status status = body(lease->conn());
+      if (status.ok() && watch.seen()) {
+        ferry::log::Get("pg")->error("op={} event=sync_replication_wait_cancelled", operation);
+        Metrics().errors.With({"UNAVAILABLE"}).Add();
+        return absl::UnavailableError(
+            operation +
+            ": the commit's wait for the synchronous standby was cancelled "
+            "(pg_cancel_backend); the outcome is unknown: retry with the same dedup ids (a "
+            "message that was stored is answered as a duplicate, never stored twice)");
+      }
+      return status;
     } catch (const pqxx::in_doubt_error& e) {
       lease->MarkBroken();
       return StatusFromException(e, operation);

@@ -114,6 +114,22 @@ class ConnectionPool {
 // Each call counts one `ferry_db_errors_total{code}`.
 absl::Status StatusFromException(const std::exception& e, const std::string& operation);
 
+// PostgreSQL answers a COMMIT whose wait for a synchronous standby was cancelled
+// (pg_cancel_backend by an operator or a tool; statement_timeout is switched off before that
+// wait) with success and a WARNING: committed on this node, perhaps on no standby, so a
+// failover may lose it. Ferry
+// never cancels a statement itself; when someone else does, the call must not report success.
+// Registered on a connection for the duration of one use (WithConnection, the health probe).
+class SyncRepCancelWatch : public pqxx::errorhandler {
+ public:
+  using pqxx::errorhandler::errorhandler;
+  bool operator()(const char msg[]) noexcept override;
+  bool seen() const { return seen_; }
+
+ private:
+  bool seen_ = false;
+};
+
 // Borrows a connection and runs `body` with it; retries serialization failures and deadlocks
 // up to three times. `body` returns a status; exceptions it throws are mapped with
 // StatusFromException, and a broken connection is replaced. Thread-safe.
