@@ -3,10 +3,11 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: help deps build run demo console-screenshots bench bench-relay test test-unit test-integration test-e2e format clean up down compose-test chaos fuzz
+.PHONY: help deps build run run-ha demo console-screenshots bench bench-relay test test-unit test-integration test-e2e format clean up down compose-test chaos fuzz
 
 help:
 	@echo "make run               install, build, start PostgreSQL under .ferry/ and ferry-broker on 127.0.0.1:7420"
+	@echo "make run-ha            the same on a pg_auto_failover formation (monitor + 3 nodes) under .ferry/ha, 2 brokers"
 	@echo "make test              install, build, run every test on a temporary PostgreSQL"
 	@echo "make test-unit | test-integration | test-e2e   one label only"
 	@echo "make demo              the order/cart example end to end (outbox, relay, inbox)"
@@ -14,7 +15,7 @@ help:
 	@echo "make bench-relay       relay throughput and latency on this machine"
 	@echo "make up | down         docker-compose stack: postgres, migrate, 2 brokers, relay, order/cart"
 	@echo "make compose-test      build the images, start the stack, smoke-test it, stop it (works offline)"
-	@echo "make chaos             fault injection (broker kills, PostgreSQL crashes, relay kills), 60 s each, checked"
+	@echo "make chaos             fault injection (broker kills, PostgreSQL crashes, relay kills, failovers), checked"
 	@echo "make fuzz              libFuzzer targets (clang), 60 s each"
 	@echo "make console-screenshots  the console's browser tests, saving docs/console/*.png (1280x800)"
 	@echo "make build | deps | format | clean"
@@ -28,6 +29,9 @@ build: deps
 
 run: build
 	@scripts/run-local.sh
+
+run-ha: build
+	@scripts/run-local.sh --ha
 
 demo: build
 	@scripts/demo.sh

@@ -7,7 +7,9 @@
 #                                  secondaries; prints the formation's multi-host URI
 #   scripts/ha.sh uri DIR          the URI brokers and relays use (target_session_attrs=read-write)
 #   scripts/ha.sh state DIR        pg_autoctl show state
-#   scripts/ha.sh primary DIR      the data directory of the current primary
+#   scripts/ha.sh primary DIR      the name of the current primary (node1..node3), if any
+#   scripts/ha.sh secondary DIR    the name of a secondary, if any
+#   scripts/ha.sh healthy DIR      exit 0 when there is a primary and two secondaries
 #   scripts/ha.sh kill DIR NODE    SIGKILL a node's keeper and postmaster (the machine dies)
 #   scripts/ha.sh run-node DIR NODE  start a node's keeper again (it rejoins as a secondary)
 #   scripts/ha.sh stop DIR         stop keepers and servers
@@ -31,8 +33,52 @@ as_owner() {   # pg_autoctl with its configuration kept under DIR, as the unpriv
 
 monitor_uri() { echo "postgres://autoctl_node@127.0.0.1:$base/pg_auto_failover?sslmode=disable"; }
 
+# A keeper in its own process group (pgid in DIR/NAME.pgid), so that `kill` takes it, its
+# sub-processes and its PostgreSQL down at once, like a machine that dies.
+run_keeper() {
+  as_owner bash -c "nohup setsid pg_autoctl run --pgdata '$dir/$1' >>'$dir/$1.log' 2>&1 & echo \$! >'$dir/$1.pgid'"
+}
+
+kill_node() {
+  [ -f "$dir/$1.pgid" ] && kill -9 -- "-$(cat "$dir/$1.pgid")" 2>/dev/null || true
+  [ -f "$dir/$1/postmaster.pid" ] && kill -9 "$(head -1 "$dir/$1/postmaster.pid")" 2>/dev/null || true
+}
+
+# Failover timings tuned for a broker (the defaults are for a database behind an application
+# that can wait half a minute). A dead primary is noticed when its keeper has not reported for
+# NODE_UNHEALTHY_MS and the monitor's health checks (every second, 1 s timeout, 2 retries
+# 500 ms apart) fail; the standby with the most WAL is then promoted, after the old primary
+# said it has demoted or PRIMARY_DEMOTE_MS passed. That wait is the fence: a primary cut off
+# from the monitor and from every standby demotes itself after NETWORK_PARTITION_TIMEOUT_S
+# (keeper setting), so PRIMARY_DEMOTE_MS must stay above it, or two primaries could overlap.
+NODE_UNHEALTHY_MS=${FERRY_HA_NODE_UNHEALTHY_MS:-5000}
+PRIMARY_DEMOTE_MS=${FERRY_HA_PRIMARY_DEMOTE_MS:-10000}
+NETWORK_PARTITION_TIMEOUT_S=${FERRY_HA_NETWORK_PARTITION_TIMEOUT_S:-6}
+
+tune_monitor() {
+  local settings=(
+    "pgautofailover.node_considered_unhealthy_timeout = $NODE_UNHEALTHY_MS"
+    "pgautofailover.health_check_period = 1000"
+    "pgautofailover.health_check_timeout = 1000"
+    "pgautofailover.health_check_max_retries = 2"
+    "pgautofailover.health_check_retry_delay = 500"
+    "pgautofailover.primary_demote_timeout = $PRIMARY_DEMOTE_MS"
+  )
+  local args=() s
+  for s in "${settings[@]}"; do args+=(-c "ALTER SYSTEM SET $s"); done
+  as_owner "$PG_BIN/psql" -qX -h 127.0.0.1 -p "$base" -d pg_auto_failover "${args[@]}" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+}
+
 formation_uri() {
   as_owner pg_autoctl show uri --pgdata "$dir/monitor" --formation default
+}
+
+healthy() {   # one node primary and two secondaries, reported and assigned (healed)
+  local state
+  state=$(as_owner pg_autoctl show state --pgdata "$dir/monitor" 2>/dev/null || true)
+  [ "$(grep -c '| *primary *| *primary$' <<<"$state")" = 1 ] &&
+    [ "$(grep -c '| *secondary *| *secondary$' <<<"$state")" = 2 ]
 }
 
 node_args() {
@@ -48,33 +94,31 @@ case "$cmd" in
       as_owner pg_autoctl create monitor --pgdata "$dir/monitor" --pgport "$base" $(node_args) \
         >"$dir/monitor-create.log" 2>&1 || { tail -20 "$dir/monitor-create.log" >&2; exit 1; }
     fi
-    as_owner bash -c "nohup pg_autoctl run --pgdata '$dir/monitor' >>'$dir/monitor.log' 2>&1 &"
+    run_keeper monitor
     for i in $(seq 1 100); do
       "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$base" && break
       sleep 0.2
     done
+    tune_monitor
     for n in 1 2 3; do
       if [ -f "$dir/node$n/PG_VERSION" ]; then
-        as_owner bash -c "nohup pg_autoctl run --pgdata '$dir/node$n' >>'$dir/node$n.log' 2>&1 &"
+        run_keeper "node$n"
       else
         # One at a time: the first becomes the primary, the others clone it.
         # shellcheck disable=SC2046
-        as_owner bash -c "nohup pg_autoctl create postgres --pgdata '$dir/node$n' \
+        as_owner bash -c "nohup setsid pg_autoctl create postgres --pgdata '$dir/node$n' \
           --pgport $((base + n)) $(node_args) --monitor '$(monitor_uri)' --name node$n \
-          --run >>'$dir/node$n.log' 2>&1 &"
+          --run >>'$dir/node$n.log' 2>&1 & echo \$! >'$dir/node$n.pgid'"
         for i in $(seq 1 300); do
           [ -f "$dir/node$n/postmaster.pid" ] && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p $((base + n)) && break
           sleep 0.2
         done
       fi
+      as_owner pg_autoctl config set --pgdata "$dir/node$n" timeout.network_partition_timeout \
+        "$NETWORK_PARTITION_TIMEOUT_S" >/dev/null
     done
     for i in $(seq 1 600); do
-      state=$(as_owner pg_autoctl show state --pgdata "$dir/monitor" 2>/dev/null || true)
-      if [ "$(grep -c '| *primary *| *primary$' <<<"$state")" = 1 ] &&
-         [ "$(grep -c '| *secondary *| *secondary$' <<<"$state")" = 2 ]; then
-        formation_uri
-        exit 0
-      fi
+      healthy && { formation_uri; exit 0; }
       sleep 0.2
     done
     echo "ha: the formation did not reach primary + 2 secondaries:" >&2
@@ -84,31 +128,35 @@ case "$cmd" in
   uri) formation_uri ;;
   kill)
     node=${3:?NODE}
-    pkill -9 -f "pg_autoctl.*$dir/$node( |\$)" || true
-    [ -f "$dir/$node/postmaster.pid" ] && kill -9 "$(head -1 "$dir/$node/postmaster.pid")" 2>/dev/null || true
+    kill_node "$node"
     ;;
   run-node)
     node=${3:?NODE}
-    as_owner bash -c "nohup pg_autoctl run --pgdata '$dir/$node' >>'$dir/$node.log' 2>&1 &"
+    run_keeper "$node"
     ;;
   state) as_owner pg_autoctl show state --pgdata "$dir/monitor" ;;
-  primary)
-    port=$(as_owner pg_autoctl show state --pgdata "$dir/monitor" |
-           awk -F'|' '$6 ~ /primary/ && $7 ~ /primary/ {split($3, hp, ":"); gsub(/ /, "", hp[2]); print hp[2]}')
-    echo "$dir/node$((port - base))"
+  primary)   # the node that is primary now (reported and assigned), or nothing during a switch
+    as_owner pg_autoctl show state --pgdata "$dir/monitor" |
+      awk -F'|' '$6 ~ /^ *(wait_)?primary *$/ && $7 ~ /^ *(wait_)?primary *$/ {gsub(/ /, "", $1); print $1}'
     ;;
+  secondary)   # a node that is secondary now, if any
+    as_owner pg_autoctl show state --pgdata "$dir/monitor" |
+      awk -F'|' '$6 ~ /^ *secondary *$/ && $7 ~ /^ *secondary *$/ {gsub(/ /, "", $1); print $1}' | head -1
+    ;;
+  healthy) healthy ;;
   stop)
     for d in "$dir"/node1 "$dir"/node2 "$dir"/node3 "$dir"/monitor; do
       [ -d "$d" ] && as_owner pg_autoctl stop --pgdata "$d" >/dev/null 2>&1 || true
     done
-    for i in $(seq 1 100); do
-      pgrep -f "pg_autoctl.*$dir" >/dev/null || exit 0
+    for i in $(seq 1 50); do
+      alive=""
+      for n in node1 node2 node3 monitor; do
+        [ -f "$dir/$n.pgid" ] && kill -0 -- "-$(cat "$dir/$n.pgid")" 2>/dev/null && alive=1
+      done
+      [ -z "$alive" ] && exit 0
       sleep 0.2
     done
-    pkill -9 -f "pg_autoctl.*$dir" || true
-    for d in "$dir"/node1 "$dir"/node2 "$dir"/node3 "$dir"/monitor; do
-      [ -f "$d/postmaster.pid" ] && kill -9 "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
-    done
+    for n in node1 node2 node3 monitor; do kill_node "$n"; done
     ;;
   *) echo "ha.sh: unknown command $cmd" >&2; exit 2 ;;
 esac

@@ -25,7 +25,11 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cctype>
+#include <cstdio>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <pqxx/pqxx>
 #include <random>
 #include <set>
@@ -35,6 +39,7 @@
 #include "client/client.h"
 #include "client/outbox.h"
 #include "client/transactions.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "relay/relay.h"
 #include "support/broker_process.h"
 
@@ -54,9 +59,16 @@ struct Settings {
   std::string log_dir = "/tmp";
   std::string standby_dir;  // failover
   int standby_port = 0;
+  std::string ha_dir;  // ha-*: the pg_auto_failover formation (scripts/ha.sh); pg_port = its base
+  int kills = 3;       // ha-*: how many nodes are killed, one after another
 };
 
 std::string Conninfo(const Settings& s, const std::string& db) {
+  if (!s.ha_dir.empty()) {  // the formation's nodes on base+1..base+3: whichever is primary
+    const auto node = [&](int n) { return std::to_string(s.pg_port + n); };
+    return "host=127.0.0.1,127.0.0.1,127.0.0.1 port=" + node(1) + "," + node(2) + "," + node(3) +
+           " user=postgres dbname=" + db + " target_session_attrs=read-write connect_timeout=2";
+  }
   return "host=" + s.pg_dir + " port=" + std::to_string(s.pg_port) + " user=postgres dbname=" + db;
 }
 
@@ -266,6 +278,56 @@ class Producers {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::map<std::string, bool> decided_;
+};
+
+// The application: transactions that write an outbox row (ferry::Enqueue) for keyed messages,
+// one after another per key; 15% roll back (must never be published).
+class OutboxWriters {
+ public:
+  OutboxWriters(History& h, std::string app, std::string topic, int threads)
+      : h_(h), app_(std::move(app)), topic_(std::move(topic)) {
+    for (int w = 0; w < threads; ++w) threads_.emplace_back([this, w] { Run(w); });
+  }
+  void Stop() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Run(int w) {
+    std::unique_ptr<pqxx::connection> db;
+    for (int64_t n = 0; !stop_; ++n) {
+      const std::string key = "k" + std::to_string(w) + "-" + std::to_string(n % 4);
+      const std::string id = "r-" + std::to_string(w) + "-" + std::to_string(n);
+      h_.AddSent(Sent{id, key, n, false, false, ""});
+      const bool rollback = Uniform(0, 1) < 0.15;
+      try {
+        if (!db || !db->is_open()) db = std::make_unique<pqxx::connection>(app_);
+        pqxx::work tx(*db);
+        Enqueue(tx, topic_, key, id);
+        if (rollback) {
+          tx.abort();
+          h_.MarkRejected(id);
+        } else {
+          tx.commit();
+          h_.MarkAcked(id);
+        }
+      } catch (const pqxx::in_doubt_error&) {
+        db.reset();  // unknown
+      } catch (const std::exception&) {
+        db.reset();
+        h_.MarkRejected(id);  // failed before COMMIT: nothing was stored
+        Sleep(0.05);
+      }
+      Sleep(0.002);
+    }
+  }
+
+  History& h_;
+  const std::string app_, topic_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
 };
 
 // A TCP proxy on 127.0.0.1 in front of PostgreSQL: Cut() closes every connection through it
@@ -588,37 +650,7 @@ Report RelayScenario(const Settings& s) {
   }
   History h;
   Consumers consumers(h, addresses, "cart", "chaos", 2, app);
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> writers;
-  for (int w = 0; w < 3; ++w) {
-    writers.emplace_back([&, w] {
-      std::unique_ptr<pqxx::connection> db;
-      for (int64_t n = 0; !stop; ++n) {
-        const std::string key = "k" + std::to_string(w) + "-" + std::to_string(n % 4);
-        const std::string id = "r-" + std::to_string(w) + "-" + std::to_string(n);
-        h.AddSent(Sent{id, key, n, false, false, ""});
-        const bool rollback = Uniform(0, 1) < 0.15;
-        try {
-          if (!db || !db->is_open()) db = std::make_unique<pqxx::connection>(app);
-          pqxx::work tx(*db);
-          Enqueue(tx, "chaos", key, id);
-          if (rollback) {
-            tx.abort();
-            h.MarkRejected(id);
-          } else {
-            tx.commit();
-            h.MarkAcked(id);
-          }
-        } catch (const pqxx::in_doubt_error&) {
-          db.reset();  // unknown
-        } catch (const std::exception&) {
-          db.reset();
-          h.MarkRejected(id);  // failed before COMMIT: nothing was stored
-        }
-        Sleep(0.002);
-      }
-    });
-  }
+  OutboxWriters writers(h, app, "chaos", 3);
   const auto end = Clock::now() + std::chrono::seconds(s.seconds);
   while (Clock::now() < end) {
     Sleep(Uniform(1, 2));
@@ -629,8 +661,7 @@ Report RelayScenario(const Settings& s) {
     relays[victim]->Start();
   }
   const auto faults_stopped = Clock::now();
-  stop = true;
-  for (auto& t : writers) t.join();
+  writers.Stop();
   Heal(h, {"cart"}, std::chrono::seconds(60));
   consumers.Stop();
   h.SetDoubleProcessed(consumers.double_processed());
@@ -640,13 +671,431 @@ Report RelayScenario(const Settings& s) {
   return r;
 }
 
+// --- High availability: a pg_auto_failover formation (scripts/ha.sh; run.sh starts it) ---
+
+std::string Capture(const std::string& command) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  pclose(p);
+  while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
+  return out;
+}
+
+// scripts/ha.sh COMMAND on the scenario's formation; its output.
+std::string Ha(const Settings& s, const std::string& command, const std::string& node = "") {
+  return Capture(s.root + "/scripts/ha.sh " + command + " " + s.ha_dir + " " + node +
+                 " 2>/dev/null");
+}
+
+bool HaHealed(const Settings& s) {
+  return Shell(s.root + "/scripts/ha.sh healthy " + s.ha_dir + " >/dev/null 2>&1") == 0;
+}
+
+bool WaitFor(const std::function<bool()>& done, double seconds) {
+  const auto give_up = Clock::now() + std::chrono::duration<double>(seconds);
+  while (Clock::now() < give_up) {
+    if (done()) return true;
+    Sleep(0.1);
+  }
+  return done();
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// What a client sees: one small Produce every 50 ms (2 s deadline, the next broker after an
+// error), each call's start, end and outcome. Its own topic, outside the checked history.
+class Prober {
+ public:
+  struct Call {
+    Clock::time_point start, end;
+    bool ok;
+  };
+  Prober(std::vector<std::string> brokers, std::string topic)
+      : thread_([this, brokers, topic] { Run(brokers, topic); }) {}
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // The first acknowledged Produce that started at or after `t`: how long after `t` it ended.
+  std::optional<double> FirstAckAfter(Clock::time_point t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Call& c : calls_) {
+      if (c.ok && c.start >= t) return Seconds(c.end - t);
+    }
+    return std::nullopt;
+  }
+  // Between `from` and `to`: the longest call (or wait for an acknowledgement) and how many
+  // calls were acknowledged.
+  std::pair<double, int> Between(Clock::time_point from, Clock::time_point to) {
+    std::lock_guard<std::mutex> lock(mu_);
+    double longest = 0;
+    int acked = 0;
+    Clock::time_point last_ok = from;
+    for (const Call& c : calls_) {
+      if (c.end < from || c.start > to) continue;
+      if (c.ok) {
+        ++acked;
+        longest = std::max(longest, Seconds(c.end - std::max(last_ok, c.start)));
+        last_ok = c.end;
+      }
+    }
+    return {std::max(longest, Seconds(std::min(to, Clock::now()) - last_ok)), acked};
+  }
+
+ private:
+  void Run(const std::vector<std::string>& brokers, const std::string& topic) {
+    Failover f(brokers);
+    for (int64_t n = 0; !stop_; ++n) {
+      v1::ProduceRequest req;
+      req.set_topic(topic);
+      auto* m = req.add_messages();
+      m->set_payload("probe");
+      m->set_dedup_id("probe-" + std::to_string(n));
+      const auto start = Clock::now();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      v1::ProduceResponse resp;
+      const bool ok = f.now().broker().Produce(&ctx, req, &resp).ok();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        calls_.push_back(Call{start, Clock::now(), ok});
+      }
+      if (!ok) f.Next();
+      Sleep(0.05);
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<Call> calls_;
+  std::thread thread_;
+};
+
+// One broker's gRPC health, every 100 ms.
+class HealthWatch {
+ public:
+  explicit HealthWatch(const std::string& broker)
+      : stub_(grpc::health::v1::Health::NewStub(MakeChannel(broker))), thread_([this] { Run(); }) {}
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  // After `t`: when health first read NOT_SERVING, and when SERVING again after that (seconds
+  // after `t`; nullopt: never).
+  std::pair<std::optional<double>, std::optional<double>> OutageAfter(Clock::time_point t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::optional<double> down, up;
+    for (const auto& [at, serving] : samples_) {
+      if (at < t) continue;
+      if (!down && !serving) down = Seconds(at - t);
+      if (down && serving) {
+        up = Seconds(at - t);
+        break;
+      }
+    }
+    return {down, up};
+  }
+  bool AlwaysServing(Clock::time_point from, Clock::time_point to) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [at, serving] : samples_) {
+      if (at >= from && at <= to && !serving) return false;
+    }
+    return true;
+  }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      grpc::health::v1::HealthCheckResponse resp;
+      const grpc::Status st = stub_->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &resp);
+      const bool serving =
+          st.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        samples_.emplace_back(Clock::now(), serving);
+      }
+      Sleep(0.1);
+    }
+  }
+
+  std::unique_ptr<grpc::health::v1::Health::Stub> stub_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::pair<Clock::time_point, bool>> samples_;
+  std::thread thread_;
+};
+
+// Calls that must be idempotent across a failover: an EndTransaction and a consumer's Commit
+// (ACK) prepared on the old primary and sent after the switch, twice each.
+struct IdempotencyProbe {
+  std::string txn_id;
+  std::vector<std::string> receipts;
+};
+
+IdempotencyProbe PrepareIdempotencyProbe(Client& c, int k) {
+  IdempotencyProbe p;
+  v1::ProduceRequest req;
+  req.set_topic("idem");
+  req.mutable_transactional()->set_producer_group("chaos-idem");
+  req.mutable_transactional()->set_check_ref("idem-" + std::to_string(k));
+  auto* m = req.add_messages();
+  m->set_payload("txn-" + std::to_string(k));
+  m->set_dedup_id("txn-" + std::to_string(k));
+  auto produced = c.Produce(req);
+  if (produced.ok()) p.txn_id = produced->transaction_id();
+  v1::ProduceRequest plain;
+  plain.set_topic("idem-acks");
+  auto* a = plain.add_messages();
+  a->set_payload("ack-" + std::to_string(k));
+  if (!c.Produce(plain).ok()) return p;
+  v1::ConsumeRequest creq;
+  creq.set_group("idem");
+  creq.set_topic("idem-acks");
+  creq.set_max_messages(10);
+  creq.set_max_wait_ms(2000);
+  creq.set_visibility_timeout_ms(300000);  // not redelivered while the failover lasts
+  auto got = c.Consume(creq);
+  if (got.ok()) {
+    for (const auto& d : got->messages()) p.receipts.push_back(d.receipt());
+  }
+  return p;
+}
+
+// Sends the probe's EndTransaction COMMIT and ACKs twice (retrying while unavailable); returns
+// what went wrong, or "".
+std::string CheckIdempotency(Failover& f, const IdempotencyProbe& p) {
+  if (p.txn_id.empty() || p.receipts.empty()) return "could not prepare (before the kill)";
+  for (int round = 0; round < 2; ++round) {
+    bool ended = false, acked = false;
+    std::string why;
+    for (int attempt = 0; attempt < 100 && !(ended && acked); ++attempt) {
+      if (!ended) {
+        v1::EndTransactionRequest end;
+        end.set_transaction_id(p.txn_id);
+        end.set_decision(v1::TRANSACTION_COMMIT);
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+        v1::EndTransactionResponse resp;
+        const grpc::Status st = f.now().broker().EndTransaction(&ctx, end, &resp);
+        if (st.ok()) {
+          ended = true;
+        } else if (st.error_code() != grpc::StatusCode::UNAVAILABLE &&
+                   st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          return "EndTransaction COMMIT (round " + std::to_string(round + 1) +
+                 "): " + st.error_message();
+        }
+      }
+      if (ended && !acked) {
+        auto r = f.now().Ack("idem", p.receipts);
+        if (r.ok()) {
+          for (const auto& res : r->results()) {
+            if (res.status() != v1::COMMITTED && res.status() != v1::ALREADY_COMMITTED) {
+              return "Commit (round " + std::to_string(round + 1) + "): status " +
+                     v1::CommitStatus_Name(res.status());
+            }
+          }
+          acked = true;
+        }
+      }
+      if (!(ended && acked)) {
+        f.Next();
+        Sleep(0.2);
+      }
+    }
+    if (!(ended && acked)) return "EndTransaction/Commit still unavailable after 100 tries";
+  }
+  return "";
+}
+
+// ha-primary-kill: the broker workload (producers with transactions, consumers, back-checks)
+// and the outbox workload (application transactions, two relays, inbox consumers) on a
+// formation of three nodes; `kills` times: once the formation has healed, the primary node dies
+// (SIGKILL of its postmaster and keeper), a standby is promoted, the dead node is started
+// again (it rejoins as a standby). ha-standby-kill: the same, but a standby dies; writes must
+// go on without a pause. Both: the data checks of every scenario, plus per fault what a client
+// saw (first acknowledged Produce, health) and the idempotency of EndTransaction and Commit.
+std::vector<Report> HaScenario(const Settings& s, std::vector<std::string>& notes) {
+  const bool primary_kill = s.scenario == "ha-primary-kill";
+  CreateDatabase(s, "chaos_broker");
+  CreateDatabase(s, "chaos_app");
+  const std::string app = Conninfo(s, "chaos_app");
+  if (absl::Status st = relay::MigrateOutbox(app); !st.ok()) {
+    throw std::runtime_error(std::string(st.message()));
+  }
+  const std::vector<std::string> args = {"--txn-check-after-ms",
+                                         "1000",
+                                         "--txn-check-interval-ms",
+                                         "1000",
+                                         "--txn-max-checks",
+                                         "1000",
+                                         "--shutdown-grace-ms",
+                                         "1000",
+                                         "--health-interval-ms",
+                                         "200",
+                                         "--log-level",
+                                         "warn"};
+  std::vector<std::unique_ptr<BrokerProcess>> brokers;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    brokers.push_back(std::make_unique<BrokerProcess>(
+        Conninfo(s, "chaos_broker"), test::FreePort(),
+        s.log_dir + "/ferry-chaos-" + s.scenario + "-broker" + std::to_string(i) + ".log", args));
+    addresses.push_back(brokers.back()->address());
+  }
+  for (const char* topic : {"chaos", "outbox", "probe", "idem", "idem-acks"}) {
+    CreateTopic(addresses[0], topic);
+  }
+  std::vector<std::unique_ptr<RelayProcess>> relays;
+  for (int i = 0; i < 2; ++i) {
+    relays.push_back(std::make_unique<RelayProcess>(
+        std::vector<std::string>{"--database-url", app, "--broker", addresses[i], "--lease-ms",
+                                 "2000", "--publish-timeout-ms", "1000", "--log-level", "warn"},
+        s.log_dir + "/ferry-chaos-" + s.scenario + "-relay" + std::to_string(i) + ".log"));
+  }
+  History hb, hr;
+  Producers producers(hb, addresses, "chaos", 3);
+  auto checker_for = [&](const std::string& address) {
+    auto c = std::make_unique<TransactionChecker>(
+        MakeChannel(address), std::vector<std::string>{"chaos"}, "chaos-checker",
+        [&producers](const v1::TransactionCheck& check) { return producers.Decide(check); });
+    c->Start();
+    return c;
+  };
+  auto checker0 = checker_for(addresses[0]);
+  auto checker1 = checker_for(addresses[1]);
+  Consumers consumers(hb, addresses, "g1", "chaos", 2);
+  OutboxWriters writers(hr, app, "outbox", 3);
+  Consumers carts(hr, addresses, "cart", "outbox", 2, app);
+  Prober prober(addresses, "probe");
+  HealthWatch health(addresses[0]);
+  Client idem_client(addresses[0]);
+  idem_client.set_timeout(std::chrono::seconds(5));
+  Failover idem_failover(addresses);
+
+  std::vector<std::string> failures;
+  struct Kill {
+    std::string victim;
+    Clock::time_point at, back;
+    std::string promoted;
+    double new_primary_s = -1;
+    std::string idempotency;
+  };
+  std::vector<Kill> kills;
+  Sleep(3);
+  for (int k = 1; k <= s.kills; ++k) {
+    if (!WaitFor([&] { return HaHealed(s); }, 180)) {
+      failures.push_back("the formation did not heal before kill " + std::to_string(k));
+      break;
+    }
+    Sleep(2);
+    Kill kill;
+    kill.victim = Ha(s, primary_kill ? "primary" : "secondary");
+    if (kill.victim.empty()) {
+      failures.push_back("no node to kill before kill " + std::to_string(k));
+      break;
+    }
+    const IdempotencyProbe idem =
+        primary_kill ? PrepareIdempotencyProbe(idem_client, k) : IdempotencyProbe{};
+    Ha(s, "kill", kill.victim);
+    kill.at = Clock::now();
+    const std::string what = kill.victim + (primary_kill ? " (primary)" : " (standby)") +
+                             " killed: postmaster and keeper SIGKILLed";
+    hb.AddFault(what);
+    hr.AddFault(what);
+    if (primary_kill) {
+      if (WaitFor(
+              [&] {
+                kill.promoted = Ha(s, "primary");
+                return !kill.promoted.empty() && kill.promoted != kill.victim;
+              },
+              180)) {
+        kill.new_primary_s = Seconds(Clock::now() - kill.at);
+      } else {
+        failures.push_back("no new primary within 180 s of killing " + kill.victim);
+      }
+      kill.idempotency = CheckIdempotency(idem_failover, idem);
+      if (!kill.idempotency.empty()) {
+        failures.push_back("failover " + std::to_string(k) + ": " + kill.idempotency);
+      }
+    } else {
+      Sleep(8);  // writes go on with the other synchronous standby
+    }
+    kill.back = Clock::now();
+    Ha(s, "run-node", kill.victim);  // the machine comes back; the node rejoins as a standby
+    kills.push_back(kill);
+  }
+  if (!WaitFor([&] { return HaHealed(s); }, 180)) {
+    failures.push_back("the formation did not heal after the last kill");
+  }
+  const auto faults_stopped = Clock::now();
+  producers.Stop();
+  writers.Stop();
+  Heal(hb, {"g1"}, std::chrono::seconds(60));
+  Heal(hr, {"cart"}, std::chrono::seconds(60));
+  consumers.Stop();
+  carts.Stop();
+  checker0->Stop();
+  checker1->Stop();
+  Sleep(1);
+  prober.Stop();
+  health.Stop();
+
+  // Per fault: what a client saw.
+  for (size_t i = 0; i < kills.size(); ++i) {
+    const Kill& k = kills[i];
+    char line[512];
+    const auto first_ack = prober.FirstAckAfter(k.at);
+    const auto [down, up] = health.OutageAfter(k.at);
+    if (primary_kill) {
+      std::snprintf(line, sizeof(line),
+                    "failover %zu: %s killed -> %s primary after %.1f s; first acknowledged "
+                    "Produce after %.1f s; health NOT_SERVING from +%.1f s to +%.1f s; "
+                    "EndTransaction and Commit sent twice after the switch: %s",
+                    i + 1, k.victim.c_str(), k.promoted.c_str(), k.new_primary_s,
+                    first_ack.value_or(-1), down.value_or(-1), up.value_or(-1),
+                    k.idempotency.empty() ? "ok" : k.idempotency.c_str());
+      if (!first_ack) failures.push_back("no Produce acknowledged after killing " + k.victim);
+      if (!down) failures.push_back("health never read NOT_SERVING after killing " + k.victim);
+      if (!up) failures.push_back("health did not come back to SERVING after " + k.victim);
+    } else {
+      const auto [longest, acked] = prober.Between(k.at, k.back);
+      const bool serving = health.AlwaysServing(k.at, k.back);
+      std::snprintf(line, sizeof(line),
+                    "standby %zu: %s killed for %.1f s: %d Produce calls acknowledged meanwhile, "
+                    "longest wait %.2f s, health %s",
+                    i + 1, k.victim.c_str(), Seconds(k.back - k.at), acked, longest,
+                    serving ? "SERVING throughout" : "went NOT_SERVING");
+      if (acked == 0 || longest > 2.0) {
+        failures.push_back("writes paused while standby " + k.victim + " was down");
+      }
+      if (!serving) failures.push_back("health went NOT_SERVING while a standby was down");
+    }
+    notes.push_back(line);
+  }
+  hr.SetDoubleProcessed(carts.double_processed());
+  Report rb =
+      hb.Check(s.scenario, {"g1"}, {"g1"}, faults_stopped, std::chrono::seconds(s.heal_bound_s));
+  Report rr = hr.Check(s.scenario + "/relay", {"cart"}, {"cart"}, faults_stopped,
+                       std::chrono::seconds(s.heal_bound_s));
+  rb.service_failures = failures;
+  if (!rb.ok()) Explain(Conninfo(s, "chaos_broker"), rb);
+  if (!rr.ok()) ExplainOutbox(app, rr);
+  return {rb, rr};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Settings s;
   CLI::App app{"ferry-chaos: a workload under faults, checked against Ferry's contract"};
   app.add_option("--scenario", s.scenario,
-                 "broker-kill | pg-restart | network-cut | failover | relay-kill")
+                 "broker-kill | pg-restart | network-cut | failover | relay-kill | "
+                 "ha-primary-kill | ha-standby-kill")
       ->required();
   app.add_option("--seconds", s.seconds, "how long faults are injected")->capture_default_str();
   app.add_option("--heal-bound", s.heal_bound_s,
@@ -658,16 +1107,24 @@ int main(int argc, char** argv) {
   app.add_option("--log-dir", s.log_dir, "process logs go here")->capture_default_str();
   app.add_option("--standby-dir", s.standby_dir, "failover: the synchronous standby's folder");
   app.add_option("--standby-port", s.standby_port, "failover: its port");
+  app.add_option("--ha-dir", s.ha_dir,
+                 "ha-*: the pg_auto_failover formation's folder (scripts/ha.sh; --pg-port is its "
+                 "base port)");
+  app.add_option("--kills", s.kills, "ha-*: nodes killed one after another")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   setenv("FERRY_TEST_PG", Conninfo(s, "postgres").c_str(), 1);
-  Report r;
+  std::vector<Report> reports;
+  std::vector<std::string> notes;
   try {
     if (s.scenario == "relay-kill") {
-      r = RelayScenario(s);
+      reports = {RelayScenario(s)};
     } else if (s.scenario == "broker-kill" || s.scenario == "pg-restart" ||
                s.scenario == "network-cut" || s.scenario == "failover") {
-      r = BrokerScenario(s);
+      reports = {BrokerScenario(s)};
+    } else if (s.scenario == "ha-primary-kill" || s.scenario == "ha-standby-kill") {
+      if (s.ha_dir.empty()) throw std::runtime_error("--ha-dir is required");
+      reports = HaScenario(s, notes);
     } else {
       std::cerr << "unknown scenario " << s.scenario << "\n";
       return 2;
@@ -676,10 +1133,16 @@ int main(int argc, char** argv) {
     std::cerr << "ferry-chaos " << s.scenario << ": " << e.what() << "\n";
     return 1;
   }
-  std::cout << Table({r});
-  std::cout << "faults: " << r.faults
-            << "; acknowledged after the first fault: " << r.acked_after_first_fault
-            << "; all delivered " << r.healed_after_s << " s after the faults stopped\n";
-  for (const auto& e : r.examples) std::cout << "  " << e << "\n";
-  return r.ok() ? 0 : 1;
+  std::cout << Table(reports);
+  bool ok = true;
+  for (const Report& r : reports) {
+    std::cout << r.scenario << ": faults: " << r.faults
+              << "; acknowledged after the first fault: " << r.acked_after_first_fault
+              << "; all delivered " << r.healed_after_s << " s after the faults stopped\n";
+    for (const auto& e : r.examples) std::cout << "  " << e << "\n";
+    for (const auto& f : r.service_failures) std::cout << "  FAILED: " << f << "\n";
+    ok = ok && r.ok();
+  }
+  for (const auto& n : notes) std::cout << n << "\n";
+  return ok ? 0 : 1;
 }

@@ -183,14 +183,14 @@ std::string Table(const std::vector<Report>& reports) {
   std::ostringstream out;
   char line[512];
   std::snprintf(
-      line, sizeof(line), "%-14s %7s %7s %6s %6s %8s %6s | %5s %7s %9s %11s %7s %8s %8s %6s  %s\n",
+      line, sizeof(line), "%-22s %7s %7s %6s %6s %8s %6s | %5s %7s %9s %11s %7s %8s %8s %6s  %s\n",
       "scenario", "sent", "acked", "unkn", "rolled", "deliver", "faults", "lost", "phantom",
       "dup(exp)", "dup(unexpl)", "double", "order", "partial", "stuck", "result");
   out << line;
   for (const Report& r : reports) {
     const std::string dbl = r.double_processed < 0 ? "n/a" : std::to_string(r.double_processed);
     std::snprintf(line, sizeof(line),
-                  "%-14s %7lld %7lld %6lld %6lld %8lld %6lld | %5lld %7lld %9lld %11lld %7s "
+                  "%-22s %7lld %7lld %6lld %6lld %8lld %6lld | %5lld %7lld %9lld %11lld %7s "
                   "%8lld %8lld %6lld  %s\n",
                   r.scenario.c_str(), static_cast<long long>(r.sent),
                   static_cast<long long>(r.acked), static_cast<long long>(r.unknown),

@@ -51,9 +51,13 @@ struct Report {
   double healed_after_s = 0;
   int64_t acked_after_first_fault = 0;  // the service went on working through the faults
   std::vector<std::string> examples;    // the first few violations, for a person to look at
+  // Promises about the service rather than the data (high availability: a new primary came,
+  // health went NOT_SERVING and back, writes went on while a standby was down); each one a
+  // sentence, printed with the examples.
+  std::vector<std::string> service_failures;
   bool ok() const {
     return lost == 0 && phantom == 0 && dup_unexplained == 0 && double_processed <= 0 &&
-           out_of_order == 0 && partial_txns == 0 && stuck == 0;
+           out_of_order == 0 && partial_txns == 0 && stuck == 0 && service_failures.empty();
   }
 };
 

@@ -3,25 +3,36 @@
 # cluster, with real ferry-broker / ferry-relay processes and real faults; ferry-chaos checks
 # the recorded history and prints the table. Exit 1 if any scenario finds a violation.
 # Usage: tests/chaos/run.sh [SECONDS] [SCENARIO...]   (default 60 s each, every scenario)
+# The ha-* scenarios run on a pg_auto_failover formation (scripts/ha.sh: monitor + 3 nodes) and
+# kill nodes rather than run for SECONDS: 3 kills (1 when SECONDS < 30, inside `make test`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/scripts/pg.sh"
 seconds=${1:-60}
 shift || true
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(broker-kill pg-restart network-cut failover relay-kill)
+[ ${#scenarios[@]} -gt 0 ] ||
+  scenarios=(broker-kill pg-restart network-cut failover relay-kill ha-primary-kill ha-standby-kill)
+kills=3
+[ "$seconds" -ge 30 ] || kills=1
 bin=${FERRY_BIN:-$root/build/bin}
 logs=$(mktemp -d /tmp/ferry-chaos-logs.XXXXXX)
 chmod 755 "$logs"
 failed=0
 results=()
+figures=()
 for scenario in "${scenarios[@]}"; do
   dir=$(mktemp -d /tmp/ferry-chaos-pg.XXXXXX)
   chmod 755 "$dir"
   port=$(ferry_pg_free_port)
   extra=()
   standby=""
-  if [ "$scenario" = failover ]; then
+  formation=""
+  if [[ $scenario == ha-* ]]; then
+    formation="$dir/formation"
+    "$root/scripts/ha.sh" start "$formation" "$port" >/dev/null
+    extra=(--ha-dir "$formation" --kills "$kills")
+  elif [ "$scenario" = failover ]; then
     # A primary whose every commit waits for its synchronous standby's flush: an acknowledged
     # Produce is on two nodes. The fault kills the primary and promotes the standby.
     FERRY_PG_OPTS="-c wal_level=replica -c max_wal_senders=5 -c synchronous_standby_names=standby1" \
@@ -41,13 +52,19 @@ for scenario in "${scenarios[@]}"; do
   fi
   if [ -n "$standby" ]; then ferry_pg_stop "$standby"; rm -rf "$standby"; fi
   echo "$out" | sed 's/^/  /'
-  results+=("$(echo "$out" | grep -E "^$scenario " || echo "$scenario  (no result: see above)")")
+  results+=("$(echo "$out" | grep -E "^$scenario(/relay)? " || echo "$scenario  (no result: see above)")")
+  figures+=("$(echo "$out" | grep -E "^(failover|standby) [0-9]+: " | sed "s/^/$scenario /" || true)")
   header=$(echo "$out" | grep -E '^scenario ' || true)
+  if [ -n "$formation" ]; then
+    [ $failed -eq 0 ] || cp "$formation"/*.log "$logs/" 2>/dev/null || true
+    "$root/scripts/ha.sh" stop "$formation"
+  fi
   ferry_pg_stop "$dir"
   rm -rf "$dir"
 done
 echo
 echo "${header:-scenario ...}"
 printf '%s\n' "${results[@]}"
+printf '%s\n' "${figures[@]}" | grep -v '^$' || true
 [ $failed -eq 0 ] && { echo "chaos: ok"; rm -rf "$logs"; } || echo "chaos: FAILED (logs in $logs)"
 exit $failed
