@@ -31,7 +31,6 @@ as_owner() {   # pg_autoctl with its configuration kept under DIR, as the unpriv
   fi
 }
 
-monitor_uri() { echo "postgres://autoctl_node@127.0.0.1:$base/pg_auto_failover?sslmode=disable"; }
 
 # A keeper in its own process group (pgid in DIR/NAME.pgid), so that `kill` takes it, its
 # sub-processes and its PostgreSQL down at once, like a machine that dies.
@@ -81,8 +80,19 @@ healthy() {   # one node primary and two secondaries, reported and assigned (hea
     [ "$(grep -c '| *secondary *| *secondary$' <<<"$state")" = 2 ]
 }
 
-node_args() {
-  echo --hostname 127.0.0.1 --auth trust --no-ssl --pgctl "$PG_BIN/pg_ctl"
+node_args() {   # PostgreSQL listens on 127.0.0.1 only; connections from loopback are trusted
+  echo --listen 127.0.0.1 --auth trust --no-ssl --pgctl "$PG_BIN/pg_ctl"
+}
+
+# With FERRY_HA_ADVERTISE=1 (the chaos suite's partition scenario), node N is known to the
+# monitor and to the other nodes as 127.0.0.(10+N) and reaches the monitor at 127.0.0.(20+N):
+# addresses where the test runs TCP proxies it can cut, while brokers still reach every node
+# directly on 127.0.0.1.
+node_host() { if [ -n "${FERRY_HA_ADVERTISE:-}" ]; then echo "127.0.0.$((10 + $1))"; else echo 127.0.0.1; fi; }
+monitor_uri_for() {
+  local host=127.0.0.1
+  [ -z "${FERRY_HA_ADVERTISE:-}" ] || host="127.0.0.$((20 + $1))"
+  echo "postgres://autoctl_node@$host:$base/pg_auto_failover?sslmode=disable"
 }
 
 case "$cmd" in
@@ -91,7 +101,8 @@ case "$cmd" in
     as_owner mkdir -p "$dir/run"
     if [ ! -f "$dir/monitor/PG_VERSION" ]; then
       # shellcheck disable=SC2046
-      as_owner pg_autoctl create monitor --pgdata "$dir/monitor" --pgport "$base" $(node_args) \
+      as_owner pg_autoctl create monitor --pgdata "$dir/monitor" --pgport "$base" \
+        --hostname 127.0.0.1 $(node_args) \
         >"$dir/monitor-create.log" 2>&1 || { tail -20 "$dir/monitor-create.log" >&2; exit 1; }
     fi
     run_keeper monitor
@@ -107,7 +118,8 @@ case "$cmd" in
         # One at a time: the first becomes the primary, the others clone it.
         # shellcheck disable=SC2046
         as_owner bash -c "nohup setsid pg_autoctl create postgres --pgdata '$dir/node$n' \
-          --pgport $((base + n)) $(node_args) --monitor '$(monitor_uri)' --name node$n \
+          --pgport $((base + n)) --hostname $(node_host $n) $(node_args) \
+          --monitor '$(monitor_uri_for $n)' --name node$n \
           --run >>'$dir/node$n.log' 2>&1 & echo \$! >'$dir/node$n.pgid'"
         for i in $(seq 1 300); do
           [ -f "$dir/node$n/postmaster.pid" ] && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p $((base + n)) && break

@@ -84,13 +84,18 @@ ferry_pg_conninfo() {
 # (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default): a port from that range can
 # be the local end of any outgoing connection, or what bind(port 0) hands a test's broker, between
 # this probe and the server's bind (a CI run lost a chaos scenario to exactly that).
+# ferry_pg_free_port N: the first of N consecutive such ports (a pg_auto_failover formation).
 ferry_pg_free_port() {
-  local port try low=32768
+  local port try low=32768 count=${1:-1} i busy
   read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
   [ "$low" -gt 12000 ] 2>/dev/null || low=32768
   for try in $(seq 1 50); do
-    port=$((10000 + RANDOM % (low - 10000)))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
+    port=$((10000 + RANDOM % (low - 10000 - count)))
+    busy=""
+    for i in $(seq 0 $((count - 1))); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$((port + i))") 2>/dev/null && { busy=1; break; }
+    done
+    [ -n "$busy" ] || { echo "$port"; return 0; }
   done
   return 1
 }

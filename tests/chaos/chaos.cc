@@ -334,17 +334,21 @@ class OutboxWriters {
 // and refuses new ones until Restore() (a network partition between brokers and database).
 class Proxy {
  public:
-  explicit Proxy(int target_port) : target_port_(target_port) {
+  // Listens on `listen_host`:`listen_port` (0: any free port) and forwards to 127.0.0.1:
+  // `target_port`.
+  explicit Proxy(int target_port, const std::string& listen_host = "127.0.0.1", int listen_port = 0)
+      : target_port_(target_port) {
     listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
+    inet_pton(AF_INET, listen_host.c_str(), &addr.sin_addr);
+    addr.sin_port = htons(static_cast<uint16_t>(listen_port));
     if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
         listen(listen_fd_, 128) != 0) {
-      throw std::runtime_error("proxy: cannot listen");
+      throw std::runtime_error("proxy: cannot listen on " + listen_host + ":" +
+                               std::to_string(listen_port));
     }
     socklen_t len = sizeof(addr);
     getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -727,6 +731,13 @@ class Prober {
     }
     return std::nullopt;
   }
+  // How many calls were acknowledged (answered OK) between `from` and `to`.
+  int AckedBetween(Clock::time_point from, Clock::time_point to) {
+    std::lock_guard<std::mutex> lock(mu_);
+    int n = 0;
+    for (const Call& c : calls_) n += c.ok && c.end >= from && c.end <= to ? 1 : 0;
+    return n;
+  }
   // Between `from` and `to`: the longest call (or wait for an acknowledgement) and how many
   // calls were acknowledged.
   std::pair<double, int> Between(Clock::time_point from, Clock::time_point to) {
@@ -920,7 +931,26 @@ std::string CheckIdempotency(Failover& f, const IdempotencyProbe& p) {
 // go on without a pause. Both: the data checks of every scenario, plus per fault what a client
 // saw (first acknowledged Produce, health) and the idempotency of EndTransaction and Commit.
 std::vector<Report> HaScenario(const Settings& s, std::vector<std::string>& notes) {
-  const bool primary_kill = s.scenario == "ha-primary-kill";
+  const bool partition = s.scenario == "ha-partition";
+  const bool primary_kill = s.scenario == "ha-primary-kill" || partition;
+  // ha-partition: node N is known to the monitor and to the other nodes as 127.0.0.(10+N) and
+  // reaches the monitor through 127.0.0.(20+N) (scripts/ha.sh, FERRY_HA_ADVERTISE): proxies
+  // that this program cuts. Brokers reach every node directly on 127.0.0.1. So the formation
+  // is started here, after the proxies.
+  std::map<std::string, std::vector<std::unique_ptr<Proxy>>> proxies;  // node -> its two
+  if (partition) {
+    for (int n = 1; n <= 3; ++n) {
+      auto& p = proxies["node" + std::to_string(n)];
+      p.push_back(std::make_unique<Proxy>(s.pg_port + n, "127.0.0." + std::to_string(10 + n),
+                                          s.pg_port + n));
+      p.push_back(
+          std::make_unique<Proxy>(s.pg_port, "127.0.0." + std::to_string(20 + n), s.pg_port));
+    }
+    if (Shell("FERRY_HA_ADVERTISE=1 " + s.root + "/scripts/ha.sh start " + s.ha_dir + " " +
+              std::to_string(s.pg_port) + " >/dev/null") != 0) {
+      throw std::runtime_error("the formation did not start");
+    }
+  }
   CreateDatabase(s, "chaos_broker");
   CreateDatabase(s, "chaos_app");
   const std::string app = Conninfo(s, "chaos_app");
@@ -980,7 +1010,7 @@ std::vector<Report> HaScenario(const Settings& s, std::vector<std::string>& note
   std::vector<std::string> failures;
   struct Kill {
     std::string victim;
-    Clock::time_point at, back;
+    Clock::time_point at, back, promoted_at;
     std::string promoted;
     double new_primary_s = -1;
     std::string idempotency;
@@ -1000,11 +1030,17 @@ std::vector<Report> HaScenario(const Settings& s, std::vector<std::string>& note
       break;
     }
     const IdempotencyProbe idem =
-        primary_kill ? PrepareIdempotencyProbe(idem_client, k) : IdempotencyProbe{};
-    Ha(s, "kill", kill.victim);
+        primary_kill && !partition ? PrepareIdempotencyProbe(idem_client, k) : IdempotencyProbe{};
+    if (partition) {
+      for (auto& p : proxies[kill.victim]) p->Cut();
+    } else {
+      Ha(s, "kill", kill.victim);
+    }
     kill.at = Clock::now();
-    const std::string what = kill.victim + (primary_kill ? " (primary)" : " (standby)") +
-                             " killed: postmaster and keeper SIGKILLed";
+    const std::string what =
+        partition ? kill.victim + " (primary) cut off from the monitor and the standbys"
+                  : kill.victim + (primary_kill ? " (primary)" : " (standby)") +
+                        " killed: postmaster and keeper SIGKILLed";
     hb.AddFault(what);
     hr.AddFault(what);
     if (primary_kill) {
@@ -1014,19 +1050,30 @@ std::vector<Report> HaScenario(const Settings& s, std::vector<std::string>& note
                 return !kill.promoted.empty() && kill.promoted != kill.victim;
               },
               180)) {
-        kill.new_primary_s = Seconds(Clock::now() - kill.at);
+        kill.promoted_at = Clock::now();
+        kill.new_primary_s = Seconds(kill.promoted_at - kill.at);
       } else {
         failures.push_back("no new primary within 180 s of killing " + kill.victim);
       }
-      kill.idempotency = CheckIdempotency(idem_failover, idem);
-      if (!kill.idempotency.empty()) {
-        failures.push_back("failover " + std::to_string(k) + ": " + kill.idempotency);
+      if (partition) {
+        // The partition outlasts the promotion a little: the old primary still runs and
+        // brokers may still reach it, but it can confirm no commit.
+        Sleep(5);
+      } else {
+        kill.idempotency = CheckIdempotency(idem_failover, idem);
+        if (!kill.idempotency.empty()) {
+          failures.push_back("failover " + std::to_string(k) + ": " + kill.idempotency);
+        }
       }
     } else {
       Sleep(8);  // writes go on with the other synchronous standby
     }
     kill.back = Clock::now();
-    Ha(s, "run-node", kill.victim);  // the machine comes back; the node rejoins as a standby
+    if (partition) {
+      for (auto& p : proxies[kill.victim]) p->Restore();  // it rejoins as a standby
+    } else {
+      Ha(s, "run-node", kill.victim);  // the machine comes back; it rejoins as a standby
+    }
     kills.push_back(kill);
   }
   if (!WaitFor([&] { return HaHealed(s); }, 180)) {
@@ -1051,7 +1098,26 @@ std::vector<Report> HaScenario(const Settings& s, std::vector<std::string>& note
     char line[512];
     const auto first_ack = prober.FirstAckAfter(k.at);
     const auto [down, up] = health.OutageAfter(k.at);
-    if (primary_kill) {
+    if (partition) {
+      // Nothing may be acknowledged between the cut (plus half a second for answers already
+      // on their way) and the promotion (less a second: this program sees it late): the old
+      // primary can reach no standby, so no commit of its can be confirmed.
+      const int acked = prober.AckedBetween(k.at + std::chrono::milliseconds(500),
+                                            k.promoted_at - std::chrono::seconds(1));
+      std::snprintf(line, sizeof(line),
+                    "partition %zu: %s cut off -> %s primary after %.1f s; Produce calls "
+                    "acknowledged in between: %d; first acknowledged Produce after %.1f s; "
+                    "health NOT_SERVING from +%.1f s to +%.1f s",
+                    i + 1, k.victim.c_str(), k.promoted.c_str(), k.new_primary_s, acked,
+                    first_ack.value_or(-1), down.value_or(-1), up.value_or(-1));
+      if (acked > 0) {
+        failures.push_back("the partitioned primary acknowledged " + std::to_string(acked) +
+                           " Produce calls");
+      }
+      if (!first_ack) failures.push_back("no Produce acknowledged after the partition");
+      if (!down) failures.push_back("health never read NOT_SERVING after the partition");
+      if (!up) failures.push_back("health did not come back to SERVING after the partition");
+    } else if (primary_kill) {
       std::snprintf(line, sizeof(line),
                     "failover %zu: %s killed -> %s primary after %.1f s; first acknowledged "
                     "Produce after %.1f s; health NOT_SERVING from +%.1f s to +%.1f s; "
@@ -1095,7 +1161,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ferry-chaos: a workload under faults, checked against Ferry's contract"};
   app.add_option("--scenario", s.scenario,
                  "broker-kill | pg-restart | network-cut | failover | relay-kill | "
-                 "ha-primary-kill | ha-standby-kill")
+                 "ha-primary-kill | ha-standby-kill | ha-partition")
       ->required();
   app.add_option("--seconds", s.seconds, "how long faults are injected")->capture_default_str();
   app.add_option("--heal-bound", s.heal_bound_s,
@@ -1122,7 +1188,8 @@ int main(int argc, char** argv) {
     } else if (s.scenario == "broker-kill" || s.scenario == "pg-restart" ||
                s.scenario == "network-cut" || s.scenario == "failover") {
       reports = {BrokerScenario(s)};
-    } else if (s.scenario == "ha-primary-kill" || s.scenario == "ha-standby-kill") {
+    } else if (s.scenario == "ha-primary-kill" || s.scenario == "ha-standby-kill" ||
+               s.scenario == "ha-partition") {
       if (s.ha_dir.empty()) throw std::runtime_error("--ha-dir is required");
       reports = HaScenario(s, notes);
     } else {

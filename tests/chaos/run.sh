@@ -12,7 +12,8 @@ seconds=${1:-60}
 shift || true
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] ||
-  scenarios=(broker-kill pg-restart network-cut failover relay-kill ha-primary-kill ha-standby-kill)
+  scenarios=(broker-kill pg-restart network-cut failover relay-kill ha-primary-kill ha-standby-kill
+             ha-partition)
 kills=3
 [ "$seconds" -ge 30 ] || kills=1
 bin=${FERRY_BIN:-$root/build/bin}
@@ -24,14 +25,18 @@ figures=()
 for scenario in "${scenarios[@]}"; do
   dir=$(mktemp -d /tmp/ferry-chaos-pg.XXXXXX)
   chmod 755 "$dir"
-  port=$(ferry_pg_free_port)
+  port=$(ferry_pg_free_port 4)   # ha-*: the monitor and three nodes
   extra=()
   standby=""
   formation=""
   if [[ $scenario == ha-* ]]; then
     formation="$dir/formation"
-    "$root/scripts/ha.sh" start "$formation" "$port" >/dev/null
-    extra=(--ha-dir "$formation" --kills "$kills")
+    if [ "$scenario" = ha-partition ]; then   # ferry-chaos starts it behind its proxies
+      extra=(--ha-dir "$formation" --kills 1)
+    else
+      "$root/scripts/ha.sh" start "$formation" "$port" >/dev/null
+      extra=(--ha-dir "$formation" --kills "$kills")
+    fi
   elif [ "$scenario" = failover ]; then
     # A primary whose every commit waits for its synchronous standby's flush: an acknowledged
     # Produce is on two nodes. The fault kills the primary and promotes the standby.
@@ -53,7 +58,7 @@ for scenario in "${scenarios[@]}"; do
   if [ -n "$standby" ]; then ferry_pg_stop "$standby"; rm -rf "$standby"; fi
   echo "$out" | sed 's/^/  /'
   results+=("$(echo "$out" | grep -E "^$scenario(/relay)? " || echo "$scenario  (no result: see above)")")
-  figures+=("$(echo "$out" | grep -E "^(failover|standby) [0-9]+: " | sed "s/^/$scenario /" || true)")
+  figures+=("$(echo "$out" | grep -E "^(failover|standby|partition) [0-9]+: " | sed "s/^/$scenario /" || true)")
   header=$(echo "$out" | grep -E '^scenario ' || true)
   if [ -n "$formation" ]; then
     [ $failed -eq 0 ] || cp "$formation"/*.log "$logs/" 2>/dev/null || true
