@@ -12,9 +12,8 @@
 # machine's demo; in production use --auth scram-sha-256 and --ssl-self-signed (or your
 # certificates) and set the replication password (pg_autoctl config set replication.password).
 set -eu
-data=/var/lib/postgresql/data
-export PGDATA="$data/pg" XDG_CONFIG_HOME="$data/config" XDG_DATA_HOME="$data/share"
-cd "$data"
+# PGDATA, XDG_CONFIG_HOME and XDG_DATA_HOME: under the volume (deploy/pg-auto-failover.Dockerfile)
+cd /var/lib/postgresql/data
 common="--pgdata $PGDATA --pgport $FERRY_PG_PORT --hostname 127.0.0.1 --listen 127.0.0.1 \
   --auth trust --no-ssl --pgctl /usr/lib/postgresql/15/bin/pg_ctl"
 if [ ! -f "$PGDATA/PG_VERSION" ]; then

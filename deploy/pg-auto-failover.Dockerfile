@@ -9,5 +9,7 @@ COPY deploy/ha-entrypoint.sh /usr/local/bin/ha-entrypoint.sh
 COPY deploy/postgresql.conf /etc/ferry/postgresql.conf
 RUN install -d -o postgres -g postgres -m 700 /var/lib/postgresql/data
 USER postgres
-ENV PATH=/usr/lib/postgresql/15/bin:$PATH
+# pg_autoctl finds its configuration through these (also for `docker exec ... pg_autoctl show state`).
+ENV PATH=/usr/lib/postgresql/15/bin:$PATH PGDATA=/var/lib/postgresql/data/pg \
+    XDG_CONFIG_HOME=/var/lib/postgresql/data/config XDG_DATA_HOME=/var/lib/postgresql/data/share
 ENTRYPOINT ["/usr/local/bin/ha-entrypoint.sh"]
