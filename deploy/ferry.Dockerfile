@@ -15,7 +15,11 @@ COPY proto /src/proto
 COPY migrations /src/migrations
 COPY services /src/services
 COPY examples/order-cart /src/examples/order-cart
-# The web console: npm ci from its package-lock.json (the npm registry must be reachable).
+# The web console: npm ci from its package-lock.json (the npm registry must be reachable; behind
+# an intercepting proxy, put its CA in deploy/extra-ca/, see the README there).
+COPY deploy/extra-ca /etc/ferry-extra-ca
+RUN cat /etc/ferry-extra-ca/*.crt >/etc/ferry-extra-ca.pem 2>/dev/null || true
+ENV NODE_EXTRA_CA_CERTS=/etc/ferry-extra-ca.pem
 COPY console/package.json console/package-lock.json console/build.mjs console/CMakeLists.txt /src/console/
 COPY console/src /src/console/src
 RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=OFF && \

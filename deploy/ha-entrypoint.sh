@@ -14,6 +14,9 @@
 set -eu
 # PGDATA, XDG_CONFIG_HOME and XDG_DATA_HOME: under the volume (deploy/pg-auto-failover.Dockerfile)
 cd /var/lib/postgresql/data
+# A container restarted after a kill keeps its /tmp: pg_autoctl's pidfile there names PID 1,
+# which is this new process, and would read as "already running".
+rm -rf /tmp/pg_autoctl
 common="--pgdata $PGDATA --pgport $FERRY_PG_PORT --hostname 127.0.0.1 --listen 127.0.0.1 \
   --auth trust --no-ssl --pgctl /usr/lib/postgresql/15/bin/pg_ctl"
 if [ ! -f "$PGDATA/PG_VERSION" ]; then

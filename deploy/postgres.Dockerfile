@@ -10,6 +10,7 @@ RUN install -d -o postgres -g postgres -m 700 /var/lib/postgresql/data
 USER postgres
 ENV PGDATA=/var/lib/postgresql/data
 EXPOSE 5432
+# Over TCP: during first-start initialisation a server runs on the unix socket only.
 HEALTHCHECK --interval=2s --timeout=3s \
-  CMD /usr/lib/postgresql/15/bin/pg_isready -h /tmp -p "${FERRY_PG_PORT:-5432}" -U postgres
+  CMD /usr/lib/postgresql/15/bin/pg_isready -h 127.0.0.1 -p "${FERRY_PG_PORT:-5432}" -U postgres
 ENTRYPOINT ["/usr/local/bin/postgres-entrypoint.sh"]
