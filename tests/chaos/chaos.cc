@@ -13,6 +13,15 @@
 //   network-cut   the brokers reach PostgreSQL through a TCP proxy this program controls; it
 //                 cuts every connection and refuses new ones for 4-6 s (longer than the
 //                 consumers' 3 s leases), every 3-5 s
+//   ha-primary-kill  a pg_auto_failover formation (scripts/ha.sh: monitor + 3 nodes, run.sh
+//                 starts it); the broker and the outbox workloads together; --kills times the
+//                 primary node dies (postmaster and keeper SIGKILLed), a standby is promoted,
+//                 the node comes back; per failover: new primary, first acknowledged Produce,
+//                 health NOT_SERVING and back, EndTransaction and Commit repeated after it
+//   ha-standby-kill  the same; a standby dies for 8 s: writes go on, health stays SERVING
+//   ha-partition  the nodes reach the monitor and each other through proxies this program
+//                 cuts (it starts the formation); the primary is cut off while brokers still
+//                 reach it: nothing acknowledged between the cut and the promotion
 // Producers resend an unacknowledged message with the same dedup_id until it is acknowledged
 // (or the faults stop: then it is "unknown"). Every 10th produce is a transaction of two
 // messages decided COMMIT or ROLLBACK; a back-check handler answers what the producer decided.
