@@ -38,9 +38,19 @@ run_keeper() {
   as_owner bash -c "nohup setsid pg_autoctl run --pgdata '$dir/$1' >>'$dir/$1.log' 2>&1 & echo \$! >'$dir/$1.pgid'"
 }
 
+# PostgreSQL's backends and walsenders each run in a process group of their own (setsid), and
+# outlive a killed postmaster until they notice. So: the keeper's group (keeper, postmaster) is
+# stopped, then it, the postmaster and every child of the postmaster are killed at once, as
+# when the machine loses power.
 kill_node() {
-  [ -f "$dir/$1.pgid" ] && kill -9 -- "-$(cat "$dir/$1.pgid")" 2>/dev/null || true
-  [ -f "$dir/$1/postmaster.pid" ] && kill -9 "$(head -1 "$dir/$1/postmaster.pid")" 2>/dev/null || true
+  local pm="" group=""
+  [ -f "$dir/$1.pgid" ] && group=$(cat "$dir/$1.pgid")
+  [ -f "$dir/$1/postmaster.pid" ] && pm=$(head -1 "$dir/$1/postmaster.pid")
+  [ -z "$group" ] || kill -STOP -- "-$group" 2>/dev/null || true
+  [ -z "$pm" ] || kill -STOP "$pm" 2>/dev/null || true
+  # shellcheck disable=SC2046
+  [ -z "$pm" ] || kill -9 "$pm" $(pgrep -P "$pm") 2>/dev/null || true
+  [ -z "$group" ] || kill -9 -- "-$group" 2>/dev/null || true
 }
 
 # Failover timings tuned for a broker (the defaults are for a database behind an application
