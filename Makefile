@@ -14,7 +14,7 @@ help:
 	@echo "make bench             the standard workloads (W1-W5, pg-limit) -> bench/RESULTS.md"
 	@echo "make bench-relay       relay throughput and latency on this machine"
 	@echo "make up | down         docker-compose stack: postgres, migrate, 2 brokers, relay, order/cart"
-	@echo "make compose-test      build the images, start the stack, smoke-test it, stop it (works offline)"
+	@echo "make compose-test      build the images, start each stack (simple, HA), test it, stop it (works offline)"
 	@echo "make chaos             fault injection (broker kills, PostgreSQL crashes, relay kills, failovers), checked"
 	@echo "make fuzz              libFuzzer targets (clang), 60 s each"
 	@echo "make console-screenshots  the console's browser tests, saving docs/console/*.png (1280x800)"

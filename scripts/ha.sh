@@ -125,19 +125,22 @@ case "$cmd" in
       if [ -f "$dir/node$n/PG_VERSION" ]; then
         run_keeper "node$n"
       else
-        # One at a time: the first becomes the primary, the others clone it.
+        # One at a time: the first becomes the primary, the others clone it. Created without
+        # running, so that the keeper's own setting is in place before it starts (a reload
+        # during its start-up killed its node-active service once).
         # shellcheck disable=SC2046
-        as_owner bash -c "nohup setsid pg_autoctl create postgres --pgdata '$dir/node$n' \
+        as_owner bash -c "pg_autoctl create postgres --pgdata '$dir/node$n' \
           --pgport $((base + n)) --hostname $(node_host $n) $(node_args) \
-          --monitor '$(monitor_uri_for $n)' --name node$n \
-          --run >>'$dir/node$n.log' 2>&1 & echo \$! >'$dir/node$n.pgid'"
+          --monitor '$(monitor_uri_for $n)' --name node$n >>'$dir/node$n.log' 2>&1" ||
+          { tail -20 "$dir/node$n.log" >&2; exit 1; }
+        as_owner pg_autoctl config set --pgdata "$dir/node$n" timeout.network_partition_timeout \
+          "$NETWORK_PARTITION_TIMEOUT_S" >/dev/null
+        run_keeper "node$n"
         for i in $(seq 1 300); do
           [ -f "$dir/node$n/postmaster.pid" ] && "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p $((base + n)) && break
           sleep 0.2
         done
       fi
-      as_owner pg_autoctl config set --pgdata "$dir/node$n" timeout.network_partition_timeout \
-        "$NETWORK_PARTITION_TIMEOUT_S" >/dev/null
     done
     for i in $(seq 1 600); do
       healthy && { formation_uri; exit 0; }

@@ -32,7 +32,9 @@ for scenario in "${scenarios[@]}"; do
   if [[ $scenario == ha-* ]]; then
     formation="$dir/formation"
     if [ "$scenario" = ha-partition ]; then   # ferry-chaos starts it behind its proxies
-      extra=(--ha-dir "$formation" --kills 1)
+      # After the partition heals, the old primary is demoted and rewound and every connection
+      # that waited on it breaks; the outbox path took up to 36 s to deliver everything.
+      extra=(--ha-dir "$formation" --kills 1 --heal-bound 90)
     else
       "$root/scripts/ha.sh" start "$formation" "$port" >/dev/null
       extra=(--ha-dir "$formation" --kills "$kills")
