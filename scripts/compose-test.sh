@@ -28,6 +28,18 @@ compose() { docker-compose -p "$project" "$@"; }
 compose_ha() { docker-compose -p "${project}ha" -f docker-compose.ha.yml "$@"; }
 export FERRY_HA_PORT=17440 FERRY_HA_NODE1_PORT=17441 FERRY_HA_NODE2_PORT=17442 FERRY_HA_NODE3_PORT=17443
 step() { printf '\n== %s\n' "$*"; }
+wait_healthy() {   # COMPOSE-FUNCTION SERVICE...
+  local fn=$1 s id deadline=$((SECONDS + 300))
+  shift
+  for s in "$@"; do
+    id=$("$fn" ps -q "$s")
+    until [ "$(docker inspect -f '{{.State.Health.Status}}' "$id")" = healthy ]; do
+      [ $SECONDS -lt $deadline ] || { echo "$s is not healthy after 300 s"; exit 1; }
+      sleep 1
+    done
+    echo "$s: healthy"
+  done
+}
 
 work=$(mktemp -d /tmp/ferry-compose-test.XXXXXX)
 # This machine's own extra certificate authorities (an intercepting proxy in front of the npm
@@ -67,22 +79,14 @@ echo "built in $((SECONDS - start)) s"
 
 step "starting: postgres, migrate, broker-1, broker-2, topics, relay, order-service, cart-service"
 compose up -d
-services="postgres broker-1 broker-2 relay order-service cart-service"
-deadline=$((SECONDS + 300))
-for s in $services; do
-  id=$(compose ps -q "$s")
-  until [ "$(docker inspect -f '{{.State.Health.Status}}' "$id")" = healthy ]; do
-    [ $SECONDS -lt $deadline ] || { echo "$s is not healthy after 300 s"; exit 1; }
-    sleep 1
-  done
-  echo "$s: healthy"
-done
+wait_healthy compose postgres broker-1 broker-2 relay order-service cart-service
 for s in migrate topics; do
   id=$(compose ps -q "$s")
   code=$(docker inspect -f '{{.State.ExitCode}}' "$id")
   echo "$s: exited $code"
   [ "$code" = 0 ]
 done
+
 
 ctl() { docker run --rm -i --network host --entrypoint ferryctl ferry/broker:dev "$@"; }
 
@@ -170,18 +174,6 @@ ctl --broker "127.0.0.1:$FERRY_BROKER2_PORT" health
 step "stopping the simple stack"
 compose down -v --remove-orphans
 
-wait_healthy() {   # COMPOSE-FUNCTION SERVICE...
-  local fn=$1 s id deadline=$((SECONDS + 300))
-  shift
-  for s in "$@"; do
-    id=$("$fn" ps -q "$s")
-    until [ "$(docker inspect -f '{{.State.Health.Status}}' "$id")" = healthy ]; do
-      [ $SECONDS -lt $deadline ] || { echo "$s is not healthy after 300 s"; exit 1; }
-      sleep 1
-    done
-    echo "$s: healthy"
-  done
-}
 state() { compose_ha exec -T monitor pg_autoctl show state; }
 primary() { state | awk -F'|' '$6 ~ /^ *(wait_)?primary *$/ && $7 ~ /^ *(wait_)?primary *$/ {gsub(/ /, "", $1); print $1}'; }
 healed() { local st; st=$(state 2>/dev/null) || return 1

@@ -339,6 +339,16 @@ class OutboxWriters {
   std::vector<std::thread> threads_;
 };
 
+// A back-check handler on `address` for producer group "chaos" that answers what the producer
+// decided.
+std::unique_ptr<TransactionChecker> StartChecker(const std::string& address, Producers& producers) {
+  auto c = std::make_unique<TransactionChecker>(
+      MakeChannel(address), std::vector<std::string>{"chaos"}, "chaos-checker",
+      [&producers](const v1::TransactionCheck& check) { return producers.Decide(check); });
+  c->Start();
+  return c;
+}
+
 // A TCP proxy on 127.0.0.1 in front of PostgreSQL: Cut() closes every connection through it
 // and refuses new ones until Restore() (a network partition between brokers and database).
 class Proxy {
@@ -531,15 +541,8 @@ Report BrokerScenario(const Settings& s) {
   CreateTopic(addresses[0], "chaos");
   History h;
   Producers producers(h, addresses, "chaos", 3);
-  auto checker_for = [&](const std::string& address) {
-    auto c = std::make_unique<TransactionChecker>(
-        MakeChannel(address), std::vector<std::string>{"chaos"}, "chaos-checker",
-        [&producers](const v1::TransactionCheck& check) { return producers.Decide(check); });
-    c->Start();
-    return c;
-  };
-  auto checker0 = checker_for(addresses[0]);
-  auto checker1 = checker_for(addresses[1]);
+  auto checker0 = StartChecker(addresses[0], producers);
+  auto checker1 = StartChecker(addresses[1], producers);
   Consumers consumers(h, addresses, "g1", "chaos", 2);
 
   const auto end = Clock::now() + std::chrono::seconds(s.seconds);
@@ -998,15 +1001,8 @@ std::vector<Report> HaScenario(const Settings& s, std::vector<std::string>& note
   }
   History hb, hr;
   Producers producers(hb, addresses, "chaos", 3);
-  auto checker_for = [&](const std::string& address) {
-    auto c = std::make_unique<TransactionChecker>(
-        MakeChannel(address), std::vector<std::string>{"chaos"}, "chaos-checker",
-        [&producers](const v1::TransactionCheck& check) { return producers.Decide(check); });
-    c->Start();
-    return c;
-  };
-  auto checker0 = checker_for(addresses[0]);
-  auto checker1 = checker_for(addresses[1]);
+  auto checker0 = StartChecker(addresses[0], producers);
+  auto checker1 = StartChecker(addresses[1], producers);
   Consumers consumers(hb, addresses, "g1", "chaos", 2);
   OutboxWriters writers(hr, app, "outbox", 3);
   Consumers carts(hr, addresses, "cart", "outbox", 2, app);
