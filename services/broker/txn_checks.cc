@@ -147,6 +147,9 @@ class TxnChecks::Stream : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       if (deferred_end_) return;  // cancelled meanwhile, or the broker is stopping
     }
     checker_ = sub.checker_id().empty() ? "anonymous" : sub.checker_id();
+    // Headers now, before any check can be written: the checker learns that its subscription
+    // is live (and can say so) without waiting for the first check.
+    StartSendInitialMetadata();
     owner_->Register(
         this, std::vector<std::string>(sub.producer_groups().begin(), sub.producer_groups().end()));
     StartRead(&in_);

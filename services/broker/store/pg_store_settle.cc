@@ -238,7 +238,8 @@ absl::StatusOr<std::vector<SettleResult>> PgStore::Settle(
             dead_q.push_back(st.ref.queue);
             dead_o.push_back(st.ref.offset);
             dead_why.push_back(absl::StrCat("max delivery attempts (", group.max_delivery_attempts,
-                                            ") reached: last outcome RETRY"));
+                                            ") reached: last outcome RETRY",
+                                            st.reason.empty() ? "" : ": ", st.reason));
             out[i].status = SettleStatus::kDeadLettered;
             out[i].detail = dead_why.back();
           } else {

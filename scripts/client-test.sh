@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs a client library's tests (clients/<LANG>/test.sh) against a throwaway stack: PostgreSQL,
+# ferry-broker (back-checks after 300 ms), an application database `app` with the outbox tables
+# and ferry-relay publishing from it. The tests are given:
+#   FERRY_BROKER             the broker's address
+#   FERRY_TEST_DATABASE_URL  the application database (ferry_outbox, ferry_inbox), a libpq URI
+#   FERRY_TEST_BROKER_CTL    a command: `kill` SIGKILLs the broker, `start` starts it again on the
+#                            same address and waits until it answers
+# Usage: scripts/client-test.sh python|go|node [ARGS...]   (ctest runs each one in make test)
+#        scripts/client-test.sh LANG --bench [ARGS...]     clients/<LANG>/bench.sh instead
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+lang=$1; shift
+source "$root/scripts/pg.sh"
+source "$root/scripts/stack.sh"
+broker_args="--txn-check-after-ms 300 --txn-check-interval-ms 300"
+BROKER_ARGS="$broker_args" ferry_stack_up app
+ferry_stack_relay app
+echo "$BROKER_PID" > "$STACK_DIR/broker.pid"
+ctl="$STACK_DIR/broker-ctl"
+cat > "$ctl" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+case "\$1" in
+  kill)
+    pid=\$(cat "$STACK_DIR/broker.pid")
+    kill -9 "\$pid" 2>/dev/null || true
+    while kill -0 "\$pid" 2>/dev/null && ! grep -q '^Z' <(ps -o stat= -p "\$pid" 2>/dev/null); do
+      sleep 0.02
+    done ;;
+  start)
+    "$FERRY_BIN/ferry-broker" --listen "$BROKER" --log-level warn --database-url "$BROKER_DB" \
+      $broker_args >>"$STACK_DIR/broker.log" 2>&1 &
+    echo \$! > "$STACK_DIR/broker.pid"
+    until "$FERRY_BIN/ferryctl" --broker "$BROKER" topic list >/dev/null 2>&1; do sleep 0.05; done ;;
+  *) echo "usage: broker-ctl kill|start" >&2; exit 2 ;;
+esac
+EOF
+chmod +x "$ctl"
+# The restarted broker is not in stack.sh's list: stop it too.
+trap 'kill "$(cat "$STACK_DIR/broker.pid")" 2>/dev/null || true; ferry_stack_down' EXIT
+uri_host=$STACK_DIR
+export FERRY_BROKER="$BROKER" FERRY_TEST_BROKER_CTL="$ctl"
+export FERRY_TEST_DATABASE_URL="postgresql://postgres@/app?host=${uri_host}&port=${STACK_PORT}"
+if [ "${1:-}" = "--bench" ]; then
+  shift
+  "$root/clients/$lang/bench.sh" "$@"
+else
+  "$root/clients/$lang/test.sh" "$@"
+fi
