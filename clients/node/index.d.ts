@@ -66,6 +66,13 @@ export interface Message {
   readonly id: string;
 }
 
+/** A message from client.messages(): settle it explicitly, or it is ACKed when the loop moves on. */
+export interface IteratedMessage extends Message {
+  ack(): void;
+  retry(reason?: string, delayMs?: number): void;
+  deadLetter(reason: string): void;
+}
+
 export interface SubscribeSettings {
   maxOutstandingMessages?: number;
   maxOutstandingBytes?: number;
@@ -153,7 +160,7 @@ export class Client {
   callWithRetry(stub: any, method: string, request: object, retryForMs?: number): Promise<any>;
   publisher(settings?: PublisherSettings): Publisher;
   subscribe(topic: string, group: string, handler: (m: Message) => Promise<void> | void, settings?: SubscribeSettings): Subscription;
-  messages(topic: string, group: string, settings?: SubscribeSettings): AsyncGenerator<Message, void, undefined>;
+  messages(topic: string, group: string, settings?: SubscribeSettings): AsyncGenerator<IteratedMessage, void, undefined>;
   beginTransaction(producerGroup: string, options?: { checkRef?: string; timeoutMs?: number }): Promise<Transaction>;
   onCheck(producerGroups: string | string[], handler: (check: TransactionCheck) => CheckAnswer | Promise<CheckAnswer>, checkerId?: string): Checker;
   close(): void;

@@ -194,8 +194,10 @@ class Client {
     return new Subscription(this, topic, group, handler, settings);
   }
 
-  /** An async iterator over the messages of topic/group: each message is ACKed when the loop
-   * asks for the next one; leaving the loop (break or throw) releases the current one. */
+  /** An async iterator over the messages of topic/group. Settle a message with m.ack(),
+   * m.retry(reason, delayMs) or m.deadLetter(reason); one not settled is ACKed when the loop
+   * asks for the next one, and released (delivered again) when the loop ends at it (break,
+   * return or throw: ack() before a break if it was handled). */
   messages(topic, group, settings = {}) {
     return iterate(this, topic, group, settings);
   }
@@ -727,6 +729,12 @@ async function* iterate(client, topic, group, settings) {
         wake = null;
       }
       current = waiting.shift();
+      const { resolve, reject } = current;
+      Object.assign(current.m, {
+        ack: () => resolve(),
+        retry: (reason = '', delayMs = undefined) => reject(new Retry(reason, delayMs)),
+        deadLetter: (reason) => reject(new DeadLetter(reason)),
+      });
       yield current.m;
       current.resolve();
       current = null;

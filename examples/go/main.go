@@ -1,51 +1,28 @@
-// Ferry from Go: produce, consume-and-commit, and a transaction decided by a back-check.
-//
-// Built offline by ./run.sh with Debian's golang-go and golang-google-grpc-dev (GOPATH mode,
-// stubs generated from proto/ with protoc-gen-go and protoc-gen-go-grpc).
+// Ferry from Go with the client library (clients/go): publish, subscribe, a bad request, and
+// a transaction decided by a back-check.
 //
 //	FERRY_BROKER=127.0.0.1:7420 ./run.sh        # FERRY_TOKEN too if the broker runs --auth
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log"
-	"os"
+	"sort"
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
-	pb "ferryexample/ferrypb"
+	ferry "github.com/ferry/ferry-go"
+	"github.com/ferry/ferry-go/ferrypb"
 )
 
 var (
-	topic         = "example.go." + randomHex(4)
-	group         = "go-readers"
-	producerGroup = "go-shop-" + randomHex(4)
+	suffix        = time.Now().Format("150405.000000")
+	topic         = "example.go." + suffix
+	orders        = topic + ".orders" // the transaction's topic
+	producerGroup = "go-shop-" + suffix
 )
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		log.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// call returns a context with a deadline and, when FERRY_TOKEN is set, the bearer token.
-func call() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if token := os.Getenv("FERRY_TOKEN"); token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	}
-	return ctx, cancel
-}
 
 func must(err error, what string) {
 	if err != nil {
@@ -53,177 +30,106 @@ func must(err error, what string) {
 	}
 }
 
-func consume(broker pb.BrokerClient, want int) []string {
+// collect subscribes until want messages arrived (or timeout) and returns their payloads.
+func collect(c *ferry.Client, topic string, want int, timeout time.Duration) []string {
+	var mu sync.Mutex
 	var got []string
-	for i := 0; i < 20; i++ {
-		ctx, cancel := call()
-		resp, err := broker.Consume(ctx, &pb.ConsumeRequest{Group: group, Topic: topic,
-			MaxMessages: 10, MaxWaitMs: 1000})
-		cancel()
-		must(err, "consume")
-		if len(resp.Messages) == 0 {
-			if len(got) >= want {
-				break
-			}
-			continue
-		}
-		commit := &pb.CommitRequest{Group: group}
-		for _, m := range resp.Messages {
-			got = append(got, string(m.Payload))
-			commit.Entries = append(commit.Entries, &pb.CommitEntry{Receipt: m.Receipt,
-				Outcome: pb.CommitOutcome_ACK})
-		}
-		ctx, cancel = call()
-		results, err := broker.Commit(ctx, commit)
-		cancel()
-		must(err, "commit")
-		for _, r := range results.Results {
-			if r.Status != pb.CommitStatus_COMMITTED {
-				log.Fatalf("commit: %v", r)
-			}
+	sub, err := c.Subscribe(context.Background(), topic, "go-readers", func(_ context.Context, m *ferry.Delivered) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, string(m.Payload))
+		return nil // ACK
+	}, ferry.SubscribeSettings{MaxWait: 500 * time.Millisecond})
+	must(err, "subscribe")
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= want {
+			break
 		}
 	}
+	sub.Stop(5 * time.Second)
+	sort.Strings(got)
 	return got
 }
 
-// checker answers back-checks for one producer group; decide says COMMIT, ROLLBACK or UNKNOWN.
-type checker struct {
-	mu       sync.Mutex
-	answered map[string]pb.TransactionDecision // by check_ref
-	cancel   context.CancelFunc
-}
-
-func startChecker(broker pb.BrokerClient, decide func(*pb.TransactionCheck) pb.TransactionDecision) *checker {
-	ctx, cancel := context.WithCancel(context.Background())
-	if token := os.Getenv("FERRY_TOKEN"); token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	}
-	stream, err := broker.CheckTransaction(ctx)
-	must(err, "check stream")
-	must(stream.Send(&pb.CheckTransactionRequest{Kind: &pb.CheckTransactionRequest_Subscribe{
-		Subscribe: &pb.CheckSubscribe{ProducerGroups: []string{producerGroup}, CheckerId: "go-example"}}}),
-		"subscribe")
-	c := &checker{answered: map[string]pb.TransactionDecision{}, cancel: cancel}
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				return // cancelled at the end
-			}
-			check := resp.Check
-			if check == nil {
-				continue // a refused answer (resp.Rejected): nothing to answer
-			}
-			decision := decide(check)
-			c.mu.Lock()
-			c.answered[check.CheckRef] = decision
-			c.mu.Unlock()
-			if err := stream.Send(&pb.CheckTransactionRequest{Kind: &pb.CheckTransactionRequest_Answer{
-				Answer: &pb.CheckAnswer{TransactionId: check.TransactionId, CheckId: check.CheckId,
-					Decision: decision}}}); err != nil {
-				return
-			}
-		}
-	}()
-	return c
-}
-
 func main() {
-	log.SetFlags(0)
-	addr := os.Getenv("FERRY_BROKER")
-	if addr == "" {
-		addr = "127.0.0.1:7420"
-	}
-	conn, err := grpc.Dial(addr, grpc.WithInsecure())
+	ctx := context.Background()
+	c, err := ferry.Dial(ferry.ConfigFromEnv()) // FERRY_BROKER, FERRY_TOKEN, FERRY_TLS_*
 	must(err, "dial")
-	defer conn.Close()
-	admin := pb.NewAdminClient(conn)
-	broker := pb.NewBrokerClient(conn)
-
-	ctx, cancel := call()
-	_, err = admin.CreateTopic(ctx, &pb.CreateTopicRequest{Topic: &pb.TopicConfig{Name: topic, Queues: 2}})
-	cancel()
-	if status.Code(err) != codes.AlreadyExists {
-		must(err, "create topic")
-	}
+	defer c.Close()
+	_, err = c.Admin().CreateTopic(ctx, &ferrypb.TopicConfig{Name: topic, Queues: 2}, false)
+	must(err, "create topic")
+	_, err = c.Admin().CreateTopic(ctx, &ferrypb.TopicConfig{Name: orders, Queues: 1}, false)
+	must(err, "create topic")
 	fmt.Printf("topic %s ready\n", topic)
 
-	req := &pb.ProduceRequest{Topic: topic}
+	pub := c.NewPublisher(ferry.PublisherSettings{}) // batches; retries with dedup ids
+	var offsets []uint64
+	var queue uint32
 	for i := 0; i < 3; i++ {
-		req.Messages = append(req.Messages, &pb.ProducedMessage{Key: "order-42",
-			Payload: []byte(fmt.Sprintf("event %d", i)), Headers: map[string]string{"type": "created"},
-			DedupId: fmt.Sprintf("order-42-%d", i)})
+		r, err := pub.Publish(ctx, topic, ferry.Message{Key: "order-42", Payload: []byte(fmt.Sprintf("event %d", i)),
+			DedupID: fmt.Sprintf("order-42-%d", i)}).Get(ctx)
+		must(err, "publish")
+		offsets, queue = append(offsets, r.Offset), r.Queue
 	}
-	ctx, cancel = call()
-	produced, err := broker.Produce(ctx, req)
-	cancel()
-	must(err, "produce")
-	fmt.Printf("produced 3 messages on queue %d: offsets %d %d %d\n", produced.Results[0].Queue,
-		produced.Results[0].Offset, produced.Results[1].Offset, produced.Results[2].Offset)
+	again, err := pub.Publish(ctx, topic, ferry.Message{Key: "order-42", Payload: []byte("event 0"), DedupID: "order-42-0"}).Get(ctx)
+	must(err, "publish again")
+	must(pub.Close(ctx), "close publisher")
+	fmt.Printf("published 3 messages on queue %d: offsets %v\n", queue, offsets)
+	if !again.Duplicate || again.Offset != offsets[0] {
+		log.Fatalf("a repeated dedup id must be reported as a duplicate: %+v", again)
+	}
+	fmt.Println("re-sent message 0 with its dedup id: duplicate=true, not stored again")
 
-	got := consume(broker, 3)
+	got := collect(c, topic, 3, 20*time.Second)
 	if fmt.Sprint(got) != "[event 0 event 1 event 2]" {
-		log.Fatalf("consumed %v", got)
+		log.Fatalf("received %v", got)
 	}
-	fmt.Printf("consumed and ACKed in order: %v\n", got)
+	fmt.Printf("received and ACKed: %v\n", got)
 
-	ctx, cancel = call()
-	_, err = broker.Produce(ctx, &pb.ProduceRequest{Topic: "bad topic!"})
-	cancel()
-	if status.Code(err) != codes.InvalidArgument {
-		log.Fatalf("a bad topic name must be INVALID_ARGUMENT, got %v", err)
+	// Errors carry the gRPC code and the broker's message; errors.Is matches the kind.
+	_, err = c.Admin().CreateTopic(ctx, &ferrypb.TopicConfig{Name: "bad topic!"}, false)
+	if !errors.Is(err, ferry.ErrInvalidArgument) {
+		log.Fatalf("a bad topic name must be refused with INVALID_ARGUMENT, got %v", err)
 	}
-	fmt.Printf("bad input: %s: %s\n", status.Code(err), status.Convert(err).Message())
+	fmt.Printf("bad input: %v\n", err)
 
-	// A transaction whose producer "crashes" after its local commit: the back-check decides.
+	// A transaction: the half message stays invisible; the producer "crashes" after its local
+	// commit; the broker's back-check asks the checker, which finds the order committed.
 	var mu sync.Mutex
-	committedOrders := map[string]bool{}
-	c := startChecker(broker, func(check *pb.TransactionCheck) pb.TransactionDecision {
+	committed := map[string]bool{}
+	checker := c.OnCheck([]string{producerGroup}, func(_ context.Context, check *ferrypb.TransactionCheck) (ferry.Decision, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if committedOrders[check.CheckRef] {
-			return pb.TransactionDecision_TRANSACTION_COMMIT
+		if committed[check.CheckRef] {
+			return ferry.Commit, nil
 		}
-		return pb.TransactionDecision_TRANSACTION_UNKNOWN
+		return ferry.Unknown, nil
 	})
-	defer c.cancel()
-	ctx, cancel = call()
-	half, err := broker.Produce(ctx, &pb.ProduceRequest{Topic: topic,
-		Transactional: &pb.TransactionOptions{ProducerGroup: producerGroup, CheckRef: "order-77"},
-		Messages:      []*pb.ProducedMessage{{Key: "order-77", Payload: []byte("order 77 paid")}}})
-	cancel()
-	must(err, "half message")
-	if got := consume(broker, 0); len(got) != 0 {
-		log.Fatalf("a half message must stay invisible, got %v", got)
-	}
-	fmt.Printf("transaction %s: half message stored, invisible\n", half.TransactionId)
+	defer checker.Stop()
+	txn, err := c.BeginTransaction(ctx, producerGroup, ferry.TxnOptions{CheckRef: "order-77"})
+	must(err, "begin")
+	_, err = txn.Publish(ctx, orders, ferry.Message{Key: "order-77", Payload: []byte("order 77 paid")})
+	must(err, "publish half message")
+	fmt.Printf("transaction %s: half message stored, invisible\n", txn.ID)
 	mu.Lock()
-	committedOrders["order-77"] = true
+	committed["order-77"] = true // the local commit; no txn.Commit(): "crashed"
 	mu.Unlock()
-	if got := consume(broker, 1); fmt.Sprint(got) != "[order 77 paid]" {
-		log.Fatalf("after the back-check: %v", got)
-	}
-	c.mu.Lock()
-	decided := c.answered["order-77"]
-	c.mu.Unlock()
-	if decided != pb.TransactionDecision_TRANSACTION_COMMIT {
-		log.Fatalf("the checker should have answered COMMIT, answered %v", decided)
+	if got := collect(c, orders, 1, 20*time.Second); fmt.Sprint(got) != "[order 77 paid]" {
+		log.Fatalf("received %v", got)
 	}
 	fmt.Println("back-check answered COMMIT: the message was delivered")
 
-	ctx, cancel = call()
-	other, err := broker.Produce(ctx, &pb.ProduceRequest{Topic: topic,
-		Transactional: &pb.TransactionOptions{ProducerGroup: producerGroup},
-		Messages:      []*pb.ProducedMessage{{Payload: []byte("never")}}})
-	cancel()
-	must(err, "second transaction")
-	ctx, cancel = call()
-	ended, err := broker.EndTransaction(ctx, &pb.EndTransactionRequest{TransactionId: other.TransactionId,
-		Decision: pb.TransactionDecision_TRANSACTION_ROLLBACK})
-	cancel()
+	other, err := c.BeginTransaction(ctx, producerGroup, ferry.TxnOptions{})
+	must(err, "begin")
+	_, err = other.Publish(ctx, orders, ferry.Message{Payload: []byte("never")})
+	must(err, "publish half message")
+	_, err = other.Rollback(ctx)
 	must(err, "rollback")
-	if ended.State != pb.TransactionState_TXN_ROLLED_BACK || len(consume(broker, 0)) != 0 {
-		log.Fatalf("rollback: %v", ended)
+	if got := collect(c, orders, 1, 1500*time.Millisecond); len(got) != 0 {
+		log.Fatalf("a rolled back message was delivered: %v", got)
 	}
 	fmt.Println("rolled back transaction: nothing delivered")
 	fmt.Println("go example: ok")

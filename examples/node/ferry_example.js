@@ -1,147 +1,84 @@
-// Ferry from Node.js: produce, consume-and-commit, and a transaction decided by a back-check.
-//
-// Uses @grpc/grpc-js with @grpc/proto-loader, which reads proto/ at run time (no generated code).
+// Ferry from Node.js with the client library (clients/node): publish, subscribe with an async
+// iterator, a bad request, and a transaction decided by a back-check.
 //
 //   FERRY_BROKER=127.0.0.1:7420 ./run.sh        # FERRY_TOKEN too if the broker runs --auth
 'use strict';
-const path = require('path');
-const crypto = require('crypto');
 const assert = require('assert');
-const grpc = require('@grpc/grpc-js');
-const loader = require('@grpc/proto-loader');
+const crypto = require('crypto');
+const ferry = require('ferry-client');
 
-const PROTO_DIR = process.env.FERRY_PROTO_DIR || path.join(__dirname, '..', '..', 'proto');
-const defs = loader.loadSync(['ferry/v1/broker.proto', 'ferry/v1/admin.proto'], {
-  includeDirs: [PROTO_DIR],
-  keepCase: true,   // field names as in the .proto files
-  longs: String,    // uint64 offsets as strings: no precision lost
-  enums: String,
-  defaults: true,
-});
-const ferry = grpc.loadPackageDefinition(defs).ferry.v1;
-
-const BROKER = process.env.FERRY_BROKER || '127.0.0.1:7420';
 const TOPIC = 'example.node.' + crypto.randomBytes(4).toString('hex');
-const GROUP = 'node-readers';
+const ORDERS = TOPIC + '.orders'; // the transaction's topic
 const PRODUCER_GROUP = 'node-shop-' + crypto.randomBytes(4).toString('hex');
 
-function metadata() {
-  const md = new grpc.Metadata();
-  if (process.env.FERRY_TOKEN) md.set('authorization', 'Bearer ' + process.env.FERRY_TOKEN);
-  return md;
-}
-
-// A unary call as a promise, with a 10 s deadline.
-function unary(client, method, request) {
-  return new Promise((resolve, reject) => {
-    client[method](request, metadata(), { deadline: Date.now() + 10000 }, (err, resp) =>
-      err ? reject(err) : resolve(resp));
-  });
-}
-
-async function consume(broker, want) {
+// Reads `want` messages (or until timeoutMs) with an async iterator.
+async function collect(client, topic, want, timeoutMs = 20000) {
   const got = [];
-  for (let i = 0; i < 20; i++) {
-    const resp = await unary(broker, 'Consume',
-      { group: GROUP, topic: TOPIC, max_messages: 10, max_wait_ms: 1000 });
-    if (resp.messages.length === 0) {
-      if (got.length >= want) break;
-      continue;
-    }
-    for (const m of resp.messages) got.push(m.payload.toString());
-    const commit = await unary(broker, 'Commit', {
-      group: GROUP,
-      entries: resp.messages.map((m) => ({ receipt: m.receipt, outcome: 'ACK' })),
-    });
-    for (const r of commit.results) assert.strictEqual(r.status, 'COMMITTED');
+  const deadline = Date.now() + timeoutMs;
+  if (want === 0) {
+    const sub = client.subscribe(topic, 'node-readers', async (m) => { got.push(m.payload.toString()); });
+    await new Promise((r) => setTimeout(r, timeoutMs));
+    await sub.stop();
+    return got;
+  }
+  for await (const m of client.messages(topic, 'node-readers', { maxWaitMs: 500 })) {
+    got.push(m.payload.toString());
+    m.ack(); // (or it is ACKed when the loop asks for the next one)
+    if (got.length >= want || Date.now() > deadline) break;
   }
   return got;
 }
 
-// Answers back-checks of PRODUCER_GROUP on a bidirectional stream.
-function startChecker(broker, decide) {
-  const answered = new Map();  // check_ref -> decision
-  const stream = broker.CheckTransaction(metadata());
-  stream.on('data', (resp) => {
-    const check = resp.check;
-    if (!check) return;  // a refused answer (resp.rejected): nothing to answer
-    const decision = decide(check);
-    answered.set(check.check_ref, decision);
-    stream.write({ answer: { transaction_id: check.transaction_id, check_id: check.check_id,
-                             decision } });
-  });
-  stream.on('error', (err) => {
-    if (err.code !== grpc.status.CANCELLED) throw err;
-  });
-  stream.write({ subscribe: { producer_groups: [PRODUCER_GROUP], checker_id: 'node-example' } });
-  return { answered, close: () => stream.cancel() };
-}
-
 async function main() {
-  const admin = new ferry.Admin(BROKER, grpc.credentials.createInsecure());
-  const broker = new ferry.Broker(BROKER, grpc.credentials.createInsecure());
-
-  try {
-    await unary(admin, 'CreateTopic', { topic: { name: TOPIC, queues: 2 } });
-  } catch (err) {
-    if (err.code !== grpc.status.ALREADY_EXISTS) throw err;
-  }
+  const client = new ferry.Client(); // FERRY_BROKER, FERRY_TOKEN, FERRY_TLS_* from the environment
+  await client.admin.createTopic(TOPIC, { queues: 2 });
+  await client.admin.createTopic(ORDERS, { queues: 1 });
   console.log(`topic ${TOPIC} ready`);
 
-  const messages = [0, 1, 2].map((i) => ({
-    key: 'order-42', payload: Buffer.from(`event ${i}`), headers: { type: 'created' },
-    dedup_id: `order-42-${i}`,
-  }));
-  const produced = await unary(broker, 'Produce', { topic: TOPIC, messages });
-  console.log(`produced 3 messages on queue ${produced.results[0].queue}: offsets ` +
-              produced.results.map((r) => r.offset).join(' '));
+  const pub = client.publisher(); // batches; retries with dedup ids
+  const where = await Promise.all([0, 1, 2].map((i) =>
+    pub.publish(TOPIC, `event ${i}`, { key: 'order-42', dedupId: `order-42-${i}` })));
+  const again = await pub.publish(TOPIC, 'event 0', { key: 'order-42', dedupId: 'order-42-0' });
+  await pub.close();
+  console.log(`published 3 messages on queue ${where[0].queue}: offsets ${where.map((w) => w.offset)}`);
+  assert.ok(again.duplicate && again.offset === where[0].offset);
+  console.log('re-sent message 0 with its dedup id: duplicate=true, not stored again');
 
-  const got = await consume(broker, 3);
-  assert.deepStrictEqual(got, ['event 0', 'event 1', 'event 2']);
-  console.log(`consumed and ACKed in order: ${JSON.stringify(got)}`);
+  const got = await collect(client, TOPIC, 3);
+  assert.deepStrictEqual(got.sort(), ['event 0', 'event 1', 'event 2']);
+  console.log(`received and ACKed: ${got}`);
 
-  try {
-    await unary(broker, 'Produce', { topic: 'bad topic!' });
-    assert.fail('a bad topic name must be refused');
-  } catch (err) {
-    assert.strictEqual(err.code, grpc.status.INVALID_ARGUMENT);
-    console.log(`bad input: INVALID_ARGUMENT: ${err.details}`);
+  try { // errors carry the gRPC code and the broker's message
+    await client.admin.createTopic('bad topic!');
+    throw new Error('a bad topic name must be refused');
+  } catch (e) {
+    assert.ok(e instanceof ferry.FerryError && e.code === ferry.status.INVALID_ARGUMENT, e);
+    console.log(`bad input: ${e.message}`);
   }
 
-  // A transaction whose producer "crashes" after its local commit: the back-check decides.
-  const committedOrders = new Set();
-  const checker = startChecker(broker, (check) =>
-    committedOrders.has(check.check_ref) ? 'TRANSACTION_COMMIT' : 'TRANSACTION_UNKNOWN');
-  const half = await unary(broker, 'Produce', {
-    topic: TOPIC,
-    transactional: { producer_group: PRODUCER_GROUP, check_ref: 'order-77' },
-    messages: [{ key: 'order-77', payload: Buffer.from('order 77 paid') }],
-  });
-  assert.deepStrictEqual(await consume(broker, 0), []);
-  console.log(`transaction ${half.transaction_id}: half message stored, invisible`);
-  committedOrders.add('order-77');
-  assert.deepStrictEqual(await consume(broker, 1), ['order 77 paid']);
-  assert.strictEqual(checker.answered.get('order-77'), 'TRANSACTION_COMMIT');
+  // A transaction: the half message stays invisible; the producer "crashes" after its local
+  // commit; the broker's back-check asks the checker, which finds the order committed.
+  const committed = new Set();
+  const checker = client.onCheck(PRODUCER_GROUP, (check) => (committed.has(check.check_ref) ? true : null));
+  const txn = await client.beginTransaction(PRODUCER_GROUP, { checkRef: 'order-77' });
+  await txn.publish(ORDERS, { payload: 'order 77 paid', key: 'order-77' });
+  console.log(`transaction ${txn.id}: half message stored, invisible`);
+  committed.add('order-77'); // the local commit; no txn.commit(): "crashed"
+  assert.deepStrictEqual(await collect(client, ORDERS, 1), ['order 77 paid']);
   console.log('back-check answered COMMIT: the message was delivered');
+  await checker.stop();
 
-  const other = await unary(broker, 'Produce', {
-    topic: TOPIC,
-    transactional: { producer_group: PRODUCER_GROUP },
-    messages: [{ payload: Buffer.from('never') }],
-  });
-  const ended = await unary(broker, 'EndTransaction',
-    { transaction_id: other.transaction_id, decision: 'TRANSACTION_ROLLBACK' });
-  assert.strictEqual(ended.state, 'TXN_ROLLED_BACK');
-  assert.deepStrictEqual(await consume(broker, 0), []);
+  const other = await client.beginTransaction(PRODUCER_GROUP);
+  await other.publish(ORDERS, { payload: 'never' });
+  await other.rollback();
+  assert.strictEqual(other.state, 'TXN_ROLLED_BACK');
+  assert.deepStrictEqual(await collect(client, ORDERS, 0, 1500), []);
   console.log('rolled back transaction: nothing delivered');
-
-  checker.close();
-  admin.close();
-  broker.close();
+  client.close();
   console.log('node example: ok');
 }
 
-main().catch((err) => {
-  console.error(`node example failed: ${err.stack || err}`);
+main().catch((e) => {
+  console.error(e);
   process.exit(1);
 });

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs @grpc/grpc-js and @grpc/proto-loader from npm (package-lock.json pins them) unless
-# present, and runs the example against $FERRY_BROKER.
+# Installs ferry-client from this checkout (clients/node, with its pinned @grpc packages from
+# npm) unless present, and runs the example against $FERRY_BROKER.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-if [ ! -d node_modules/@grpc/grpc-js ] || [ ! -d node_modules/@grpc/proto-loader ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+[ -d ../../clients/node/node_modules/@grpc/grpc-js ] || (cd ../../clients/node && npm ci --no-audit --no-fund --loglevel=error)
+if [ ! -e node_modules/ferry-client ]; then
+  npm install --no-audit --no-fund --loglevel=error
 fi
 exec node ferry_example.js

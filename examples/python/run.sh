@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# Generates the Python stubs from proto/ (protoc + Debian's grpc_python_plugin, the same gRPC
-# version as python3-grpcio) and runs the example against $FERRY_BROKER.
+# Runs the example on the Python client library from this checkout (clients/python: its gRPC
+# stubs are generated from proto/ first) with Debian's python3, against $FERRY_BROKER.
+# (Installed instead, `pip install ./clients/python` makes `import ferry` work anywhere.)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-gen=${FERRY_PY_GEN:-$root/build/examples/python}
-mkdir -p "$gen"
-protoc -I "$root/proto" --python_out="$gen" --grpc_out="$gen" \
-  --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin "$root"/proto/ferry/v1/*.proto
-FERRY_PY_GEN="$gen" exec /usr/bin/python3 "$here/ferry_example.py"
+lib=$(cd "$here/../../clients/python" && pwd)
+(cd "$lib" && /usr/bin/python3 setup.py)
+PYTHONPATH="$lib" exec /usr/bin/python3 "$here/ferry_example.py"

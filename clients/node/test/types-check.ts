@@ -15,6 +15,7 @@ async function main(): Promise<void> {
   await sub.stop();
   for await (const m of client.messages('orders', 'audit')) {
     console.log(m.id, offset);
+    m.ack();
     break;
   }
   const txn = await client.beginTransaction('shop', { checkRef: 'order-1' });
