@@ -36,10 +36,14 @@ PACKAGES=(
   clang-format
   # the console's browser tests (tests/console: Playwright drives Debian's Chromium)
   chromium
-  # the examples in other languages (examples/python, examples/go; Node's packages come from npm)
-  python3-grpcio python3-protobuf
+  # the client libraries (clients/) and the examples on them; Node's packages come from npm.
+  # Python: grpc + protobuf at run time, psycopg for the outbox/inbox helpers, pip/venv/setuptools/
+  # wheel for `pip install --no-build-isolation ./clients/python`.
+  python3-grpcio python3-protobuf python3-psycopg
+  python3-pip python3-venv python3-setuptools python3-wheel
+  # Go: built offline against these (clients/go/vendor.sh); lib/pq for the outbox tests
   golang-go golang-google-grpc-dev protoc-gen-go protoc-gen-go-grpc
-  golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev
+  golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev golang-github-lib-pq-dev
 )
 # Node.js and npm: the console's build (console/, packages from the npm registry pinned by
 # package-lock.json), its browser tests and examples/node; unless the machine has them already.

@@ -92,7 +92,9 @@ TEST_CASE(
     REQUIRE(got.messages_size() == 1);
     CHECK(got.messages(0).delivery_attempt() == attempt);
     const int64_t before = NowMs();
-    auto r = f.Settle("workers", got.messages(0).receipt(), v1::RETRY);
+    // The handler's error travels with each RETRY; the last one is kept as the dead letter's.
+    auto r = f.Settle("workers", got.messages(0).receipt(), v1::RETRY, std::nullopt,
+                      "timeout calling payments (attempt " + std::to_string(attempt) + ")");
     if (attempt < 3) {
       REQUIRE(r.status() == v1::RETRY_SCHEDULED);
       const int64_t delay = Ms(r.retry_at()) - before;
@@ -110,7 +112,9 @@ TEST_CASE(
   const auto& d = dead.dead_letters(0);
   CHECK(d.payload() == "job-1");
   CHECK(d.attempts() == 3);
-  CHECK(d.reason() == "max delivery attempts (3) reached: last outcome RETRY");
+  CHECK(d.reason() ==
+        "max delivery attempts (3) reached: last outcome RETRY: timeout calling payments (attempt "
+        "3)");
   CHECK(d.topic() == "jobs");
   CHECK(d.first_delivered_at_unix_ms() <= d.last_delivered_at_unix_ms());
   auto lag = LagOf(f, "workers", "jobs");
