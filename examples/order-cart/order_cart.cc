@@ -23,6 +23,7 @@
 
 #include "client/client.h"
 #include "client/outbox.h"
+#include "client/subscriber.h"
 
 using nlohmann::json;
 
@@ -113,35 +114,33 @@ int OrderService(const std::string& database_url, int every_ms) {
   }
 }
 
-// The long-running cart service: consume "orders" as group "cart", clear carts, ACK.
+// The long-running cart service: the library's Subscriber reads "orders" as group "cart"
+// (long polls, leases extended while a message is handled, ACKs batched); each message clears
+// a cart through the inbox, and the handler's return ACKs it. An exception (the database went
+// away) is a RETRY with the error as its reason.
 int CartService(const std::string& database_url, const std::string& broker) {
   pqxx::connection cart_db(database_url);
   EnsureSchema(cart_db);
   ferry::Client client(broker);
-  for (;;) {
+  ferry::SubscriberOptions options;
+  options.concurrency = 1;  // one database connection
+  ferry::Subscriber sub(
+      client, "orders", "cart",
+      [&](const ferry::v1::DeliveredMessage& m) {
+        const int removed = ClearCart(cart_db, m);
+        Say("cart service", removed < 0
+                                ? "order already processed (inbox)"
+                                : "cleared " + std::to_string(removed) + " items for " +
+                                      json::parse(m.payload())["customer"].get<std::string>());
+        return ferry::Outcome::Ack();
+      },
+      options);
+  while (sub.error().ok()) {
     Heartbeat();
-    ferry::v1::ConsumeRequest req;
-    req.set_group("cart");
-    req.set_topic("orders");
-    req.set_max_messages(10);
-    req.set_max_wait_ms(2000);
-    auto got = client.Consume(req);
-    if (!got.ok()) {
-      Say("cart service", "consume: " + got.status().ToString() + " (retrying)");
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
-    std::vector<std::string> receipts;
-    for (const auto& m : got->messages()) {
-      const int removed = ClearCart(cart_db, m);
-      Say("cart service", removed < 0
-                              ? "order already processed (inbox)"
-                              : "cleared " + std::to_string(removed) + " items for " +
-                                    json::parse(m.payload())["customer"].get<std::string>());
-      receipts.push_back(m.receipt());
-    }
-    if (!receipts.empty()) (void)client.Ack("cart", receipts);  // a lost ACK: redelivered, no-op
+    std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+  Say("cart service", "stopped: " + sub.error().ToString());
+  return 1;
 }
 
 }  // namespace
