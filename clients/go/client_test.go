@@ -130,6 +130,9 @@ func TestPublish10000BatchedAcrossABrokerKill(t *testing.T) {
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
+		if r.Duplicate {
+			t.Fatalf("message %d reported as a duplicate: a retry found its own attempt", i)
+		}
 		places[[2]uint64{uint64(r.Queue), r.Offset}] = true
 	}
 	if len(places) != 10000 {

@@ -30,7 +30,7 @@ type Message struct {
 type PublishResult struct {
 	Queue     uint32
 	Offset    uint64
-	Duplicate bool // the dedup id was stored before: this is the original's place
+	Duplicate bool // the caller's dedup id was stored before: this is the original's place
 	Delayed   bool
 	DelayedID uint64
 	DedupID   string
@@ -68,9 +68,10 @@ func (f *PublishFuture) Get(ctx context.Context) (PublishResult, error) {
 }
 
 type pending struct {
-	msg    *ferrypb.ProducedMessage
-	size   int
-	future *PublishFuture
+	msg       *ferrypb.ProducedMessage
+	size      int
+	future    *PublishFuture
+	generated bool // the dedup id is ours: found stored = our own earlier attempt
 }
 
 type lane struct {
@@ -175,7 +176,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, m Message) *Publi
 		close(f.done)
 		return f
 	}
-	item := &pending{msg: pm, size: proto.Size(pm), future: f}
+	item := &pending{msg: pm, size: proto.Size(pm), future: f, generated: m.DedupID == ""}
 	p.mu.Lock()
 	if p.outstanding >= p.s.MaxOutstanding {
 		p.mu.Unlock()
@@ -372,7 +373,7 @@ func (p *Publisher) send(l *lane, batch []*pending) {
 			item.future.err = err
 		} else {
 			r := resp.Results[i]
-			item.future.result = PublishResult{Queue: r.Queue, Offset: r.Offset, Duplicate: r.Duplicate,
+			item.future.result = PublishResult{Queue: r.Queue, Offset: r.Offset, Duplicate: r.Duplicate && !item.generated,
 				Delayed: r.Delayed, DelayedID: r.DelayedId, DedupID: item.msg.DedupId}
 		}
 		close(item.future.done)

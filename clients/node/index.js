@@ -293,7 +293,8 @@ class Publisher {
       this.lanesById.set(id, lane);
     }
     return new Promise((resolve, reject) => {
-      lane.pending.push({ msg, resolve, reject, size: approxSize(msg) });
+      // generated: the dedup id is ours, so finding it stored means our own earlier attempt.
+      lane.pending.push({ msg, resolve, reject, size: approxSize(msg), generated: !options.dedupId });
       lane.bytes += lane.pending[lane.pending.length - 1].size;
       this.outstanding++;
       if (lane.pending.length >= this.maxMessages || lane.bytes >= this.maxBytes) {
@@ -353,7 +354,12 @@ class Publisher {
         await sleep(wait);
       }
     }
-    batch.forEach((p, i) => (error ? p.reject(error) : p.resolve(result(response.results[i], p.msg))));
+    batch.forEach((p, i) => {
+      if (error) return p.reject(error);
+      const r = result(response.results[i], p.msg);
+      if (p.generated) r.duplicate = false;
+      return p.resolve(r);
+    });
     lane.inFlight--;
     this.inFlight--;
     this.outstanding -= batch.length;

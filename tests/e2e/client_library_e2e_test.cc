@@ -97,6 +97,7 @@ TEST_CASE(
   for (auto& f : futures) {
     auto r = f.get();
     REQUIRE(r.ok());
+    CHECK_FALSE(r->duplicate);  // a retry that found its own earlier attempt is not a duplicate
     places.insert({r->queue, r->offset});
   }
   CHECK(places.size() == 10000);

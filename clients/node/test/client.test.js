@@ -65,6 +65,7 @@ test('publish 10,000 batched across a broker kill: each stored exactly once, in 
   const results = await Promise.all([...first, ...second]);
   await pub.close();
   assert.strictEqual(new Set(results.map((r) => `${r.queue}/${r.offset}`)).size, 10000);
+  assert.ok(results.every((r) => !r.duplicate), 'a retry finding its own attempt is not a duplicate');
   const got = await drain(t, 10000);
   assert.strictEqual(got.length, 10000, 'every acknowledged message stored exactly once');
   assert.strictEqual(new Set(got.map((g) => g.payload)).size, 10000);

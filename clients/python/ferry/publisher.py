@@ -37,7 +37,9 @@ _MAX_BATCH_BYTES = 16 << 20
 
 @dataclass(frozen=True)
 class PublishResult:
-    """Where the message was stored (queue/offset are 0 for a delayed message)."""
+    """Where the message was stored (queue/offset are 0 for a delayed message). `duplicate`:
+    the caller's dedup id had been stored before (a generated id found stored is this publish's
+    own earlier attempt, whose answer was lost: not a duplicate)."""
     queue: int
     offset: int
     duplicate: bool
@@ -66,12 +68,13 @@ def _message(payload: Union[bytes, str], key: str, headers: Optional[Mapping[str
 
 
 class _Pending:
-    __slots__ = ("msg", "future", "size")
+    __slots__ = ("msg", "future", "size", "generated")
 
-    def __init__(self, msg: broker_pb2.ProducedMessage, future: Future):
+    def __init__(self, msg: broker_pb2.ProducedMessage, future: Future, generated: bool):
         self.msg = msg
         self.future = future
         self.size = msg.ByteSize()
+        self.generated = generated  # the dedup id is ours: found stored = our own first attempt
 
 
 class _Lane:
@@ -129,7 +132,8 @@ class Publisher:
                 deliver_at: Optional[_dt.datetime] = None) -> "Future[PublishResult]":
         """Queues one message; the future resolves to a PublishResult once the broker stored it
         (or raises FerryError). `delay` in seconds or a timedelta; `deliver_at` a datetime."""
-        pending = _Pending(_message(payload, key, headers, dedup_id, delay, deliver_at), Future())
+        pending = _Pending(_message(payload, key, headers, dedup_id, delay, deliver_at), Future(),
+                           generated=not dedup_id)
         with self._lock:
             while self._outstanding >= self._max_outstanding and not self._closed:
                 self._lock.wait()
@@ -247,7 +251,8 @@ class Publisher:
                 p.future.set_exception(error)
         else:
             for p, r in zip(batch, response.results):
-                p.future.set_result(PublishResult(r.queue, r.offset, r.duplicate, r.delayed,
+                p.future.set_result(PublishResult(r.queue, r.offset,
+                                                  r.duplicate and not p.generated, r.delayed,
                                                   r.delayed_id, p.msg.dedup_id))
         with self._lock:
             t.in_flight -= 1

@@ -73,6 +73,7 @@ class ClientTest(unittest.TestCase):
             subprocess.run([CTL, "start"], check=True)
             results = [f.result(timeout=120) for f in futures]
         self.assertEqual(len({(r.queue, r.offset) for r in results}), 10000)
+        self.assertFalse(any(r.duplicate for r in results), "a retry finding its own attempt")
         stored = drain(self.client, topic, unique("g"), 10000)
         payloads = collections.Counter(p for _, _, _, p in stored)
         self.assertEqual(len(stored), 10000, "every acknowledged message stored exactly once")
