@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -403,7 +404,19 @@ func TestErrorsCarryTheCodeAndTheBrokersMessage(t *testing.T) {
 	_, err := pub.Publish(ctx, "go.no-such-topic", ferry.Message{Payload: []byte("x")}).Get(ctx)
 	pub.Close(ctx)
 	var fe *ferry.Error
-	if !errors.Is(err, ferry.ErrNotFound) || !errors.As(err, &fe) || fe.Message == "" {
+	if !errors.Is(err, ferry.ErrNotFound) || !errors.As(err, &fe) || !strings.Contains(fe.Message, "go.no-such-topic") {
 		t.Fatalf("error %v, want NOT_FOUND naming the topic", err)
+	}
+	// A size limit is not retried: it fails at once.
+	tp := topic(t, c, 1)
+	pub = c.NewPublisher(ferry.PublisherSettings{})
+	defer pub.Close(ctx)
+	started := time.Now()
+	_, err = pub.Publish(ctx, tp, ferry.Message{Payload: make([]byte, 5<<20)}).Get(ctx)
+	if !errors.Is(err, ferry.ErrResourceExhausted) || ferry.IsRetryable(err) || time.Since(started) > 30*time.Second {
+		t.Fatalf("oversized message: %v after %v, want RESOURCE_EXHAUSTED at once", err, time.Since(started))
+	}
+	if r, err := pub.Publish(ctx, tp, ferry.Message{Payload: []byte("fine")}).Get(ctx); err != nil || r.Offset != 0 {
+		t.Fatalf("the publisher after a failed message: %+v %v", r, err)
 	}
 }

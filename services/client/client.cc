@@ -1,5 +1,6 @@
 #include "client/client.h"
 
+#include <absl/strings/match.h>
 #include <grpcpp/support/client_interceptor.h>
 
 #include <algorithm>
@@ -126,6 +127,14 @@ absl::StatusOr<Resp> Call(Stub& stub,
 
 }  // namespace
 
+bool IsRetryable(const absl::Status& s) {
+  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsAborted(s)) return true;
+  // RESOURCE_EXHAUSTED is "busy" (retry) or a size limit (retrying cannot help).
+  return absl::IsResourceExhausted(s) && !absl::StrContains(s.message(), "are allowed") &&
+         !absl::StrContains(s.message(), "larger than") &&
+         !absl::StrContains(s.message(), "at most");
+}
+
 absl::StatusOr<v1::ProduceResponse> Client::Produce(const v1::ProduceRequest& req) {
   return Call(*broker_, &v1::Broker::Stub::Produce, req, timeout_);
 }
@@ -146,9 +155,7 @@ absl::StatusOr<v1::ProduceResponse> Client::ProduceWithRetry(v1::ProduceRequest 
   std::chrono::milliseconds backoff(50);
   for (;;) {
     absl::StatusOr<v1::ProduceResponse> r = Produce(req);
-    const bool retryable =
-        !r.ok() && (absl::IsUnavailable(r.status()) || absl::IsDeadlineExceeded(r.status()) ||
-                    absl::IsResourceExhausted(r.status()));
+    const bool retryable = !r.ok() && IsRetryable(r.status());
     if (!retryable || std::chrono::steady_clock::now() + backoff > give_up) {
       if (r.ok()) {
         for (int i = 0; i < r->results_size() && i < req.messages_size(); ++i) {

@@ -31,8 +31,8 @@ class Client {
   absl::StatusOr<v1::ProduceResponse> Produce(const v1::ProduceRequest& req);
 
   // Produce that survives a broker restart or a database failover: every message without a
-  // dedup_id gets a random one, and the call is retried with the same ids on UNAVAILABLE,
-  // DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (exponential backoff with jitter, 50 ms to 2 s)
+  // dedup_id gets a random one, and the call is retried with the same ids when IsRetryable
+  // (exponential backoff with jitter, 50 ms to 2 s)
   // until `retry_for` has passed. A message stored by an attempt whose answer was lost is
   // answered by the retry as a duplicate; for the ids generated here that is this call's own
   // message, so its `duplicate` is cleared. Requests in a transaction (transaction_id or
@@ -66,6 +66,10 @@ class Client {
   std::unique_ptr<v1::Admin::Stub> admin_;
   std::chrono::milliseconds timeout_{10000};
 };
+
+// UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, and RESOURCE_EXHAUSTED when the broker is busy (not
+// a size limit: those say "at most ... are allowed" and retrying cannot help them).
+bool IsRetryable(const absl::Status& status);
 
 // How to reach a broker that runs with TLS and/or token authentication.
 struct ChannelOptions {

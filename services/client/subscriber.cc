@@ -24,13 +24,6 @@ std::string Reason(std::string text) {
   return text;
 }
 
-bool Retryable(const absl::Status& s) {
-  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsAborted(s)) return true;
-  return absl::IsResourceExhausted(s) && !absl::StrContains(s.message(), "are allowed") &&
-         !absl::StrContains(s.message(), "larger than") &&
-         !absl::StrContains(s.message(), "at most");
-}
-
 std::chrono::milliseconds Jittered(std::chrono::milliseconds c) {
   static thread_local std::mt19937_64 rng(std::random_device{}());
   std::uniform_int_distribution<int64_t> d(c.count() / 2, c.count());
@@ -152,7 +145,7 @@ void Subscriber::Pull() {
     pull_ctx_.reset();
     if (stopping_) return;
     if (!s.ok()) {
-      if (!Retryable(s)) {
+      if (!IsRetryable(s)) {
         spdlog::error("ferry: consume {}/{} failed: {}; the subscription stops", topic_, group_,
                       s.ToString());
         error_ = s;
@@ -332,7 +325,7 @@ void Subscriber::CommitBatch(std::vector<Settle> batch) {
   std::chrono::milliseconds backoff(50);
   for (;;) {
     r = client_.Commit(req);
-    if (r.ok() || !Retryable(r.status()) || std::chrono::steady_clock::now() + backoff > give_up)
+    if (r.ok() || !IsRetryable(r.status()) || std::chrono::steady_clock::now() + backoff > give_up)
       break;
     std::this_thread::sleep_for(Jittered(backoff));
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(2));

@@ -1,6 +1,8 @@
 // The C++ client library's Publisher and Subscriber against a real broker process, the same
 // scenarios as the Python, Go and Node libraries' tests (clients/*/): a broker SIGKILLed in the
 // middle of 10,000 batched publishes, lease extension, flow control, dead letters with reasons.
+#include <absl/strings/match.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <map>
@@ -219,4 +221,28 @@ TEST_CASE(
         std::map<std::string, std::string>{
             {"bad", "max delivery attempts (2) reached: last outcome RETRY: cannot parse order 7"},
             {"reject", "rejected: schema v0 is not supported"}});
+}
+
+TEST_CASE(
+    "Publisher: bad input fails at once with the broker's message - unknown topic - "
+    "oversized message",
+    "[e2e]") {
+  TempDatabase db;
+  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("publisher-bad"));
+  Client client(broker.address());
+  CreateTopic(client, "orders", 1);
+  Publisher pub(client);
+  const auto started = std::chrono::steady_clock::now();
+  auto missing = pub.Publish("no-such-topic", Message("x")).get();
+  REQUIRE_FALSE(missing.ok());
+  CHECK(absl::IsNotFound(missing.status()));
+  CHECK(absl::StrContains(missing.status().message(), "no-such-topic"));
+  auto big = pub.Publish("orders", Message(std::string(5 << 20, 'x'))).get();
+  REQUIRE_FALSE(big.ok());
+  CHECK(absl::IsResourceExhausted(big.status()));
+  CHECK(absl::StrContains(big.status().message(), "are allowed"));
+  // Not retried for the publisher's 10 minutes: neither can succeed by retrying.
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(30));
+  auto ok = pub.Publish("orders", Message("fine")).get();  // the publisher still works
+  CHECK(ok.ok());
 }

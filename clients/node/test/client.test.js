@@ -215,4 +215,11 @@ test("errors carry the code and the broker's message", async () => {
   const pub = client.publisher();
   await assert.rejects(pub.publish('node.no-such-topic', 'x'), (e) =>
     e instanceof ferry.FerryError && e.code === ferry.status.NOT_FOUND && e.details.includes('node.no-such-topic'));
+  // A size limit is not retried: it fails at once.
+  const t = await topic(1);
+  const started = Date.now();
+  await assert.rejects(pub.publish(t, Buffer.alloc(5 << 20)), (e) =>
+    e.code === ferry.status.RESOURCE_EXHAUSTED && e.details.includes('are allowed') && !e.retryable);
+  assert.ok(Date.now() - started < 30000);
+  assert.strictEqual((await pub.publish(t, 'fine')).offset, '0');
 });

@@ -242,6 +242,15 @@ class ClientTest(unittest.TestCase):
                 future.result(timeout=30)
         self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
         self.assertIn("py.no-such-topic", e.exception.message)
+        topic = self.topic(queues=1)
+        started = time.monotonic()
+        with self.client.publisher() as pub:  # a size limit is not retried: it fails at once
+            with self.assertRaises(ferry.FerryError) as e:
+                pub.publish(topic, b"x" * (5 << 20)).result(timeout=30)
+            self.assertEqual(pub.publish(topic, b"fine").result(timeout=30).offset, 0)
+        self.assertEqual(e.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("are allowed", e.exception.message)
+        self.assertLess(time.monotonic() - started, 30)
 
 
 if __name__ == "__main__":
