@@ -420,3 +420,45 @@ func TestErrorsCarryTheCodeAndTheBrokersMessage(t *testing.T) {
 		t.Fatalf("the publisher after a failed message: %+v %v", r, err)
 	}
 }
+
+func TestTokenAndMutualTLS(t *testing.T) {
+	setup(t)
+	ctx := context.Background()
+	cfg := ferry.Config{Address: os.Getenv("FERRY_TEST_SECURE_BROKER"), Token: os.Getenv("FERRY_TEST_SECURE_TOKEN"),
+		TLSCA: os.Getenv("FERRY_TEST_TLS_CA"), TLSClientCert: os.Getenv("FERRY_TEST_TLS_CLIENT_CERT"),
+		TLSClientKey: os.Getenv("FERRY_TEST_TLS_CLIENT_KEY")}
+	c, err := ferry.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tp := topic(t, c, 1)
+	pub := c.NewPublisher(ferry.PublisherSettings{})
+	if _, err := pub.Publish(ctx, tp, ferry.Message{Payload: []byte("over TLS")}).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub.Close(ctx)
+	if got := drain(t, c, tp, 1); len(got) != 1 || got[0].payload != "over TLS" {
+		t.Fatalf("got %v", got)
+	}
+	cfg.Token = "ferry_wrong"
+	wrong, err := ferry.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wrong.Close()
+	if _, err := wrong.Admin().ListTopics(ctx); !errors.Is(err, ferry.ErrUnauthenticated) {
+		t.Fatalf("a wrong token: %v, want UNAUTHENTICATED", err)
+	}
+	cfg.TLSClientCert, cfg.TLSClientKey, cfg.Token = "", "", ""
+	nocert, err := ferry.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nocert.Close()
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := nocert.Admin().ListTopics(short); err == nil {
+		t.Fatal("a broker with --tls-client-ca accepted a client without a certificate")
+	}
+}

@@ -223,3 +223,31 @@ test("errors carry the code and the broker's message", async () => {
   assert.ok(Date.now() - started < 30000);
   assert.strictEqual((await pub.publish(t, 'fine')).offset, '0');
 });
+
+test('a token and mutual TLS', async () => {
+  const env = process.env;
+  const tls = { tlsCa: env.FERRY_TEST_TLS_CA, tlsClientCert: env.FERRY_TEST_TLS_CLIENT_CERT, tlsClientKey: env.FERRY_TEST_TLS_CLIENT_KEY };
+  const address = env.FERRY_TEST_SECURE_BROKER;
+  const secure = new ferry.Client({ address, token: env.FERRY_TEST_SECURE_TOKEN, ...tls });
+  try {
+    const t = unique('node.secure');
+    await secure.admin.createTopic(t, { queues: 1 });
+    const pub = secure.publisher();
+    await pub.publish(t, 'over TLS');
+    const got = [];
+    for await (const m of secure.messages(t, unique('g'))) {
+      got.push(m.payload.toString());
+      m.ack();
+      break;
+    }
+    assert.deepStrictEqual(got, ['over TLS']);
+  } finally {
+    secure.close();
+  }
+  const wrong = new ferry.Client({ address, token: 'ferry_wrong', ...tls });
+  await assert.rejects(wrong.admin.listTopics(), (e) => e.code === ferry.status.UNAUTHENTICATED);
+  wrong.close();
+  const nocert = new ferry.Client({ address, token: '', tlsCa: env.FERRY_TEST_TLS_CA, timeoutMs: 5000 });
+  await assert.rejects(nocert.admin.listTopics());
+  nocert.close();
+});

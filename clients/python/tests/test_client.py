@@ -253,5 +253,31 @@ class ClientTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 30)
 
 
+class SecureTest(unittest.TestCase):
+    """A broker with --auth and mutual TLS, reached with the token and certificates."""
+
+    def test_token_and_mutual_tls(self):
+        env = os.environ
+        secure = dict(tls_ca=env["FERRY_TEST_TLS_CA"], tls_client_cert=env["FERRY_TEST_TLS_CLIENT_CERT"],
+                      tls_client_key=env["FERRY_TEST_TLS_CLIENT_KEY"])
+        address = env["FERRY_TEST_SECURE_BROKER"]
+        with ferry.Client(address, token=env["FERRY_TEST_SECURE_TOKEN"], **secure) as client:
+            topic = unique("py.secure")
+            client.admin.create_topic(topic, queues=1)
+            with client.publisher() as pub:
+                pub.publish(topic, b"over TLS").result(timeout=30)
+            self.assertEqual([p for _, _, _, p in drain(client, topic, unique("g"), 1)], ["over TLS"])
+        with ferry.Client(address, token="ferry_wrong", **secure) as client:
+            with self.assertRaises(ferry.FerryError) as e:
+                client.admin.list_topics()
+            self.assertEqual(e.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+        with ferry.Client(address, token="", tls_ca=env["FERRY_TEST_TLS_CA"]) as client:
+            with self.assertRaises(ferry.FerryError) as e:  # no client certificate
+                client.call(client.admin_stub.ListTopics, ferry.v1.admin_pb2.ListTopicsRequest(),
+                            timeout=5)
+            self.assertIn(e.exception.code, (grpc.StatusCode.UNAVAILABLE,
+                                             grpc.StatusCode.DEADLINE_EXCEEDED))
+
+
 if __name__ == "__main__":
     unittest.main()
