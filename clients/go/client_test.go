@@ -462,3 +462,45 @@ func TestTokenAndMutualTLS(t *testing.T) {
 		t.Fatal("a broker with --tls-client-ca accepted a client without a certificate")
 	}
 }
+
+func TestOrderedGroupHandlesAQueueInOrderAcrossARetry(t *testing.T) {
+	c := setup(t)
+	tp := topic(t, c, 1)
+	ctx := context.Background()
+	group := unique("g")
+	if _, err := c.Admin().CreateGroup(ctx, &ferrypb.GroupConfig{Name: group, Ordered: true}, tp); err != nil {
+		t.Fatal(err)
+	}
+	pub := c.NewPublisher(ferry.PublisherSettings{})
+	for i := 0; i < 20; i++ {
+		pub.Publish(ctx, tp, ferry.Message{Key: "one-key", Payload: []byte(strconv.Itoa(i))})
+	}
+	pub.Close(ctx)
+	var mu sync.Mutex
+	var done []int
+	attempts := map[int]int{}
+	sub, err := c.Subscribe(ctx, tp, group, func(_ context.Context, m *ferry.Delivered) error {
+		n, _ := strconv.Atoi(string(m.Payload))
+		mu.Lock()
+		defer mu.Unlock()
+		attempts[n]++
+		if n == 5 && attempts[n] == 1 {
+			return ferry.RetryAfter(200*time.Millisecond, "not yet")
+		}
+		done = append(done, n)
+		return nil
+	}, ferry.SubscribeSettings{Concurrency: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "20 messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(done) >= 20 })
+	sub.Stop(10 * time.Second)
+	for i, n := range done {
+		if n != i {
+			t.Fatalf("handled %v, want 0..19 in order (5 retried in place)", done)
+		}
+	}
+	if attempts[5] != 2 || sub.Stats().Released == 0 {
+		t.Fatalf("attempts of 5: %d, released %d", attempts[5], sub.Stats().Released)
+	}
+}

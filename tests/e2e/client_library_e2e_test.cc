@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <thread>
 
 #include "client/client.h"
@@ -245,4 +246,47 @@ TEST_CASE(
   CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(30));
   auto ok = pub.Publish("orders", Message("fine")).get();  // the publisher still works
   CHECK(ok.ok());
+}
+
+TEST_CASE("Subscriber: an ordered group handles a queue in order across a retry", "[e2e]") {
+  TempDatabase db;
+  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("subscriber-ordered"));
+  Client client(broker.address());
+  CreateTopic(client, "ledger", 1);
+  v1::CreateGroupRequest g;
+  g.mutable_group()->set_name("books");
+  g.mutable_group()->set_ordered(true);
+  g.add_topics("ledger");
+  {
+    grpc::ClientContext ctx;
+    v1::CreateGroupResponse resp;
+    REQUIRE(client.admin().CreateGroup(&ctx, g, &resp).ok());
+  }
+  {
+    Publisher pub(client);
+    for (int i = 0; i < 20; ++i) pub.Publish("ledger", Message(std::to_string(i), "one-key"));
+  }
+  std::mutex mu;
+  std::vector<int> done;
+  std::map<int, int> attempts;
+  Subscriber sub(
+      client, "ledger", "books",
+      [&](const v1::DeliveredMessage& m) {
+        const int n = std::stoi(m.payload());
+        std::lock_guard<std::mutex> lock(mu);
+        if (++attempts[n] == 1 && n == 5) return Outcome::Retry("not yet", 200);
+        done.push_back(n);
+        return Outcome::Ack();
+      },
+      Options(1000, 8, std::chrono::seconds(30)));
+  REQUIRE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return done.size() >= 20;
+  }));
+  sub.Stop();
+  std::vector<int> want(20);
+  std::iota(want.begin(), want.end(), 0);
+  CHECK(done == want);
+  CHECK(attempts[5] == 2);
+  CHECK(sub.stats().released > 0);
 }

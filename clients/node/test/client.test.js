@@ -173,6 +173,28 @@ test('the async iterator ACKs as the loop moves on', async () => {
   assert.strictEqual(lag.queues.reduce((n, q) => n + Number(q.lag), 0), 1);
 });
 
+test('an ordered group handles a queue in order across a retry', async () => {
+  const t = await topic(1);
+  const group = unique('g');
+  await client.admin.createGroup(group, { topics: [t], ordered: true });
+  const pub = client.publisher();
+  await Promise.all(Array.from({ length: 20 }, (_, i) => pub.publish(t, String(i), { key: 'one-key' })));
+  const done = [];
+  const attempts = new Map();
+  const sub = client.subscribe(t, group, async (m) => {
+    const n = Number(m.payload.toString());
+    attempts.set(n, (attempts.get(n) || 0) + 1);
+    await sleep(Math.random() * 5);
+    if (n === 5 && attempts.get(n) === 1) throw new ferry.Retry('not yet', 200);
+    done.push(n);
+  }, { concurrency: 8 });
+  await waitFor('20 messages', () => done.length >= 20);
+  await sub.stop();
+  assert.deepStrictEqual(done, Array.from({ length: 20 }, (_, i) => i));
+  assert.strictEqual(attempts.get(5), 2);
+  assert.ok(sub.stats.released > 0);
+});
+
 test('outbox and inbox across a rollback', async () => {
   const t = await topic(1);
   const group = unique('cart');

@@ -194,6 +194,30 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(txn.state, ferry.v1.broker_pb2.TXN_ROLLED_BACK)
         self.assertEqual([p for _, _, _, p in drain(self.client, topic, unique("g"), 1)], ["kept"])
 
+    def test_ordered_group_handles_a_queue_in_order_across_a_retry(self):
+        topic = self.topic(queues=1)
+        group = unique("g")
+        self.client.admin.create_group(group, topics=[topic], ordered=True)
+        with self.client.publisher() as pub:
+            for i in range(20):
+                pub.publish(topic, str(i), key="one-key")
+        done, attempts = [], collections.Counter()
+        lock = threading.Lock()
+
+        def handler(m):
+            n = int(m.payload)
+            with lock:
+                attempts[n] += 1
+                if n == 5 and attempts[n] == 1:
+                    raise ferry.Retry("not yet", delay=0.2)
+                done.append(n)
+
+        with self.client.subscribe(topic, group, handler, concurrency=8) as sub:
+            wait_for(lambda: len(done) >= 20, 30, "20 messages in order")
+        self.assertEqual(done, list(range(20)), "one queue, in order, 5 retried in place")
+        self.assertEqual(attempts[5], 2)
+        self.assertGreater(sub.stats.released, 0, "the rest of 5's batch was released")
+
     def test_outbox_and_inbox_across_a_rollback(self):
         topic = self.topic(queues=1)
         group = unique("cart")
