@@ -504,3 +504,30 @@ func TestOrderedGroupHandlesAQueueInOrderAcrossARetry(t *testing.T) {
 		t.Fatalf("attempts of 5: %d, released %d", attempts[5], sub.Stats().Released)
 	}
 }
+
+func TestAFailedKeyIsPausedUntilResumed(t *testing.T) {
+	c := setup(t)
+	tp := topic(t, c, 1)
+	ctx := context.Background()
+	pub := c.NewPublisher(ferry.PublisherSettings{})
+	defer pub.Close(ctx)
+	get := func(key string, payload []byte) (ferry.PublishResult, error) {
+		return pub.Publish(ctx, tp, ferry.Message{Key: key, Payload: payload}).Get(ctx)
+	}
+	if r, err := get("k", []byte("1")); err != nil || r.Offset != 0 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if _, err := get("k", make([]byte, 5<<20)); !errors.Is(err, ferry.ErrResourceExhausted) {
+		t.Fatalf("oversized: %v", err)
+	}
+	if _, err := get("k", []byte("3")); !errors.Is(err, ferry.ErrFailedPrecondition) || !strings.Contains(err.Error(), "ResumePublish") {
+		t.Fatalf("after a failure the key must be paused: %v", err)
+	}
+	if r, err := get("j", []byte("other")); err != nil || r.Offset != 1 {
+		t.Fatalf("another key: %+v %v", r, err)
+	}
+	pub.ResumePublish(tp, "k")
+	if r, err := get("k", []byte("4")); err != nil || r.Offset != 2 {
+		t.Fatalf("resumed: %+v %v", r, err)
+	}
+}

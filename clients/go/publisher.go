@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"log"
 	"sync"
@@ -84,6 +85,8 @@ type lane struct {
 	inFlight     int
 }
 
+type laneKey struct{ topic, key string }
+
 type laneID struct {
 	topic string
 	lane  int // -1: messages without a key
@@ -92,7 +95,10 @@ type laneID struct {
 // Publisher batches messages per topic and sends them with retries. Every message carries a
 // dedup id, so a batch retried after an unknown outcome is not stored twice. Order per key:
 // keyed messages go to one of Lanes lanes per topic by crc32(key), and a lane has at most one
-// batch in flight (retries included). Safe for concurrent use; Close flushes.
+// batch in flight (retries included). When a keyed batch fails for good its keys are paused, as
+// Pub/Sub's ordering keys: their queued messages and later publishes fail with
+// FAILED_PRECONDITION until ResumePublish, so nothing of a key is stored after a message that
+// was not. Safe for concurrent use; Close flushes.
 type Publisher struct {
 	c           *Client
 	s           PublisherSettings
@@ -104,6 +110,7 @@ type Publisher struct {
 	inFlight    int
 	flushing    int
 	closed      bool
+	paused      map[laneKey]error // topic/key -> why
 	wake        chan struct{}
 	stopped     chan struct{}
 	wg          sync.WaitGroup
@@ -135,7 +142,7 @@ func (c *Client) NewPublisher(s PublisherSettings) *Publisher {
 	if s.MaxOutstanding <= 0 {
 		s.MaxOutstanding = 100000
 	}
-	p := &Publisher{c: c, s: s, lanes: map[laneID]*lane{}, wake: make(chan struct{}, 1),
+	p := &Publisher{c: c, s: s, lanes: map[laneID]*lane{}, paused: map[laneKey]error{}, wake: make(chan struct{}, 1),
 		stopped: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	go p.run()
@@ -195,6 +202,12 @@ func (p *Publisher) Publish(ctx context.Context, topic string, m Message) *Publi
 		close(f.done)
 		return f
 	}
+	if why, ok := p.paused[laneKey{topic, m.Key}]; ok && m.Key != "" {
+		p.mu.Unlock()
+		f.err = pausedError(topic, m.Key, why)
+		close(f.done)
+		return f
+	}
 	id := laneID{topic, -1}
 	if m.Key != "" {
 		id.lane = int(crc32.ChecksumIEEE([]byte(m.Key)) % uint32(p.s.Lanes))
@@ -235,6 +248,55 @@ func (p *Publisher) wakeOnDone(ctx context.Context) func() {
 		}
 	}()
 	return func() { close(stop) }
+}
+
+// ResumePublish lets key be published to topic again after a failure paused it.
+func (p *Publisher) ResumePublish(topic, key string) {
+	p.mu.Lock()
+	delete(p.paused, laneKey{topic, key})
+	p.mu.Unlock()
+}
+
+func pausedError(topic, key string, why error) error {
+	return &Error{Code: codes.FailedPrecondition, Message: fmt.Sprintf(
+		"publishing key %q to %s is paused: an earlier message of the key failed (%v); call ResumePublish", key, topic, why)}
+}
+
+// pauseLocked pauses the keys of a failed batch and fails their queued messages.
+func (p *Publisher) pauseLocked(l *lane, batch []*pending, why error) int {
+	for _, item := range batch {
+		p.paused[laneKey{l.topic, item.msg.Key}] = why
+	}
+	failed := 0
+	keep := func(items []*pending) []*pending {
+		var kept []*pending
+		for _, item := range items {
+			if cause, ok := p.paused[laneKey{l.topic, item.msg.Key}]; ok {
+				item.future.err = pausedError(l.topic, item.msg.Key, cause)
+				close(item.future.done)
+				failed++
+				continue
+			}
+			kept = append(kept, item)
+		}
+		return kept
+	}
+	before := len(l.pending)
+	l.pending = keep(l.pending)
+	if len(l.pending) != before {
+		l.pendingBytes = 0
+		for _, item := range l.pending {
+			l.pendingBytes += item.size
+		}
+	}
+	var ready [][]*pending
+	for _, b := range l.ready {
+		if rest := keep(b); len(rest) > 0 {
+			ready = append(ready, rest)
+		}
+	}
+	l.ready = ready
+	return failed
 }
 
 func (p *Publisher) poke() {
@@ -379,6 +441,9 @@ func (p *Publisher) send(l *lane, batch []*pending) {
 		close(item.future.done)
 	}
 	p.mu.Lock()
+	if err != nil && l.ordered {
+		p.outstanding -= p.pauseLocked(l, batch, err)
+	}
 	l.inFlight--
 	p.inFlight--
 	p.outstanding -= len(batch)

@@ -50,6 +50,8 @@ export class Publisher {
   publish(topic: string, payload: Buffer | string, options?: PublishOptions): Promise<PublishResult>;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /** After a failed keyed batch its keys are paused (FAILED_PRECONDITION) until resumed. */
+  resumePublish(topic: string, key: string): void;
 }
 
 export interface Message {

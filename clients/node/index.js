@@ -258,7 +258,9 @@ function result(r, m) {
  * Batches per topic (maxMessages 100, maxBytes 1 MB, maxLatencyMs 10: Pub/Sub's defaults),
  * retries retryable failures for retryForMs with the same dedup ids (generated when not given),
  * keeps order per key: keyed messages go to one of `lanes` lanes per topic by crc32(key), and a
- * lane has one batch in flight at a time (retries included).
+ * lane has one batch in flight at a time (retries included). When a keyed batch fails for good,
+ * its keys are paused (as Pub/Sub's ordering keys): their queued messages and later publishes
+ * reject with FAILED_PRECONDITION until resumePublish(topic, key).
  */
 class Publisher {
   constructor(client, s = {}) {
@@ -274,6 +276,34 @@ class Publisher {
     this.outstanding = 0;
     this.closed = false;
     this.idle = []; // resolvers waiting for outstanding == 0
+    this.paused = new Map(); // topic + '\0' + key -> why
+  }
+
+  /** Lets key be published to topic again after a failure paused it. */
+  resumePublish(topic, key) {
+    this.paused.delete(topic + '\0' + key);
+  }
+
+  _pausedError(topic, key) {
+    const why = this.paused.get(topic + '\0' + key);
+    return new FerryError(grpc.status.FAILED_PRECONDITION, `publishing key ${JSON.stringify(key)} to ${topic} is ` +
+      `paused: an earlier message of the key failed (${why && why.message}); call resumePublish`);
+  }
+
+  // Pauses the keys of a failed batch and rejects their queued messages; returns how many.
+  _pause(lane, batch, error) {
+    for (const p of batch) this.paused.set(lane.topic + '\0' + p.msg.key, error);
+    let failed = 0;
+    const keep = (items) => items.filter((p) => {
+      if (!this.paused.has(lane.topic + '\0' + p.msg.key)) return true;
+      p.reject(this._pausedError(lane.topic, p.msg.key));
+      failed++;
+      return false;
+    });
+    lane.pending = keep(lane.pending);
+    lane.bytes = lane.pending.reduce((n, p) => n + p.size, 0);
+    lane.ready = lane.ready.map(keep).filter((b) => b.length);
+    return failed;
   }
 
   /** Resolves with {queue, offset, duplicate, delayed, delayedId, dedupId} once stored. */
@@ -285,6 +315,7 @@ class Publisher {
     } catch (e) {
       return Promise.reject(e);
     }
+    if (msg.key && this.paused.has(topic + '\0' + msg.key)) return Promise.reject(this._pausedError(topic, msg.key));
     const laneNo = msg.key ? (zlib.crc32 || crc32)(msg.key) % this.lanes : -1;
     const id = topic + '\0' + laneNo;
     let lane = this.lanesById.get(id);
@@ -360,6 +391,7 @@ class Publisher {
       if (p.generated) r.duplicate = false;
       return p.resolve(r);
     });
+    if (error && lane.ordered) this.outstanding -= this._pause(lane, batch, error);
     lane.inFlight--;
     this.inFlight--;
     this.outstanding -= batch.length;

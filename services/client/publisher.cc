@@ -56,6 +56,10 @@ std::future<absl::StatusOr<PublishResult>> Publisher::Publish(const std::string&
     p->promise.set_value(absl::FailedPreconditionError("the publisher is closed"));
     return future;
   }
+  if (lane_no >= 0 && paused_.count({topic, p->message.key()})) {
+    p->promise.set_value(PausedError(topic, p->message.key()));
+    return future;
+  }
   auto& lane = lanes_[{topic, lane_no}];
   if (!lane) {
     lane = std::make_unique<Lane>();
@@ -71,6 +75,42 @@ std::future<absl::StatusOr<PublishResult>> Publisher::Publish(const std::string&
     cv_.notify_all();
   }
   return future;
+}
+
+void Publisher::ResumePublish(const std::string& topic, const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  paused_.erase({topic, key});
+}
+
+absl::Status Publisher::PausedError(const std::string& topic, const std::string& key) const {
+  return absl::FailedPreconditionError(
+      "publishing key '" + key + "' to " + topic + " is paused: an earlier message of the key " +
+      "failed (" + paused_.at({topic, key}).ToString() + "); call ResumePublish");
+}
+
+size_t Publisher::PauseLocked(Lane& lane, const std::vector<std::string>& keys,
+                              const absl::Status& why) {
+  for (const auto& k : keys) paused_[{lane.topic, k}] = why;
+  size_t failed = 0;
+  auto fail_paused = [&](auto& items) {
+    for (auto it = items.begin(); it != items.end();) {
+      if (paused_.count({lane.topic, (*it)->message.key()})) {
+        (*it)->promise.set_value(PausedError(lane.topic, (*it)->message.key()));
+        it = items.erase(it);
+        ++failed;
+      } else {
+        ++it;
+      }
+    }
+  };
+  fail_paused(lane.pending);
+  lane.pending_bytes = 0;
+  for (const auto& p : lane.pending) lane.pending_bytes += p->size;
+  for (auto& b : lane.ready) fail_paused(b);
+  lane.ready.erase(std::remove_if(lane.ready.begin(), lane.ready.end(),
+                                  [](const Batch& b) { return b.empty(); }),
+                   lane.ready.end());
+  return failed;
 }
 
 bool Publisher::Flush(std::chrono::milliseconds wait) {
@@ -147,8 +187,11 @@ void Publisher::Sender() {
     jobs_.pop_front();
     lock.unlock();
     const size_t n = job.batch.size();
-    Send(*job.lane, std::move(job.batch));
+    std::vector<std::string> keys;
+    for (const auto& p : job.batch) keys.push_back(p->message.key());
+    const absl::Status sent = Send(*job.lane, std::move(job.batch));
     lock.lock();
+    if (!sent.ok() && job.lane->ordered) outstanding_ -= PauseLocked(*job.lane, keys, sent);
     --job.lane->in_flight;
     --in_flight_;
     outstanding_ -= n;
@@ -156,7 +199,7 @@ void Publisher::Sender() {
   }
 }
 
-void Publisher::Send(Lane& lane, Batch batch) {
+absl::Status Publisher::Send(Lane& lane, Batch batch) {
   v1::ProduceRequest req;
   req.set_topic(lane.topic);
   for (const auto& p : batch) *req.add_messages() = p->message;
@@ -172,6 +215,7 @@ void Publisher::Send(Lane& lane, Batch batch) {
     p.promise.set_value(PublishResult{x.queue(), x.offset(), x.duplicate() && !p.generated_id,
                                       x.delayed(), x.delayed_id(), p.message.dedup_id()});
   }
+  return r.status();
 }
 
 }  // namespace ferry

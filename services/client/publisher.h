@@ -6,12 +6,15 @@
 //   m.set_payload("order 1 created");
 //   auto stored = pub.Publish("orders", m);              // std::future<StatusOr<PublishResult>>
 //   pub.Flush();
+//   pub.ResumePublish("orders", "order-1");             // after a failure paused that key
 //
 // Every message carries a dedup id (generated when empty), and a batch is retried with the
 // same ids (Client::ProduceWithRetry) on UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED
 // for `retry_for`: a batch whose answer was lost is not stored twice. Order per key: keyed
 // messages go to one of `lanes` lanes per topic by crc32(key), and a lane has at most one batch
-// in flight (retries included). Thread-safe.
+// in flight (retries included). When a keyed batch fails for good, its keys are paused (as
+// Pub/Sub's ordering keys): their queued messages and later publishes fail with
+// FAILED_PRECONDITION until ResumePublish. Thread-safe.
 #pragma once
 
 #include <absl/status/statusor.h>
@@ -65,6 +68,8 @@ class Publisher {
   bool Flush(std::chrono::milliseconds wait = std::chrono::hours(24));
   // Flushes, then stops the threads; Publish answers FAILED_PRECONDITION afterwards.
   void Close();
+  // Lets `key` be published to `topic` again after a failure paused it.
+  void ResumePublish(const std::string& topic, const std::string& key);
 
  private:
   struct Pending {
@@ -91,7 +96,10 @@ class Publisher {
   void Run();     // cuts batches and hands them to the senders
   void Sender();  // sends batches
   Batch Cut(Lane& lane);
-  void Send(Lane& lane, Batch batch);
+  absl::Status Send(Lane& lane, Batch batch);
+  // Pauses `keys` of lane's topic after `why`; fails their queued messages; returns how many.
+  size_t PauseLocked(Lane& lane, const std::vector<std::string>& keys, const absl::Status& why);
+  absl::Status PausedError(const std::string& topic, const std::string& key) const;
 
   Client& client_;
   const PublisherOptions o_;
@@ -99,6 +107,7 @@ class Publisher {
   std::condition_variable cv_;
   std::map<std::pair<std::string, int>, std::unique_ptr<Lane>> lanes_;
   std::deque<Job> jobs_;
+  std::map<std::pair<std::string, std::string>, absl::Status> paused_;  // (topic, key) -> why
   size_t outstanding_ = 0;
   int in_flight_ = 0;
   int flushing_ = 0;

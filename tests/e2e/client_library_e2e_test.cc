@@ -290,3 +290,26 @@ TEST_CASE("Subscriber: an ordered group handles a queue in order across a retry"
   CHECK(attempts[5] == 2);
   CHECK(sub.stats().released > 0);
 }
+
+TEST_CASE("Publisher: a failed key is paused until resumed", "[e2e]") {
+  TempDatabase db;
+  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("publisher-pause"));
+  Client client(broker.address());
+  CreateTopic(client, "orders", 1);
+  Publisher pub(client);
+  auto first = pub.Publish("orders", Message("1", "k")).get();
+  REQUIRE(first.ok());
+  CHECK(first->offset == 0);
+  auto big = pub.Publish("orders", Message(std::string(5 << 20, 'x'), "k")).get();
+  CHECK(absl::IsResourceExhausted(big.status()));
+  auto paused = pub.Publish("orders", Message("3", "k")).get();
+  CHECK(absl::IsFailedPrecondition(paused.status()));
+  CHECK(absl::StrContains(paused.status().message(), "ResumePublish"));
+  auto other = pub.Publish("orders", Message("other", "j")).get();
+  REQUIRE(other.ok());
+  CHECK(other->offset == 1);
+  pub.ResumePublish("orders", "k");
+  auto again = pub.Publish("orders", Message("4", "k")).get();
+  REQUIRE(again.ok());
+  CHECK(again->offset == 2);
+}

@@ -77,6 +77,18 @@ test('publish 10,000 batched across a broker kill: each stored exactly once, in 
   }
 });
 
+test('a failed key is paused until resumed', async () => {
+  const t = await topic(1);
+  const pub = client.publisher();
+  assert.strictEqual((await pub.publish(t, '1', { key: 'k' })).offset, '0');
+  await assert.rejects(pub.publish(t, Buffer.alloc(5 << 20), { key: 'k' }), (e) => e.code === ferry.status.RESOURCE_EXHAUSTED);
+  await assert.rejects(pub.publish(t, '3', { key: 'k' }), (e) =>
+    e.code === ferry.status.FAILED_PRECONDITION && e.details.includes('resumePublish'));
+  assert.strictEqual((await pub.publish(t, 'other', { key: 'j' })).offset, '1');
+  pub.resumePublish(t, 'k');
+  assert.strictEqual((await pub.publish(t, '4', { key: 'k' })).offset, '2');
+});
+
 test('a handler longer than the lease is not redelivered (lease extension)', async () => {
   const t = await topic(1);
   const pub = client.publisher();

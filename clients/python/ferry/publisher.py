@@ -9,7 +9,9 @@ after an UNAVAILABLE whose outcome was unknown is recognised by the broker, not 
 Order per key: keyed messages go to one of `lanes` lanes per topic by crc32(key); a lane has at
 most one batch in flight (retries included), so a key's messages are stored in publish order
 while the lanes of a topic send in parallel. Messages without a key have a lane of their own
-with no such limit.
+with no such limit. When a keyed batch fails for good, its keys are paused (as Pub/Sub's
+ordering keys): their queued messages and later publishes fail with FAILED_PRECONDITION until
+resume_publish(topic, key), so that nothing of a key is stored after a message that was not.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Mapping, Optional, Tuple, Union
+
+import grpc
 
 from ferry._backoff import Backoff
 from ferry.errors import FerryError
@@ -121,6 +125,7 @@ class Publisher:
         self._in_flight = 0
         self._flushing = 0        # flush() callers waiting
         self._closed = False
+        self._paused: Dict[Tuple[str, str], BaseException] = {}  # (topic, key) -> why
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="ferry-publish")
         self._thread = threading.Thread(target=self._run, name="ferry-publisher", daemon=True)
         self._thread.start()
@@ -139,6 +144,9 @@ class Publisher:
                 self._lock.wait()
             if self._closed:
                 raise RuntimeError("publisher is closed")
+            if key and (topic, key) in self._paused:
+                pending.future.set_exception(self._paused_error(topic, key))
+                return pending.future
             lane = zlib.crc32(key.encode()) % self._lanes if key else -1
             t = self._topics.get((topic, lane))
             if t is None:
@@ -153,6 +161,45 @@ class Publisher:
             elif len(t.pending) == 1:
                 self._lock.notify_all()  # starts the linger timer
         return pending.future
+
+    def resume_publish(self, topic: str, key: str) -> None:
+        """Publishing `key` to `topic` again after a failure paused it."""
+        with self._lock:
+            self._paused.pop((topic, key), None)
+
+    def _paused_error(self, topic: str, key: str) -> FerryError:
+        return FerryError(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"publishing key {key!r} to {topic} is paused: an earlier message of the "
+                          f"key failed ({self._paused[(topic, key)]}); call "
+                          f"resume_publish({topic!r}, {key!r})")
+
+    def _pause_locked(self, t: "_Lane", batch: List["_Pending"], error: BaseException) -> int:
+        """Pauses the keys of a failed batch and fails their queued messages; returns how many."""
+        for p in batch:
+            self._paused[(t.topic, p.msg.key)] = error
+        failed = 0
+        kept: Deque[_Pending] = collections.deque()
+        for p in t.pending:
+            if (t.topic, p.msg.key) in self._paused:
+                p.future.set_exception(self._paused_error(t.topic, p.msg.key))
+                t.pending_bytes -= p.size
+                failed += 1
+            else:
+                kept.append(p)
+        t.pending = kept
+        ready: Deque[List[_Pending]] = collections.deque()
+        for b in t.ready:
+            rest = []
+            for p in b:
+                if (t.topic, p.msg.key) in self._paused:
+                    p.future.set_exception(self._paused_error(t.topic, p.msg.key))
+                    failed += 1
+                else:
+                    rest.append(p)
+            if rest:
+                ready.append(rest)
+        t.ready = ready
+        return failed
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Sends everything queued now and waits until it is resolved; False on timeout."""
@@ -255,6 +302,8 @@ class Publisher:
                                                   r.duplicate and not p.generated, r.delayed,
                                                   r.delayed_id, p.msg.dedup_id))
         with self._lock:
+            if error is not None and t.ordered:
+                self._outstanding -= self._pause_locked(t, batch, error)
             t.in_flight -= 1
             self._in_flight -= 1
             self._outstanding -= len(batch)

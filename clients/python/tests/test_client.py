@@ -84,6 +84,21 @@ class ClientTest(unittest.TestCase):
         for key, seq in by_key.items():
             self.assertEqual(seq, sorted(seq), f"order of key {key} kept across the retries")
 
+    def test_a_failed_key_is_paused_until_resumed(self):
+        topic = self.topic(queues=1)
+        with self.client.publisher() as pub:
+            self.assertEqual(pub.publish(topic, "1", key="k").result(timeout=30).offset, 0)
+            with self.assertRaises(ferry.FerryError) as e:  # too large: fails, pauses "k"
+                pub.publish(topic, b"x" * (5 << 20), key="k").result(timeout=30)
+            self.assertEqual(e.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            with self.assertRaises(ferry.FerryError) as e:
+                pub.publish(topic, "3", key="k").result(timeout=30)
+            self.assertEqual(e.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+            self.assertIn("resume_publish", e.exception.message)
+            self.assertEqual(pub.publish(topic, "other", key="j").result(timeout=30).offset, 1)
+            pub.resume_publish(topic, "k")
+            self.assertEqual(pub.publish(topic, "4", key="k").result(timeout=30).offset, 2)
+
     def test_handler_longer_than_the_lease_is_not_redelivered(self):
         topic = self.topic(queues=1)
         with self.client.publisher() as pub:
