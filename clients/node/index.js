@@ -489,23 +489,36 @@ class Subscription {
   }
 
   async _main() {
-    if (this.ordered === undefined) this.ordered = await this._isOrdered();
+    if (this.ordered === undefined) {
+      try {
+        this.ordered = await this._isOrdered();
+      } catch (e) {
+        console.error(`ferry: subscription ${this.topic}/${this.group} cannot start: ${e.message}`);
+        this.error = e;
+        this.stopping = true;
+        return;
+      }
+    }
     this.extendTimer = setInterval(() => this._extend(), Math.max(500, Math.min(this.leaseMs / 3, 5000)));
     await this._pullLoop();
   }
 
+  // Asks the broker (retrying while it is unreachable: guessing "unordered" would break an
+  // ordered group's order). A caller without admin reads gets a warning and unordered.
   async _isOrdered() {
     try {
-      const t = await this.client.call(this.client.adminStub, 'DescribeTopic', { name: this.topic });
+      const t = await this.client.callWithRetry(this.client.adminStub, 'DescribeTopic', { name: this.topic });
       if (t.topic.ordered) return true;
-      const g = await this.client.call(this.client.adminStub, 'DescribeGroup', { name: this.group });
+      const g = await this.client.callWithRetry(this.client.adminStub, 'DescribeGroup', { name: this.group });
       return g.group.ordered;
     } catch (e) {
-      if (e.code !== grpc.status.NOT_FOUND) {
+      if (e.code === grpc.status.NOT_FOUND) return false;
+      if (e.code === grpc.status.PERMISSION_DENIED || e.code === grpc.status.UNAUTHENTICATED) {
         console.warn(`ferry: cannot tell whether ${this.topic}/${this.group} is ordered (${e.message}): ` +
           'handling messages concurrently; pass ordered: true for an ordered group');
+        return false;
       }
-      return false;
+      throw e;
     }
   }
 

@@ -54,24 +54,39 @@ Subscriber::Subscriber(Client& client, std::string topic, std::string group, Han
 Subscriber::~Subscriber() { Stop(); }
 
 bool Subscriber::IsOrdered() {
-  auto topic = client_.DescribeTopic(topic_);
-  if (topic.ok() && topic->topic().ordered()) return true;
-  absl::Status s = topic.status();
-  if (topic.ok()) {
-    v1::DescribeGroupRequest req;
-    req.set_name(group_);
-    v1::DescribeGroupResponse resp;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + client_.timeout());
-    s = FromGrpcStatus(client_.admin().DescribeGroup(&ctx, req, &resp));
-    if (s.ok()) return resp.group().ordered();
+  // Asked until the broker answers (guessing "unordered" would break an ordered group's order);
+  // a caller without admin reads gets a warning and unordered.
+  absl::Status s;
+  std::chrono::milliseconds backoff(100);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  for (;;) {
+    auto topic = client_.DescribeTopic(topic_);
+    if (topic.ok() && topic->topic().ordered()) return true;
+    s = topic.status();
+    if (topic.ok()) {
+      v1::DescribeGroupRequest req;
+      req.set_name(group_);
+      v1::DescribeGroupResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + client_.timeout());
+      s = FromGrpcStatus(client_.admin().DescribeGroup(&ctx, req, &resp));
+      if (s.ok()) return resp.group().ordered();
+    }
+    if (!IsRetryable(s) || std::chrono::steady_clock::now() + backoff > give_up) break;
+    std::this_thread::sleep_for(Jittered(backoff));
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
   }
-  if (!absl::IsNotFound(s)) {
+  if (absl::IsNotFound(s)) return false;  // a group this subscription creates: not ordered
+  if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) {
     spdlog::warn(
         "ferry: cannot tell whether {}/{} is ordered ({}): handling messages concurrently; "
         "set SubscriberOptions::ordered for an ordered group",
         topic_, group_, s.ToString());
+    return false;
   }
+  spdlog::error("ferry: subscription {}/{} cannot start: {}", topic_, group_, s.ToString());
+  error_ = s;
+  stopping_ = true;  // the puller exits at once; error() says why
   return false;
 }
 

@@ -194,21 +194,26 @@ class Subscription:
 
     # -- pulling -----------------------------------------------------------------------------
     def _is_ordered(self) -> bool:
+        """Asks the broker (retrying while it is unreachable: guessing "unordered" would break an
+        ordered group's order). A caller without admin reads gets a warning and unordered."""
         admin = self._client.admin_stub
         try:
-            topic = self._client.call(admin.DescribeTopic,
-                                      admin_pb2.DescribeTopicRequest(name=self.topic))
+            topic = self._client.call_with_retry(
+                admin.DescribeTopic, admin_pb2.DescribeTopicRequest(name=self.topic))
             if topic.topic.ordered:
                 return True
-            group = self._client.call(admin.DescribeGroup,
-                                      admin_pb2.DescribeGroupRequest(name=self.group))
+            group = self._client.call_with_retry(
+                admin.DescribeGroup, admin_pb2.DescribeGroupRequest(name=self.group))
             return group.group.ordered
         except FerryError as e:
-            if e.code != grpc.StatusCode.NOT_FOUND:
+            if e.code == grpc.StatusCode.NOT_FOUND:
+                return False  # a group created by this subscription: not ordered
+            if e.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
                 log.warning("cannot tell whether %s/%s is ordered (%s): handling messages "
                             "concurrently; pass ordered=True for an ordered group",
                             self.topic, self.group, e)
-            return False
+                return False
+            raise
 
     def _pull_loop(self) -> None:
         backoff = Backoff(0.1, 5.0)
