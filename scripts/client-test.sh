@@ -70,9 +70,8 @@ export FERRY_TEST_SECURE_BROKER="$secure" FERRY_TEST_SECURE_TOKEN="$secure_token
   FERRY_TEST_TLS_CLIENT_KEY="$pki/client.key"
 # The restarted broker is not in stack.sh's list: stop it too.
 trap 'kill "$(cat "$STACK_DIR/broker.pid")" 2>/dev/null || true; ferry_stack_down' EXIT
-uri_host=$STACK_DIR
 export FERRY_BROKER="$BROKER" FERRY_TEST_BROKER_CTL="$ctl"
-export FERRY_TEST_DATABASE_URL="postgresql://postgres@/app?host=${uri_host}&port=${STACK_PORT}"
+export FERRY_TEST_DATABASE_URL="postgresql://postgres@/app?host=${STACK_DIR}&port=${STACK_PORT}"
 if [ "${1:-}" = "--bench" ]; then
   shift
   "$root/clients/$lang/bench.sh" "$@"

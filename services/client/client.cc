@@ -101,16 +101,15 @@ bool Client::WaitConnected(std::chrono::milliseconds wait) {
   return channel_->WaitForConnected(std::chrono::system_clock::now() + wait);
 }
 
-namespace {
-
-// 128 random bits as 32 hex digits: a dedup id nobody else produces.
-std::string RandomDedupId() {
+std::string NewDedupId() {
   static thread_local std::mt19937_64 rng(std::random_device{}());
   char out[33];
   snprintf(out, sizeof(out), "%016llx%016llx", static_cast<unsigned long long>(rng()),
            static_cast<unsigned long long>(rng()));
-  return std::string("auto-") + out;
+  return out;
 }
+
+namespace {
 
 // One unary call with a deadline of `timeout` from now; the gRPC status as an absl::Status.
 template <typename Stub, typename Req, typename Resp>
@@ -146,7 +145,7 @@ absl::StatusOr<v1::ProduceResponse> Client::ProduceWithRetry(v1::ProduceRequest 
   for (int i = 0; i < req.messages_size(); ++i) {
     auto* m = req.mutable_messages(i);
     if (m->dedup_id().empty()) {
-      m->set_dedup_id(RandomDedupId());
+      m->set_dedup_id("auto-" + NewDedupId());
       generated[static_cast<size_t>(i)] = true;
     }
   }

@@ -67,6 +67,9 @@ class Client {
   std::chrono::milliseconds timeout_{10000};
 };
 
+// 128 random bits as 32 hex digits: a dedup id nobody else produces.
+std::string NewDedupId();
+
 // UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, and RESOURCE_EXHAUSTED when the broker is busy (not
 // a size limit: those say "at most ... are allowed" and retrying cannot help them).
 bool IsRetryable(const absl::Status& status);

@@ -3,21 +3,8 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <random>
 
 namespace ferry {
-
-namespace {
-
-std::string NewDedupId() {
-  static thread_local std::mt19937_64 rng(std::random_device{}());
-  char out[33];
-  snprintf(out, sizeof(out), "%016llx%016llx", static_cast<unsigned long long>(rng()),
-           static_cast<unsigned long long>(rng()));
-  return out;
-}
-
-}  // namespace
 
 Publisher::Publisher(Client& client, PublisherOptions options)
     : client_(client), o_([&] {

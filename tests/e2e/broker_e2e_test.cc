@@ -14,19 +14,11 @@
 
 using namespace ferry;
 using ferry::test::BrokerProcess;
+using ferry::test::CreateTopic;
+using ferry::test::E2eLogPath;
 using ferry::test::TempDatabase;
 
 namespace {
-
-std::string LogPath(const std::string& name) { return "/tmp/ferry-e2e-" + name + ".log"; }
-
-void CreateTopic(Client& c, const std::string& name, uint32_t queues) {
-  v1::TopicConfig t;
-  t.set_name(name);
-  t.set_queues(queues);
-  auto r = c.CreateTopic(t);
-  if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
-}
 
 // Drains `topic` for `group` with `consumers` threads that ACK everything they get; returns
 // how many times each payload was delivered. Stops after `idle_rounds` empty polls per thread.
@@ -77,7 +69,7 @@ TEST_CASE(
     "gets all of them too",
     "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("drain"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("drain"));
   Client client(broker.address());
   CreateTopic(client, "orders", 4);
 
@@ -111,7 +103,7 @@ TEST_CASE(
 
 TEST_CASE("a message not committed in time comes back with delivery_attempt 2", "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("redeliver"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("redeliver"));
   Client client(broker.address());
   CreateTopic(client, "jobs", 1);
   v1::ProduceRequest p;
@@ -142,7 +134,7 @@ TEST_CASE("a message not committed in time comes back with delivery_attempt 2", 
 
 TEST_CASE("kill -9 of the broker mid-produce: every acknowledged message survives", "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("kill"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("kill"));
   {
     Client admin(broker.address());
     CreateTopic(admin, "payments", 4);
@@ -198,10 +190,10 @@ TEST_CASE("kill -9 of the broker mid-produce: every acknowledged message survive
 TEST_CASE("two brokers on one database: a long poll on one is woken by a produce on the other",
           "[e2e][wakeup]") {
   TempDatabase db;
-  BrokerProcess producer_side(db.conninfo(), test::FreePort(), LogPath("wake-a"));
+  BrokerProcess producer_side(db.conninfo(), test::FreePort(), E2eLogPath("wake-a"));
   // The consumer's broker re-checks only every 10 s on its own: a prompt answer can only come
   // from the other broker's notification (PostgreSQL NOTIFY at commit).
-  BrokerProcess consumer_side(db.conninfo(), test::FreePort(), LogPath("wake-b"),
+  BrokerProcess consumer_side(db.conninfo(), test::FreePort(), E2eLogPath("wake-b"),
                               {"--poll-interval-ms", "10000"});
   Client a(producer_side.address());
   Client b(consumer_side.address());
@@ -236,7 +228,7 @@ TEST_CASE("two brokers on one database: a long poll on one is woken by a produce
 TEST_CASE("kill -9 of the broker while delayed messages wait: they are delivered after restart",
           "[e2e][delayed]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("delayed"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("delayed"));
   Client client(broker.address());
   CreateTopic(client, "later", 2);
   v1::ProduceRequest p;
@@ -296,7 +288,7 @@ std::map<std::string, v1::TransactionState> TxnStates(Client& c) {
 TEST_CASE("kill -9 between half messages and EndTransaction: the transaction waits - then commits",
           "[e2e][txn]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("txn-pending"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("txn-pending"));
   std::string txn;
   {
     Client c(broker.address());
@@ -322,7 +314,7 @@ TEST_CASE("kill -9 between half messages and EndTransaction: the transaction wai
 TEST_CASE("kill -9 during commits: every transaction is all or nothing - and resolvable",
           "[e2e][txn]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("txn-commit"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("txn-commit"));
   constexpr int kTxns = 30, kPerTopic = 100;
   std::vector<std::string> txns;
   {
@@ -394,8 +386,8 @@ TEST_CASE(
   // First check soon; a second one (which would ask again) only after 5 s.
   const std::vector<std::string> fast = {
       "--txn-check-after-ms", "300", "--txn-check-interval-ms", "5000", "--txn-max-checks", "5"};
-  BrokerProcess a(db.conninfo(), test::FreePort(), LogPath("txn-a"), fast);
-  BrokerProcess b(db.conninfo(), test::FreePort(), LogPath("txn-b"), fast);
+  BrokerProcess a(db.conninfo(), test::FreePort(), E2eLogPath("txn-a"), fast);
+  BrokerProcess b(db.conninfo(), test::FreePort(), E2eLogPath("txn-b"), fast);
   Client ca(a.address());
   CreateTopic(ca, "orders", 1);
   TransactionProducer producer(ca, "shop");
@@ -430,7 +422,7 @@ TEST_CASE(
 TEST_CASE("SIGTERM drains an in-flight Produce: it succeeds - new calls are refused - exit 0",
           "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("drain"),
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("drain"),
                        {"--shutdown-grace-ms", "10000"});
   Client client(broker.address());
   CreateTopic(client, "t", 1);

@@ -18,19 +18,11 @@
 
 using namespace ferry;
 using ferry::test::BrokerProcess;
+using ferry::test::CreateTopic;
+using ferry::test::E2eLogPath;
 using ferry::test::TempDatabase;
 
 namespace {
-
-std::string LogPath(const std::string& name) { return "/tmp/ferry-e2e-" + name + ".log"; }
-
-void CreateTopic(Client& c, const std::string& name, uint32_t queues) {
-  v1::TopicConfig t;
-  t.set_name(name);
-  t.set_queues(queues);
-  auto r = c.CreateTopic(t);
-  if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
-}
 
 v1::ProducedMessage Message(const std::string& payload, const std::string& key = "") {
   v1::ProducedMessage m;
@@ -47,6 +39,18 @@ SubscriberOptions Options(int max_outstanding, int concurrency, std::chrono::mil
   o.lease = lease;
   o.max_wait = max_wait;
   return o;
+}
+
+// Creates consumer group `name` on `topic` with `group`'s policy fields.
+void CreateGroup(Client& client, const std::string& name, const std::string& topic,
+                 v1::GroupConfig group) {
+  v1::CreateGroupRequest req;
+  group.set_name(name);
+  *req.mutable_group() = std::move(group);
+  req.add_topics(topic);
+  grpc::ClientContext ctx;
+  v1::CreateGroupResponse resp;
+  REQUIRE(client.admin().CreateGroup(&ctx, req, &resp).ok());
 }
 
 template <typename F>
@@ -66,7 +70,7 @@ TEST_CASE(
     "once - in order per key",
     "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("publisher-kill"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("publisher-kill"));
   Client client(broker.address());
   CreateTopic(client, "orders", 4);
 
@@ -135,7 +139,7 @@ TEST_CASE(
 TEST_CASE("Subscriber: a handler longer than the lease is not redelivered - leases are extended",
           "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("subscriber-lease"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("subscriber-lease"));
   Client client(broker.address());
   CreateTopic(client, "slow", 1);
   {
@@ -169,7 +173,7 @@ TEST_CASE(
     "with their reason",
     "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("subscriber-flow"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("subscriber-flow"));
   Client client(broker.address());
   CreateTopic(client, "jobs", 4);
   {
@@ -178,16 +182,10 @@ TEST_CASE(
     pub.Publish("jobs", Message("bad"));
     pub.Publish("jobs", Message("reject"));
   }
-  v1::CreateGroupRequest g;
-  g.mutable_group()->set_name("workers");
-  g.mutable_group()->set_max_delivery_attempts(2);
-  g.mutable_group()->add_backoff_ms(100);
-  g.add_topics("jobs");
-  {
-    grpc::ClientContext ctx;
-    v1::CreateGroupResponse resp;
-    REQUIRE(client.admin().CreateGroup(&ctx, g, &resp).ok());
-  }
+  v1::GroupConfig policy;
+  policy.set_max_delivery_attempts(2);
+  policy.add_backoff_ms(100);
+  CreateGroup(client, "workers", "jobs", policy);
   std::atomic<int> running{0}, most{0};
   Subscriber sub(
       client, "jobs", "workers",
@@ -229,7 +227,7 @@ TEST_CASE(
     "oversized message",
     "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("publisher-bad"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("publisher-bad"));
   Client client(broker.address());
   CreateTopic(client, "orders", 1);
   Publisher pub(client);
@@ -250,18 +248,12 @@ TEST_CASE(
 
 TEST_CASE("Subscriber: an ordered group handles a queue in order across a retry", "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("subscriber-ordered"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("subscriber-ordered"));
   Client client(broker.address());
   CreateTopic(client, "ledger", 1);
-  v1::CreateGroupRequest g;
-  g.mutable_group()->set_name("books");
-  g.mutable_group()->set_ordered(true);
-  g.add_topics("ledger");
-  {
-    grpc::ClientContext ctx;
-    v1::CreateGroupResponse resp;
-    REQUIRE(client.admin().CreateGroup(&ctx, g, &resp).ok());
-  }
+  v1::GroupConfig policy;
+  policy.set_ordered(true);
+  CreateGroup(client, "books", "ledger", policy);
   {
     Publisher pub(client);
     for (int i = 0; i < 20; ++i) pub.Publish("ledger", Message(std::to_string(i), "one-key"));
@@ -293,7 +285,7 @@ TEST_CASE("Subscriber: an ordered group handles a queue in order across a retry"
 
 TEST_CASE("Publisher: a failed key is paused until resumed", "[e2e]") {
   TempDatabase db;
-  BrokerProcess broker(db.conninfo(), test::FreePort(), LogPath("publisher-pause"));
+  BrokerProcess broker(db.conninfo(), test::FreePort(), E2eLogPath("publisher-pause"));
   Client client(broker.address());
   CreateTopic(client, "orders", 1);
   Publisher pub(client);

@@ -128,4 +128,14 @@ void BrokerProcess::Signal(int sig) {
 
 int BrokerProcess::Terminate() { return TerminateAndReap(pid_); }
 
+std::string E2eLogPath(const std::string& name) { return "/tmp/ferry-e2e-" + name + ".log"; }
+
+void CreateTopic(Client& client, const std::string& name, uint32_t queues) {
+  v1::TopicConfig t;
+  t.set_name(name);
+  t.set_queues(queues);
+  auto r = client.CreateTopic(t);
+  if (!r.ok()) throw std::runtime_error(std::string(r.status().message()));
+}
+
 }  // namespace ferry::test

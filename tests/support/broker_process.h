@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "client/client.h"
+
 namespace ferry::test {
 
 // A TCP port on 127.0.0.1 that nothing listens on right now.
@@ -52,5 +54,11 @@ class BrokerProcess {
   std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
 };
+
+// The log file of an e2e test's broker named `name` (/tmp/ferry-e2e-NAME.log).
+std::string E2eLogPath(const std::string& name);
+
+// Creates topic `name` with `queues` queues through `client`; throws with the broker's message.
+void CreateTopic(Client& client, const std::string& name, uint32_t queues);
 
 }  // namespace ferry::test
